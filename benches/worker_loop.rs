@@ -1,0 +1,213 @@
+//! Worker-loop benchmark on PostgreSQL: no-op jobs per second through claim → no-op
+//! pipeline → complete, and pickup latency (enqueue on an idle worker → handler starts).
+//!
+//! `cargo bench --bench worker_loop` (release build). Uses `DW_TEST_DATABASE_URL` when set,
+//! else starts a throwaway cluster with `tests/support/pg-cluster.sh` (removed on exit).
+//! Settings: `BENCH_JOBS` (20000), `BENCH_CONCURRENCY` (10), `BENCH_PICKUPS` (200).
+//! Prints figures; asserts nothing.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use douyin_worker::error::JobError;
+use douyin_worker::pipeline::{JobContext, JobHandler, JobOutput};
+use douyin_worker::queue::postgres::PgQueue;
+use douyin_worker::queue::{ClaimedJob, JobQueue, StoredObject};
+use douyin_worker::retry::RetryPolicy;
+use douyin_worker::worker::{Worker, WorkerOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Does nothing but report when it started.
+struct NoOp {
+    started: mpsc::UnboundedSender<Instant>,
+}
+
+#[async_trait]
+impl JobHandler for NoOp {
+    async fn handle(&self, job: &ClaimedJob, _ctx: &JobContext) -> Result<JobOutput, JobError> {
+        let _ = self.started.send(Instant::now());
+        Ok(JobOutput {
+            stored: StoredObject {
+                storage_provider: "bench".into(),
+                bucket: "videos".into(),
+                object_key: format!("{}.mp4", job.id()),
+                storage_etag: None,
+                filesize: 1,
+                mime_type: "video/mp4".into(),
+                storage_metadata: serde_json::Value::Null,
+            },
+            video: Default::default(),
+        })
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cluster_url() -> (String, Option<tempfile::TempDir>) {
+    if let Ok(url) = std::env::var("DW_TEST_DATABASE_URL") {
+        return (url, None);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pg-cluster.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("start")
+        .arg(dir.path().join("pg"))
+        .arg(std::process::id().to_string())
+        .output()
+        .expect("run pg-cluster.sh");
+    assert!(
+        out.status.success(),
+        "pg-cluster.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (url, Some(dir))
+}
+
+fn options(concurrency: usize) -> WorkerOptions {
+    WorkerOptions {
+        worker_id: "bench".into(),
+        max_concurrent: concurrency,
+        poll_interval: Duration::from_millis(10_000),
+        lease: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(20),
+        rescue_interval: Duration::from_secs(10),
+        progress_interval: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+        shutdown_grace: Duration::from_secs(5),
+        temp_dir: std::env::temp_dir(),
+        report_batch: 500,
+        report_deadline: Duration::from_secs(10),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let jobs = env_or("BENCH_JOBS", 20_000);
+    let concurrency = env_or("BENCH_CONCURRENCY", 10);
+    let pickups = env_or("BENCH_PICKUPS", 200);
+    let (base_url, _cluster) = cluster_url();
+
+    let admin = sqlx::PgPool::connect(&base_url).await.expect("connect");
+    let db = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {db}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base_url).unwrap();
+    url.set_path(&db);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(concurrency as u32 + 4)
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    douyin_worker::migrate::apply_postgres(&pool).await.unwrap();
+    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(pool.clone()));
+
+    // Throughput: `jobs` due jobs, one worker process.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "insert into public.videos (douyin_id) select (7400000000000000000 + g)::text from generate_series(1, {jobs}) g;
+         insert into public.download_jobs (video_id, priority) select id, 0 from public.videos;"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("analyze public.download_jobs; analyze public.videos;")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(NoOp { started: tx }),
+        options(concurrency),
+    );
+    let counters = worker.counters();
+    let t0 = Instant::now();
+    let run = tokio::spawn(worker.run(stop.clone()));
+    while counters.snapshot().completed < jobs as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = t0.elapsed();
+    let claims = counters.snapshot().claims;
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.completed_jobs, jobs as i64, "every job completed");
+    while rx.try_recv().is_ok() {}
+
+    // Pickup latency: the worker is idle; enqueue one job at a time from another connection.
+    let mut latencies = Vec::with_capacity(pickups);
+    for i in 0..pickups {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t = Instant::now();
+        sqlx::query("select * from public.enqueue_download_job(p_douyin_id => $1)")
+            .bind(format!("{}", 7_500_000_000_000_000_000u64 + i as u64))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let started = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("pickup within 30 s")
+            .unwrap();
+        latencies.push(started.saturating_duration_since(t));
+    }
+    stop.cancel();
+    run.await.unwrap();
+    latencies.sort();
+
+    println!("douyin-worker worker-loop benchmark (PostgreSQL, one process, no-op pipeline)");
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| jobs | {jobs} |");
+    println!("| MAX_CONCURRENT | {concurrency} |");
+    println!("| elapsed | {:.2} s |", elapsed.as_secs_f64());
+    println!(
+        "| throughput | {:.0} jobs/s |",
+        jobs as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "| claim round trips | {claims} ({:.1} jobs each) |",
+        jobs as f64 / claims.max(1) as f64
+    );
+    println!("| pickup samples | {pickups} |");
+    println!(
+        "| pickup median | {:.2} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "| pickup p99 | {:.2} ms |",
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "| pickup max | {:.2} ms |",
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+
+    pool.close().await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "drop database {db} with (force)"
+    )))
+    .execute(&admin)
+    .await;
+}

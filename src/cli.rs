@@ -1,0 +1,190 @@
+//! The command line: one binary, subcommands sharing one configuration.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::{Config, QueueBackend, RawSettings};
+use crate::pipeline::{Pipeline, Stages};
+use crate::queue;
+use crate::worker::{Worker, WorkerOptions};
+
+/// Exit code for bad configuration or usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure at run time (database unreachable, migration failed).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Downloads Douyin videos queued in PostgreSQL, Supabase or SQLite and stores them.
+#[derive(Parser, Debug)]
+#[command(name = "douyin-worker", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings (each also read from its environment variable and from `.env`).
+    #[command(flatten)]
+    pub settings: RawSettings,
+
+    /// What to do [default: run].
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands. Operations commands (`enqueue`, `stats`, `jobs`, `retry`, `gc`,
+/// `setup-storage`) and media commands (`extract`, `get`) join these as they are built.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the worker until SIGINT or SIGTERM.
+    Run,
+    /// Create or upgrade the database schema (PostgreSQL via DATABASE_URL, or the SQLite file).
+    Migrate,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// What to tell the user.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: EXIT_FAILURE,
+            error: e.into(),
+        }
+    }
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        error: e.into(),
+    }
+}
+
+/// Parses the command line and runs it. `main` only maps the result to an exit code.
+pub fn main() -> ExitCode {
+    // A `.env` in the working directory, as the old worker read; real variables win.
+    let dotenv = dotenvy::dotenv();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let config = match Config::resolve(&cli.settings, Some(&matches)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("douyin-worker: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    use std::io::IsTerminal;
+    crate::telemetry::init(
+        config.log_format,
+        config.debug,
+        std::io::stderr().is_terminal(),
+        std::io::stderr,
+    );
+    if let Err(e) = &dotenv
+        && !e.not_found()
+    {
+        tracing::warn!(error = %e, "could not read .env");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("douyin-worker: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Run);
+    match runtime.block_on(execute(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("douyin-worker: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Runs one subcommand with a validated configuration.
+pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
+    match command {
+        Command::Run => run(config).await,
+        Command::Migrate => migrate(config).await,
+    }
+}
+
+async fn run(config: Config) -> Result<(), Failure> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
+    let queue = queue::open(&config).await.map_err(queue_failure)?;
+    let stats = queue.stats().await?;
+    tracing::info!(
+        backend = queue.backend(),
+        pending = stats.pending_jobs,
+        running = stats.running_jobs,
+        "queue ready"
+    );
+    // The stages arrive with their own modules; until each has a real implementation the
+    // worker refuses to take jobs rather than claim them and fail them.
+    let pipeline = Pipeline::build(Stages::default()).map_err(usage)?;
+    let shutdown = crate::shutdown::on_signals()?;
+    let worker = Worker::new(
+        queue,
+        std::sync::Arc::new(pipeline),
+        WorkerOptions::from_config(&config),
+    );
+    worker.run(shutdown).await;
+    Ok(())
+}
+
+async fn migrate(config: Config) -> Result<(), Failure> {
+    match &config.queue {
+        QueueBackend::Postgres { url } => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+            let report = crate::migrate::apply_postgres(&pool).await?;
+            print_report(&report);
+        }
+        QueueBackend::Sqlite { path } => {
+            // Opening applies the schema.
+            queue::sqlite::SqliteQueue::open(path).await?;
+            println!("SQLite queue ready at {}", path.display());
+        }
+        QueueBackend::Supabase => {
+            return Err(usage(anyhow::anyhow!(
+                "migrations cannot run over the Supabase REST API: paste migrations/0001_schema.sql, \
+                 0002_queue.sql and 0003_compat_and_grants.sql, in that order, into the Supabase SQL \
+                 editor, or run `douyin-worker migrate` once with DATABASE_URL set to the project's \
+                 connection string"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn print_report(report: &crate::migrate::MigrationReport) {
+    for name in &report.applied {
+        println!("applied    {name}");
+    }
+    for name in &report.unchanged {
+        println!("unchanged  {name}");
+    }
+}
+
+fn queue_failure(e: queue::QueueError) -> Failure {
+    let code = match e {
+        queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    };
+    Failure {
+        code,
+        error: e.into(),
+    }
+}

@@ -1,0 +1,590 @@
+//! Configuration: every setting from a flag, else an environment variable (a `.env` file in
+//! the working directory is read first), else its default; validated at start-up.
+//!
+//! The old worker's variables keep their names, units and defaults (`SUPABASE_URL`,
+//! `SUPABASE_SERVICE_ROLE_KEY`, `WORKER_ID`, `MAX_CONCURRENT`, `POLL_INTERVAL` in ms,
+//! `DEBUG`). clap reads the raw strings; [`Config::resolve`] parses them so that an error
+//! names where the bad value came from: `MAX_CONCURRENT=abc: ...` for a variable,
+//! `--max-concurrent abc: ...` for a flag. Secrets are never echoed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use url::Url;
+
+/// The settings shared by every subcommand, as raw strings.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RawSettings {
+    /// Supabase project URL (Supabase mode, and Supabase Storage).
+    #[arg(long, env = "SUPABASE_URL", global = true, value_name = "URL")]
+    pub supabase_url: Option<String>,
+
+    /// Supabase service role key (a legacy JWT or an `sb_secret_...` key). Never logged.
+    #[arg(
+        long,
+        env = "SUPABASE_SERVICE_ROLE_KEY",
+        global = true,
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub supabase_service_role_key: Option<String>,
+
+    /// PostgreSQL URL: queue over a direct connection with LISTEN/NOTIFY wake-ups.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Folder of the embedded default: the SQLite queue and the local video store.
+    #[arg(long, env = "DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+
+    /// This worker's name in the queue [default: host name plus a short random suffix].
+    #[arg(long, env = "WORKER_ID", global = true, value_name = "ID")]
+    pub worker_id: Option<String>,
+
+    /// Jobs processed at once by this process [default: 2].
+    #[arg(long, env = "MAX_CONCURRENT", global = true, value_name = "N")]
+    pub max_concurrent: Option<String>,
+
+    /// Fallback poll interval in milliseconds when no wake-up arrives [default: 10000].
+    #[arg(long, env = "POLL_INTERVAL", global = true, value_name = "MS")]
+    pub poll_interval: Option<String>,
+
+    /// Lease of a running job in seconds, renewed by heartbeats every third of it [default: 60].
+    #[arg(long, env = "LEASE_SECONDS", global = true, value_name = "S")]
+    pub lease_seconds: Option<String>,
+
+    /// Attempts per job before it fails for good [default: 5].
+    #[arg(long, env = "MAX_ATTEMPTS", global = true, value_name = "N")]
+    pub max_attempts: Option<String>,
+
+    /// Base of the exponential retry backoff, in seconds [default: 30].
+    #[arg(long, env = "RETRY_BASE_SECONDS", global = true, value_name = "S")]
+    pub retry_base_seconds: Option<String>,
+
+    /// Cap of the retry backoff, in seconds [default: 3600].
+    #[arg(long, env = "RETRY_MAX_SECONDS", global = true, value_name = "S")]
+    pub retry_max_seconds: Option<String>,
+
+    /// On SIGINT/SIGTERM, how long running jobs may finish before they are released [default: 30].
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", global = true, value_name = "S")]
+    pub shutdown_grace_seconds: Option<String>,
+
+    /// Folder for downloads in progress [default: the system temp folder].
+    #[arg(long, env = "TEMP_DIR", global = true, value_name = "DIR")]
+    pub temp_dir: Option<String>,
+
+    /// Connections to PostgreSQL per process [default: MAX_CONCURRENT + 4].
+    #[arg(long, env = "DB_MAX_CONNECTIONS", global = true, value_name = "N")]
+    pub db_max_connections: Option<String>,
+
+    /// Debug logging (true/false) [default: false].
+    #[arg(long, env = "DEBUG", global = true, value_name = "BOOL")]
+    pub debug: Option<String>,
+
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "LOG_FORMAT", global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// A configuration value that must not be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the queue lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// Direct PostgreSQL (`DATABASE_URL`).
+    Postgres {
+        /// The connection URL (holds a password).
+        url: Secret,
+    },
+    /// The Supabase REST API's RPC (`SUPABASE_URL` + key, no `DATABASE_URL`).
+    Supabase,
+    /// The embedded default: a SQLite file.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Supabase project URL.
+    pub supabase_url: Option<Url>,
+    /// Supabase service role key.
+    pub supabase_key: Option<Secret>,
+    /// The queue backend.
+    pub queue: QueueBackend,
+    /// The embedded default's folder.
+    pub data_dir: PathBuf,
+    /// This worker's name.
+    pub worker_id: String,
+    /// Jobs at once.
+    pub max_concurrent: usize,
+    /// Fallback poll interval.
+    pub poll_interval: Duration,
+    /// Lease length.
+    pub lease: Duration,
+    /// Attempts per job.
+    pub max_attempts: i32,
+    /// Backoff base.
+    pub retry_base: Duration,
+    /// Backoff cap.
+    pub retry_max: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Temp folder.
+    pub temp_dir: PathBuf,
+    /// PostgreSQL pool size.
+    pub db_max_connections: u32,
+    /// Debug logging.
+    pub debug: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A setting that failed validation; the message names the variable or flag and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Reads one raw setting with the name to blame for it.
+struct Field<'a> {
+    value: Option<&'a str>,
+    origin: String,
+    secret: bool,
+}
+
+impl Field<'_> {
+    fn fail(&self, why: impl fmt::Display) -> ConfigError {
+        if self.secret {
+            ConfigError(format!("{}: {why}", self.origin))
+        } else {
+            ConfigError(format!(
+                "{}={}: {why}",
+                self.origin,
+                self.value.unwrap_or_default()
+            ))
+        }
+    }
+
+    fn present(&self) -> Option<&str> {
+        self.value.map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    fn number<T>(&self, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.present() else {
+            return Ok(default);
+        };
+        match raw.parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(self.fail(format_args!("expected a whole number from {min} to {max}"))),
+        }
+    }
+
+    fn boolean(&self, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.present() else {
+            return Ok(default);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(self.fail("expected true or false")),
+        }
+    }
+}
+
+impl Config {
+    /// Validates the raw settings. `matches` tells whether each came from a flag or from the
+    /// environment, for the error message; without it, variables are named.
+    pub fn resolve<'r>(
+        raw: &'r RawSettings,
+        matches: Option<&ArgMatches>,
+    ) -> Result<Self, ConfigError> {
+        let field = |id: &str, env: &str, value: &'r Option<String>, secret: bool| {
+            field_of(matches, id, env, value, secret)
+        };
+        let supabase_url_f = field("supabase_url", "SUPABASE_URL", &raw.supabase_url, false);
+        let supabase_url = match supabase_url_f.present() {
+            None => None,
+            Some(s) => Some(parse_http_url(s).map_err(|why| supabase_url_f.fail(why))?),
+        };
+        let key_f = field(
+            "supabase_service_role_key",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            &raw.supabase_service_role_key,
+            true,
+        );
+        let supabase_key = key_f.present().map(Secret::new);
+        if supabase_key.is_some() != supabase_url.is_some() {
+            return Err(ConfigError(if supabase_url.is_some() {
+                "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not: set both, or neither"
+                    .into()
+            } else {
+                "SUPABASE_SERVICE_ROLE_KEY is set but SUPABASE_URL is not: set both, or neither"
+                    .into()
+            }));
+        }
+
+        let data_dir = PathBuf::from(
+            field("data_dir", "DATA_DIR", &raw.data_dir, false)
+                .present()
+                .unwrap_or("./data"),
+        );
+
+        let db_f = field("database_url", "DATABASE_URL", &raw.database_url, true);
+        let queue = match db_f.present() {
+            Some(url) => {
+                validate_database_url(url).map_err(|why| db_f.fail(why))?;
+                QueueBackend::Postgres {
+                    url: Secret::new(url),
+                }
+            }
+            None if supabase_url.is_some() => QueueBackend::Supabase,
+            None => QueueBackend::Sqlite {
+                path: data_dir.join("douyin-worker.db"),
+            },
+        };
+
+        let worker_f = field("worker_id", "WORKER_ID", &raw.worker_id, false);
+        let worker_id = match worker_f.present() {
+            Some(id) => {
+                if id.len() > 200 || id.chars().any(|c| c.is_control()) {
+                    return Err(worker_f.fail("expected at most 200 printable characters"));
+                }
+                id.to_string()
+            }
+            None => default_worker_id(),
+        };
+
+        let max_concurrent: usize = field(
+            "max_concurrent",
+            "MAX_CONCURRENT",
+            &raw.max_concurrent,
+            false,
+        )
+        .number(2, 1, 1000)?;
+        let poll_ms: u64 = field("poll_interval", "POLL_INTERVAL", &raw.poll_interval, false)
+            .number(10_000, 10, 3_600_000)?;
+        let lease_s: u64 = field("lease_seconds", "LEASE_SECONDS", &raw.lease_seconds, false)
+            .number(60, 3, 86_400)?;
+        let max_attempts: i32 =
+            field("max_attempts", "MAX_ATTEMPTS", &raw.max_attempts, false).number(5, 1, 1000)?;
+        let base_f = field(
+            "retry_base_seconds",
+            "RETRY_BASE_SECONDS",
+            &raw.retry_base_seconds,
+            false,
+        );
+        let retry_base_s: u64 = base_f.number(30, 0, 86_400)?;
+        let retry_max_s: u64 = field(
+            "retry_max_seconds",
+            "RETRY_MAX_SECONDS",
+            &raw.retry_max_seconds,
+            false,
+        )
+        .number(3600, 0, 7 * 86_400)?;
+        if retry_base_s > retry_max_s {
+            return Err(base_f.fail(format_args!(
+                "the backoff base is above its cap RETRY_MAX_SECONDS={retry_max_s}"
+            )));
+        }
+        let grace_s: u64 = field(
+            "shutdown_grace_seconds",
+            "SHUTDOWN_GRACE_SECONDS",
+            &raw.shutdown_grace_seconds,
+            false,
+        )
+        .number(30, 0, 86_400)?;
+        let temp_dir = field("temp_dir", "TEMP_DIR", &raw.temp_dir, false)
+            .present()
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let db_max_connections: u32 = field(
+            "db_max_connections",
+            "DB_MAX_CONNECTIONS",
+            &raw.db_max_connections,
+            false,
+        )
+        .number(max_concurrent.min(10_000) as u32 + 4, 2, 10_000)?;
+        let debug = field("debug", "DEBUG", &raw.debug, false).boolean(false)?;
+        let format_f = field("log_format", "LOG_FORMAT", &raw.log_format, false);
+        let log_format = match format_f.present().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(format_f.fail("expected text or json")),
+        };
+
+        Ok(Config {
+            supabase_url,
+            supabase_key,
+            queue,
+            data_dir,
+            worker_id,
+            max_concurrent,
+            poll_interval: Duration::from_millis(poll_ms),
+            lease: Duration::from_secs(lease_s),
+            max_attempts,
+            retry_base: Duration::from_secs(retry_base_s),
+            retry_max: Duration::from_secs(retry_max_s),
+            shutdown_grace: Duration::from_secs(grace_s),
+            temp_dir,
+            db_max_connections,
+            debug,
+            log_format,
+        })
+    }
+
+    /// The settings worth logging at start-up, without secrets.
+    pub fn summary(&self) -> String {
+        let queue = match &self.queue {
+            QueueBackend::Postgres { url } => format!("postgres {}", redact_url(url.expose())),
+            QueueBackend::Supabase => format!(
+                "supabase {}",
+                self.supabase_url.as_ref().map(Url::as_str).unwrap_or("?")
+            ),
+            QueueBackend::Sqlite { path } => format!("sqlite {}", path.display()),
+        };
+        format!(
+            "queue={queue} worker_id={} max_concurrent={} poll_interval={}ms lease={}s \
+             max_attempts={} retry_base={}s retry_max={}s shutdown_grace={}s temp_dir={}",
+            self.worker_id,
+            self.max_concurrent,
+            self.poll_interval.as_millis(),
+            self.lease.as_secs(),
+            self.max_attempts,
+            self.retry_base.as_secs(),
+            self.retry_max.as_secs(),
+            self.shutdown_grace.as_secs(),
+            self.temp_dir.display()
+        )
+    }
+}
+
+/// Reads one raw setting, noting whether it came from a flag or the environment.
+fn field_of<'a>(
+    matches: Option<&ArgMatches>,
+    id: &str,
+    env: &str,
+    value: &'a Option<String>,
+    secret: bool,
+) -> Field<'a> {
+    let from_flag = matches
+        .and_then(|m| m.value_source(id))
+        .is_some_and(|s| s == ValueSource::CommandLine);
+    let origin = if from_flag {
+        format!("--{}", id.replace('_', "-"))
+    } else {
+        env.to_string()
+    };
+    Field {
+        value: value.as_deref(),
+        origin,
+        secret,
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    Ok(url)
+}
+
+fn validate_database_url(s: &str) -> Result<(), String> {
+    // Errors must not echo the URL: it may hold a password.
+    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "expected a postgres:// or postgresql:// URL, not {}://",
+            url.scheme()
+        ));
+    }
+    s.parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|e| format!("not a usable PostgreSQL URL ({e})"))?;
+    Ok(())
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparsable URL>".into(),
+    }
+}
+
+/// Host name plus a short random suffix: unique per process, readable in the queue.
+pub fn default_worker_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = if host.is_empty() {
+        "worker".into()
+    } else {
+        host
+    };
+    let suffix: u32 = rand::random::<u32>() & 0xff_ffff;
+    format!("{host}-{suffix:06x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawSettings {
+        RawSettings::default()
+    }
+
+    #[test]
+    fn defaults_are_the_old_workers_and_the_embedded_queue() {
+        let c = Config::resolve(&raw(), None).unwrap();
+        assert_eq!(c.max_concurrent, 2);
+        assert_eq!(c.poll_interval, Duration::from_millis(10_000));
+        assert!(!c.debug);
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.retry_base, Duration::from_secs(30));
+        assert_eq!(c.retry_max, Duration::from_secs(3600));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(
+            c.queue,
+            QueueBackend::Sqlite {
+                path: PathBuf::from("./data/douyin-worker.db")
+            }
+        );
+        assert!(!c.worker_id.is_empty());
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_and_value() {
+        let mut r = raw();
+        r.max_concurrent = Some("abc".into());
+        let e = Config::resolve(&r, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MAX_CONCURRENT=abc: expected a whole number from 1 to 1000"
+        );
+        r.max_concurrent = Some("0".into());
+        assert!(Config::resolve(&r, None).is_err());
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_echoing_secrets() {
+        let mut r = raw();
+        r.supabase_url = Some("not a url".into());
+        r.supabase_service_role_key = Some("sb_secret_x".into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("SUPABASE_URL=not a url: not a valid URL"),
+            "{e}"
+        );
+
+        let mut r = raw();
+        r.database_url = Some("mysql://u:hunter2@h/db".into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(e.starts_with("DATABASE_URL: expected a postgres://"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn backend_follows_what_is_configured() {
+        let mut r = raw();
+        r.supabase_url = Some("https://abc.supabase.co".into());
+        r.supabase_service_role_key = Some("sb_secret_x".into());
+        assert_eq!(
+            Config::resolve(&r, None).unwrap().queue,
+            QueueBackend::Supabase
+        );
+        r.database_url = Some("postgres://u:pw@localhost:5432/db".into());
+        assert!(matches!(
+            Config::resolve(&r, None).unwrap().queue,
+            QueueBackend::Postgres { .. }
+        ));
+        r.supabase_service_role_key = None;
+        assert!(
+            Config::resolve(&r, None)
+                .unwrap_err()
+                .to_string()
+                .contains("SUPABASE_SERVICE_ROLE_KEY")
+        );
+    }
+
+    #[test]
+    fn summary_and_debug_hide_secrets() {
+        let mut r = raw();
+        r.database_url = Some("postgres://u:hunter2@localhost/db".into());
+        r.supabase_url = Some("https://abc.supabase.co".into());
+        r.supabase_service_role_key = Some("sb_secret_topsecret".into());
+        let c = Config::resolve(&r, None).unwrap();
+        let text = format!("{} {:?}", c.summary(), c);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(text.contains("postgres://u:***@localhost/db"), "{text}");
+    }
+
+    #[test]
+    fn booleans_and_formats_are_checked() {
+        let mut r = raw();
+        r.debug = Some("TRUE".into());
+        r.log_format = Some("json".into());
+        let c = Config::resolve(&r, None).unwrap();
+        assert!(c.debug);
+        assert_eq!(c.log_format, LogFormat::Json);
+        r.debug = Some("maybe".into());
+        assert_eq!(
+            Config::resolve(&r, None).unwrap_err().to_string(),
+            "DEBUG=maybe: expected true or false"
+        );
+    }
+
+    #[test]
+    fn backoff_base_above_cap_is_refused() {
+        let mut r = raw();
+        r.retry_base_seconds = Some("100".into());
+        r.retry_max_seconds = Some("10".into());
+        assert!(Config::resolve(&r, None).is_err());
+    }
+}

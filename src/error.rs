@@ -1,0 +1,131 @@
+//! Job errors that know whether a retry can help.
+//!
+//! Every failure inside the pipeline is a [`JobError`]: a class (is a retry useful?), a
+//! stable kebab-case code (stored in `download_jobs.last_error_code`, counted in metrics)
+//! and a human message (stored in `last_error`). Call sites choose the class where they
+//! know it, as pict-rs does with `.retry()` / `.abort()`.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Whether another attempt can succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The network, a timeout, a 5xx, a captcha: the same job may work later.
+    Transient,
+    /// Bad input or a final answer (deleted video, unsupported link): retrying cannot help.
+    Permanent,
+    /// A page or API answered in a shape no parser knows. Retried with backoff like a
+    /// transient error, but counted and logged apart: it means the code needs a fix.
+    Drift,
+}
+
+impl ErrorClass {
+    /// The value stored in `download_jobs.last_error_class`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Drift => "drift",
+        }
+    }
+
+    /// Whether the queue should schedule another attempt (attempts permitting).
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed job attempt.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct JobError {
+    /// Whether a retry can help.
+    pub class: ErrorClass,
+    /// Stable kebab-case code, e.g. `unsupported-link`, `download-timeout`.
+    pub code: &'static str,
+    /// What went wrong, for people. Never contains secrets.
+    pub message: String,
+    /// A lower bound for the next attempt, when the other side said when to come back
+    /// (e.g. HTTP 429 `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl JobError {
+    /// A failure that may go away by itself.
+    pub fn transient(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Transient, code, message)
+    }
+
+    /// A failure that no retry can fix.
+    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, code, message)
+    }
+
+    /// An answer in a shape the parsers do not know.
+    pub fn drift(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Drift, code, message)
+    }
+
+    /// A failure of the given class.
+    pub fn new(class: ErrorClass, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Asks for the next attempt no sooner than `after`.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+/// Marks the errors of a `Result` as transient or permanent at the call site.
+pub trait JobResultExt<T> {
+    /// A failure here may go away by itself.
+    fn transient(self, code: &'static str) -> Result<T, JobError>;
+    /// A failure here is final.
+    fn permanent(self, code: &'static str) -> Result<T, JobError>;
+}
+
+impl<T, E: fmt::Display> JobResultExt<T> for Result<T, E> {
+    fn transient(self, code: &'static str) -> Result<T, JobError> {
+        self.map_err(|e| JobError::transient(code, e.to_string()))
+    }
+
+    fn permanent(self, code: &'static str) -> Result<T, JobError> {
+        self.map_err(|e| JobError::permanent(code, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_know_whether_to_retry() {
+        assert!(ErrorClass::Transient.is_retryable());
+        assert!(ErrorClass::Drift.is_retryable());
+        assert!(!ErrorClass::Permanent.is_retryable());
+    }
+
+    #[test]
+    fn result_ext_marks_the_class() {
+        let r: Result<(), &str> = Err("boom");
+        let e = r.permanent("bad-input").unwrap_err();
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(e.code, "bad-input");
+        assert_eq!(e.to_string(), "boom");
+    }
+}

@@ -1,0 +1,30 @@
+//! douyin-worker: claims Douyin download jobs from a queue (PostgreSQL, Supabase or an
+//! embedded SQLite file), turns each link into a direct watermark-free media URL, streams
+//! the file down, validates it, stores it, and records every step in the database.
+//!
+//! # Layout
+//! - [`cli`]: the command line; `main` only calls [`cli::main`].
+//! - [`config`]: settings from flags, environment and `.env`, validated at start-up.
+//! - [`queue`]: the [`queue::JobQueue`] trait and its backends ([`queue::postgres`],
+//!   [`queue::sqlite`]); `migrations/` holds the reference SQL.
+//! - [`migrate`]: the embedded schema migrations.
+//! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
+//! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
+//! - [`error`]: job errors that know whether a retry can help.
+//! - [`retry`]: exponential backoff with full jitter.
+//! - [`workdir`]: per-job temp folders removed on every exit path.
+//! - [`shutdown`], [`telemetry`]: signals and logging.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod migrate;
+pub mod pipeline;
+pub mod queue;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;
+pub mod workdir;
+pub mod worker;

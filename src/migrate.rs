@@ -1,0 +1,236 @@
+//! Schema migrations, embedded in the binary.
+//!
+//! PostgreSQL: the files in `migrations/` are idempotent, so they can also be pasted, in
+//! order, into the Supabase SQL editor. `douyin-worker migrate` applies each file that is new
+//! or changed since it was last applied (recorded with a checksum in
+//! `douyin_worker_migrations`), one transaction per file, under an advisory lock so that
+//! workers starting together do not race.
+//!
+//! SQLite: one schema file with the same tables, applied the same way.
+
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, SqlitePool};
+
+/// One migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Order and identity.
+    pub version: i32,
+    /// The file name.
+    pub name: &'static str,
+    /// The SQL.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// The hex SHA-256 of the SQL, recorded when applied.
+    pub fn checksum(&self) -> String {
+        format!("{:x}", Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+/// The PostgreSQL migrations, in order.
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_schema.sql",
+        sql: include_str!("../migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_queue.sql",
+        sql: include_str!("../migrations/0002_queue.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_compat_and_grants.sql",
+        sql: include_str!("../migrations/0003_compat_and_grants.sql"),
+    },
+];
+
+/// The SQLite schema (the embedded default's queue), in order.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "sqlite/0001_schema.sql",
+    sql: include_str!("queue/sqlite_schema.sql"),
+}];
+
+/// Which files a migration run applied.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Files applied now (new or changed).
+    pub applied: Vec<&'static str>,
+    /// Files already applied with the same content.
+    pub unchanged: Vec<&'static str>,
+}
+
+/// A failed migration.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A file failed; the transaction was rolled back.
+    #[error("migration {name} failed: {source}")]
+    File {
+        /// The file.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database could not be reached or the bookkeeping failed.
+    #[error("migration bookkeeping failed: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Lock key for migrations ("dywk" + "migr").
+const LOCK_KEY: i64 = 0x6479_776b_6d69_6772;
+
+/// Applies the PostgreSQL migrations that are new or changed.
+pub async fn apply_postgres(pool: &PgPool) -> Result<MigrationReport, MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    let result = apply_postgres_locked(&mut conn).await;
+    let unlock = sqlx::query("select pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await;
+    let report = result?;
+    unlock?;
+    Ok(report)
+}
+
+async fn apply_postgres_locked(
+    conn: &mut sqlx::PgConnection,
+) -> Result<MigrationReport, MigrateError> {
+    let has_table: bool =
+        sqlx::query_scalar("select to_regclass('public.douyin_worker_migrations') is not null")
+            .fetch_one(&mut *conn)
+            .await?;
+    let recorded: Vec<(i32, Option<String>)> = if has_table {
+        sqlx::query_as("select version, checksum from public.douyin_worker_migrations")
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut report = MigrationReport::default();
+    for m in POSTGRES {
+        let checksum = m.checksum();
+        let done = recorded
+            .iter()
+            .any(|(v, c)| *v == m.version && c.as_deref() == Some(checksum.as_str()));
+        if done {
+            report.unchanged.push(m.name);
+            continue;
+        }
+        let file_err = |source| MigrateError::File {
+            name: m.name,
+            source,
+        };
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql("set local client_min_messages = warning")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(file_err)?;
+        sqlx::query(
+            "insert into public.douyin_worker_migrations (version, name, checksum) values ($1, $2, $3)
+             on conflict (version) do update set name = excluded.name, checksum = excluded.checksum,
+                 applied_at = now()",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(&checksum)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        report.applied.push(m.name);
+    }
+    Ok(report)
+}
+
+/// Applies the SQLite schema files that are new or changed.
+pub async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(
+        "create table if not exists douyin_worker_migrations (
+             version integer primary key, name text not null, checksum text,
+             applied_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let recorded: Vec<(i64, Option<String>)> =
+        sqlx::query_as("select version, checksum from douyin_worker_migrations")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut report = MigrationReport::default();
+    for m in SQLITE {
+        let checksum = m.checksum();
+        if recorded
+            .iter()
+            .any(|(v, c)| *v == i64::from(m.version) && c.as_deref() == Some(checksum.as_str()))
+        {
+            report.unchanged.push(m.name);
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| MigrateError::File {
+                name: m.name,
+                source,
+            })?;
+        sqlx::query(
+            "insert into douyin_worker_migrations (version, name, checksum) values (?, ?, ?)
+             on conflict (version) do update set name = excluded.name, checksum = excluded.checksum",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(&checksum)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        report.applied.push(m.name);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_in_order_and_names_match_files() {
+        for list in [POSTGRES, SQLITE] {
+            for (i, m) in list.iter().enumerate() {
+                assert_eq!(m.version, i as i32 + 1, "{}", m.name);
+                assert!(!m.sql.trim().is_empty());
+            }
+        }
+        // The last file records the version the worker checks at start-up.
+        assert!(
+            POSTGRES
+                .last()
+                .unwrap()
+                .sql
+                .contains(&format!("$$ select {} $$", crate::queue::SCHEMA_VERSION))
+        );
+    }
+
+    #[test]
+    fn every_file_records_itself_for_the_sql_editor_path() {
+        for m in POSTGRES {
+            assert!(
+                m.sql
+                    .contains(&format!("values ({}, '{}')", m.version, m.name)),
+                "{} must insert its own row into douyin_worker_migrations",
+                m.name
+            );
+        }
+    }
+}

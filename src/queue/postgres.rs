@@ -1,0 +1,451 @@
+//! The PostgreSQL backend: the SQL functions of `migrations/` over a direct connection, and
+//! LISTEN/NOTIFY wake-ups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Row};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
+    FailOutcome, Failure, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL, QueueError,
+    ReleaseOutcome, Rescued, SCHEMA_VERSION, VideoInfo, WorkerStats, retry_seconds,
+};
+
+/// The queue in a PostgreSQL database (self-hosted or Supabase's).
+#[derive(Clone, Debug)]
+pub struct PgQueue {
+    pool: PgPool,
+}
+
+impl PgQueue {
+    /// Connects a pool of `max_connections` to `url`. The pool connects lazily, so a
+    /// database that is down at start-up is retried, not fatal.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, QueueError> {
+        let options: sqlx::postgres::PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| QueueError::Rejected(format!("DATABASE_URL: {e}")))?;
+        let options = options
+            .application_name("douyin-worker")
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5));
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn lease_json(leases: &[Lease]) -> Value {
+    Value::Array(
+        leases
+            .iter()
+            .map(|l| json!({"job_id": l.job_id, "lease_id": l.lease_id}))
+            .collect(),
+    )
+}
+
+fn lease_secs(lease: Duration) -> i32 {
+    lease.as_secs().clamp(1, i32::MAX as u64) as i32
+}
+
+fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
+    Ok(ClaimedJob {
+        lease: Lease {
+            job_id: row.try_get("id")?,
+            lease_id: row.try_get("lease_id")?,
+        },
+        video_id: row.try_get("video_id")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        priority: row.try_get("priority")?,
+        payload: row.try_get("payload")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        created_at: row.try_get("created_at")?,
+        video: VideoInfo {
+            douyin_id: row.try_get("douyin_id")?,
+            video_url: row.try_get("video_url")?,
+            title: row.try_get("title")?,
+            thumbnail_url: row.try_get("thumbnail_url")?,
+            video_url_direct: row.try_get("video_url_direct")?,
+            video_url_meta: row.try_get("video_url_meta")?,
+            marked_for_deletion: row
+                .try_get::<Option<bool>, _>("marked_for_deletion")?
+                .unwrap_or(false),
+        },
+    })
+}
+
+fn job_from_row(r: &PgRow) -> Result<JobRecord, sqlx::Error> {
+    Ok(JobRecord {
+        id: r.try_get("id")?,
+        video_id: r.try_get("video_id")?,
+        status: r.try_get("status")?,
+        worker_id: r.try_get("worker_id")?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+        priority: r.try_get("priority")?,
+        scheduled_at: r.try_get("scheduled_at")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        last_error: r.try_get("last_error")?,
+        last_error_code: r.try_get("last_error_code")?,
+        last_error_class: r.try_get("last_error_class")?,
+        progress_bytes: r.try_get("progress_bytes")?,
+        progress_total: r.try_get("progress_total")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+        video_status: r.try_get("video_status")?,
+        video_attempts: r.try_get("video_attempts")?,
+        video_last_error: r.try_get("video_last_error")?,
+        video_next_attempt_at: r.try_get("video_next_attempt_at")?,
+        video_download_progress: r.try_get("video_download_progress")?,
+        video_in_progress_by: r.try_get("video_in_progress_by")?,
+        video_object_key: r.try_get("video_object_key")?,
+    })
+}
+
+/// The JSON item `complete_download_jobs` takes for one completion.
+pub(crate) fn completion_json(c: &Completion) -> Value {
+    json!({
+        "job_id": c.lease.job_id,
+        "lease_id": c.lease.lease_id,
+        "bucket": c.stored.bucket,
+        "object_key": c.stored.object_key,
+        "storage_etag": c.stored.storage_etag,
+        "filesize": c.stored.filesize,
+        "mime_type": c.stored.mime_type,
+        "storage_provider": c.stored.storage_provider,
+        "storage_metadata": c.stored.storage_metadata,
+        "douyin_id": c.video.douyin_id,
+        "title": c.video.title,
+        "thumbnail_url": c.video.thumbnail_url,
+        "video_url_direct": c.video.video_url_direct,
+        "video_url_meta": c.video.video_url_meta,
+    })
+}
+
+/// The JSON item `fail_download_jobs` takes for one failure.
+pub(crate) fn failure_json(f: &Failure) -> Value {
+    json!({
+        "job_id": f.lease.job_id,
+        "lease_id": f.lease.lease_id,
+        "error": f.error,
+        "error_code": f.code,
+        "error_class": f.class.as_str(),
+        "retry_in_seconds": retry_seconds(f),
+    })
+}
+
+#[async_trait]
+impl JobQueue for PgQueue {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn check_schema(&self) -> Result<(), QueueError> {
+        let version: Result<i32, sqlx::Error> =
+            sqlx::query_scalar("select public.douyin_worker_schema_version()")
+                .fetch_one(&self.pool)
+                .await;
+        match version {
+            Ok(v) if v >= SCHEMA_VERSION => {
+                if v > SCHEMA_VERSION {
+                    tracing::warn!(
+                        database = v,
+                        worker = SCHEMA_VERSION,
+                        "the database schema is newer than this worker; consider upgrading the worker"
+                    );
+                }
+                Ok(())
+            }
+            Ok(v) => Err(QueueError::Schema(format!(
+                "the database schema is at version {v}, this worker needs {SCHEMA_VERSION}: \
+                 run `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
+            ))),
+            Err(e) => match QueueError::from(e) {
+                QueueError::Schema(_) => Err(QueueError::Schema(
+                    "the douyin-worker functions are missing from the database: run \
+                     `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
+                        .into(),
+                )),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
+        let rows = sqlx::query("select * from public.claim_download_jobs($1, $2, $3)")
+            .bind(worker_id)
+            .bind(limit.min(i32::MAX as u32) as i32)
+            .bind(lease_secs(lease))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| claimed_from_row(r).map_err(QueueError::from))
+            .collect()
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Lease>, QueueError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "select job_id, lease_id from public.heartbeat_download_jobs($1, $2, $3)",
+        )
+        .bind(worker_id)
+        .bind(lease_json(leases))
+        .bind(lease_secs(lease))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_id, lease_id)| Lease { job_id, lease_id })
+            .collect())
+    }
+
+    async fn complete(
+        &self,
+        worker_id: &str,
+        items: &[Completion],
+    ) -> Result<Vec<(Uuid, CompleteOutcome)>, QueueError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = Value::Array(items.iter().map(completion_json).collect());
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("select job_id, outcome from public.complete_download_jobs($1, $2)")
+                .bind(worker_id)
+                .bind(body)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, o)| {
+                let outcome = if o == "completed" {
+                    CompleteOutcome::Completed
+                } else {
+                    CompleteOutcome::LeaseLost
+                };
+                (id, outcome)
+            })
+            .collect())
+    }
+
+    async fn fail(
+        &self,
+        worker_id: &str,
+        items: &[Failure],
+    ) -> Result<Vec<(Uuid, FailOutcome)>, QueueError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = Value::Array(items.iter().map(failure_json).collect());
+        let rows: Vec<(Uuid, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "select job_id, outcome, scheduled_at from public.fail_download_jobs($1, $2)",
+        )
+        .bind(worker_id)
+        .bind(body)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, o, at)| {
+                let outcome = match (o.as_str(), at) {
+                    ("retry_scheduled", Some(at)) => FailOutcome::RetryScheduled(at),
+                    ("failed", _) => FailOutcome::Failed,
+                    _ => FailOutcome::LeaseLost,
+                };
+                (id, outcome)
+            })
+            .collect())
+    }
+
+    async fn release(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+    ) -> Result<Vec<(Uuid, ReleaseOutcome)>, QueueError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("select job_id, outcome from public.release_download_jobs($1, $2)")
+                .bind(worker_id)
+                .bind(lease_json(leases))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, o)| {
+                let outcome = if o == "released" {
+                    ReleaseOutcome::Released
+                } else {
+                    ReleaseOutcome::LeaseLost
+                };
+                (id, outcome)
+            })
+            .collect())
+    }
+
+    async fn rescue(&self, limit: u32) -> Result<Vec<Rescued>, QueueError> {
+        let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+            "select job_id, outcome, worker_id from public.rescue_download_jobs($1)",
+        )
+        .bind(limit.min(i32::MAX as u32) as i32)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_id, outcome, worker_id)| Rescued {
+                job_id,
+                requeued: outcome == "requeued",
+                worker_id,
+            })
+            .collect())
+    }
+
+    async fn progress(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        done: u64,
+        total: Option<u64>,
+    ) -> Result<bool, QueueError> {
+        let held: bool =
+            sqlx::query_scalar("select public.report_download_progress($1, $2, $3, $4, $5)")
+                .bind(worker_id)
+                .bind(lease.job_id)
+                .bind(lease.lease_id)
+                .bind(done.min(i64::MAX as u64) as i64)
+                .bind(total.map(|t| t.min(i64::MAX as u64) as i64))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(held)
+    }
+
+    async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError> {
+        let row: (Option<Uuid>, Option<Uuid>, String) = sqlx::query_as(
+            "select job_id, video_id, outcome from public.enqueue_download_job(
+                 p_video_id => $1, p_url => $2, p_douyin_id => $3, p_payload => $4,
+                 p_priority => $5, p_max_attempts => $6, p_force => $7)",
+        )
+        .bind(req.video_id)
+        .bind(req.url.as_deref())
+        .bind(req.douyin_id.as_deref())
+        .bind(req.payload.as_ref())
+        .bind(req.priority)
+        .bind(req.max_attempts)
+        .bind(req.force)
+        .fetch_one(&self.pool)
+        .await?;
+        let outcome = EnqueueOutcome::parse(&row.2)
+            .ok_or_else(|| QueueError::Database(format!("unknown enqueue outcome {:?}", row.2)))?;
+        Ok(EnqueueResult {
+            job_id: row.0,
+            video_id: row.1,
+            outcome,
+        })
+    }
+
+    async fn stats(&self) -> Result<WorkerStats, QueueError> {
+        let r: (i64, i64, i64, i64, i64, i64) =
+            sqlx::query_as("select * from public.get_worker_stats()")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(WorkerStats {
+            total_jobs: r.0,
+            pending_jobs: r.1,
+            running_jobs: r.2,
+            completed_jobs: r.3,
+            failed_jobs: r.4,
+            active_workers: r.5,
+        })
+    }
+
+    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
+        let row = sqlx::query("select * from public.get_download_job($1)")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_from_row(&r).map_err(QueueError::from))
+            .transpose()
+    }
+
+    async fn subscribe(
+        &self,
+        signal: Arc<JobSignal>,
+        shutdown: CancellationToken,
+    ) -> Result<(), QueueError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        tokio::spawn(async move {
+            let mut failures: u32 = 0;
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    n = listener.try_recv() => n,
+                };
+                match next {
+                    Ok(Some(n)) => {
+                        failures = 0;
+                        match n
+                            .payload()
+                            .parse::<i64>()
+                            .ok()
+                            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+                        {
+                            Some(due) => signal.job_due_at(due),
+                            None => signal.job_due_now(),
+                        }
+                    }
+                    Ok(None) => {
+                        // The connection dropped and will be re-established by the next
+                        // call; notifications sent meanwhile are lost, so look now.
+                        tracing::warn!("LISTEN connection lost; reconnecting");
+                        signal.job_due_now();
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
+                        tracing::warn!(error = %e, retry_in = ?wait, "LISTEN failed");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        signal.job_due_now();
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}

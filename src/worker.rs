@@ -1,0 +1,586 @@
+//! The worker loop: claim as many jobs as there are free slots, run each under a lease,
+//! record the outcomes in batches, shut down gracefully.
+//!
+//! Tasks, all stopped by one shutdown token:
+//! - the dispatcher (this module's [`Worker::run`]): waits for a free slot, claims a batch
+//!   for all free slots in one round trip, spawns one task per job; when the queue had fewer
+//!   due jobs than free slots it sleeps until a wake-up (NOTIFY), a known due time, or the
+//!   poll interval, and never while a slot is free and a job is due;
+//! - the [`reporter`]: records completions, failures and releases in batches (River's batch
+//!   completer is the model), so a slot is free as soon as its job's work ends;
+//! - the heartbeat: renews every lease this process holds in one call, and cancels jobs
+//!   whose lease was lost;
+//! - the rescuer: puts jobs with expired leases (of any worker) back in the queue;
+//! - the progress flusher: sends download progress at most once per interval per job.
+//!
+//! Shutdown: stop claiming at once; let running jobs finish within the grace period; then
+//! cancel the rest (their temp folders are removed on drop) and release them to pending;
+//! flush the outcomes; return.
+
+mod reporter;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::JobError;
+use crate::pipeline::{JobContext, JobHandler, ProgressBoard};
+use crate::queue::{ClaimedJob, Completion, Failure, JobQueue, JobSignal, Lease};
+use crate::retry::RetryPolicy;
+
+pub use reporter::Outcome;
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// This worker's id in the queue.
+    pub worker_id: String,
+    /// Jobs at once.
+    pub max_concurrent: usize,
+    /// Longest idle wait without a wake-up.
+    pub poll_interval: Duration,
+    /// Lease length.
+    pub lease: Duration,
+    /// How often leases are renewed.
+    pub heartbeat_interval: Duration,
+    /// How often expired leases are rescued.
+    pub rescue_interval: Duration,
+    /// How often progress is sent.
+    pub progress_interval: Duration,
+    /// Backoff and attempts.
+    pub retry: RetryPolicy,
+    /// How long running jobs may finish after shutdown is asked.
+    pub shutdown_grace: Duration,
+    /// Root of the per-job temp folders.
+    pub temp_dir: PathBuf,
+    /// Largest batch of outcomes recorded in one call.
+    pub report_batch: usize,
+    /// How long to keep trying to record outcomes at shutdown while the queue is down.
+    pub report_deadline: Duration,
+}
+
+impl WorkerOptions {
+    /// Options from the validated configuration.
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            worker_id: cfg.worker_id.clone(),
+            max_concurrent: cfg.max_concurrent,
+            poll_interval: cfg.poll_interval,
+            lease: cfg.lease,
+            heartbeat_interval: cfg.lease / 3,
+            rescue_interval: cfg
+                .poll_interval
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            progress_interval: Duration::from_secs(1),
+            retry: RetryPolicy {
+                base: cfg.retry_base,
+                cap: cfg.retry_max,
+                max_attempts: cfg.max_attempts,
+            },
+            shutdown_grace: cfg.shutdown_grace,
+            temp_dir: cfg.temp_dir.clone(),
+            report_batch: 500,
+            report_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Claim round trips.
+    pub claims: AtomicU64,
+    /// Jobs claimed.
+    pub claimed: AtomicU64,
+    /// Jobs recorded as completed.
+    pub completed: AtomicU64,
+    /// Attempts failed and rescheduled.
+    pub retried: AtomicU64,
+    /// Jobs failed for good.
+    pub failed: AtomicU64,
+    /// Jobs released at shutdown.
+    pub released: AtomicU64,
+    /// Jobs whose lease was lost (taken over by another worker).
+    pub lease_lost: AtomicU64,
+    /// Expired leases of any worker that this worker rescued.
+    pub rescued: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Claim round trips.
+    pub claims: u64,
+    /// Jobs claimed.
+    pub claimed: u64,
+    /// Jobs completed.
+    pub completed: u64,
+    /// Attempts rescheduled.
+    pub retried: u64,
+    /// Jobs failed for good.
+    pub failed: u64,
+    /// Jobs released at shutdown.
+    pub released: u64,
+    /// Leases lost.
+    pub lease_lost: u64,
+    /// Expired leases rescued.
+    pub rescued: u64,
+}
+
+impl Counters {
+    /// The current values.
+    pub fn snapshot(&self) -> RunSummary {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RunSummary {
+            claims: get(&self.claims),
+            claimed: get(&self.claimed),
+            completed: get(&self.completed),
+            retried: get(&self.retried),
+            failed: get(&self.failed),
+            released: get(&self.released),
+            lease_lost: get(&self.lease_lost),
+            rescued: get(&self.rescued),
+        }
+    }
+}
+
+/// A lease this process holds, from claim until its outcome is recorded.
+#[derive(Debug)]
+struct Held {
+    lease: Lease,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+    /// The job's work is over and its outcome is waiting to be recorded.
+    finished: bool,
+}
+
+/// State shared by the worker's tasks.
+pub(crate) struct Shared {
+    queue: Arc<dyn JobQueue>,
+    handler: Arc<dyn JobHandler>,
+    opts: WorkerOptions,
+    worker_id: Arc<str>,
+    held: Mutex<HashMap<Uuid, Held>>,
+    progress: Arc<ProgressBoard>,
+    counters: Arc<Counters>,
+    /// Cancelled when the grace period is over: running jobs stop.
+    hard_cancel: CancellationToken,
+    outcomes: mpsc::UnboundedSender<reporter::Msg>,
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets leases whose outcome is recorded (or that were lost).
+    pub(crate) fn forget(&self, job_ids: impl IntoIterator<Item = Uuid>) {
+        let mut held = self.held();
+        for id in job_ids {
+            held.remove(&id);
+        }
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// A worker: a queue, a job handler and options.
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    handler: Arc<dyn JobHandler>,
+    opts: WorkerOptions,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// A worker over `queue` running `handler` for each job.
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        handler: Arc<dyn JobHandler>,
+        opts: WorkerOptions,
+    ) -> Self {
+        Self {
+            queue,
+            handler,
+            opts,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Live counters, readable while [`Worker::run`] runs.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully (see the module doc).
+    pub async fn run(self, shutdown: CancellationToken) -> RunSummary {
+        let opts = self.opts;
+        let stale = crate::workdir::remove_stale(&opts.temp_dir);
+        if stale > 0 {
+            tracing::info!(
+                removed = stale,
+                "removed temp folders of dead worker processes"
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            queue: self.queue,
+            handler: self.handler,
+            worker_id: Arc::from(opts.worker_id.as_str()),
+            opts,
+            held: Mutex::default(),
+            progress: Arc::default(),
+            counters: self.counters,
+            hard_cancel: CancellationToken::new(),
+            outcomes: tx,
+        });
+        let background = CancellationToken::new();
+        let signal = Arc::new(JobSignal::new());
+        if let Err(e) = shared
+            .queue
+            .subscribe(signal.clone(), background.clone())
+            .await
+        {
+            tracing::warn!(error = %e, "no push wake-ups; polling every {:?}", shared.opts.poll_interval);
+        }
+        let reporter_stop = CancellationToken::new();
+        let reporter = tokio::spawn(reporter::run(shared.clone(), rx, reporter_stop.clone()));
+        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), background.clone()));
+        let rescuer = tokio::spawn(rescue_loop(
+            shared.clone(),
+            signal.clone(),
+            background.clone(),
+        ));
+        let progress = tokio::spawn(progress_loop(shared.clone(), background.clone()));
+
+        tracing::info!(
+            worker_id = %shared.worker_id,
+            backend = shared.queue.backend(),
+            max_concurrent = shared.opts.max_concurrent,
+            "worker started"
+        );
+        let tracker = TaskTracker::new();
+        dispatch(&shared, &signal, &tracker, &shutdown).await;
+
+        tracker.close();
+        if !tracker.is_empty() {
+            tracing::info!(
+                running = tracker.len(),
+                grace = ?shared.opts.shutdown_grace,
+                "waiting for running jobs to finish"
+            );
+            tokio::select! {
+                _ = tracker.wait() => {}
+                _ = tokio::time::sleep(shared.opts.shutdown_grace) => {
+                    tracing::warn!(running = tracker.len(), "grace period over: cancelling running jobs and releasing them");
+                    shared.hard_cancel.cancel();
+                    tracker.wait().await;
+                }
+            }
+        }
+        // Every job task has sent its outcome; record them, then stop the rest.
+        let _ = shared.outcomes.send(reporter::Msg::Stop);
+        let mut reporter = reporter;
+        tokio::select! {
+            _ = &mut reporter => {}
+            _ = tokio::time::sleep(shared.opts.report_deadline) => {
+                tracing::warn!("could not record every outcome in time; those jobs' leases will expire and be rescued");
+                reporter_stop.cancel();
+                let _ = reporter.await;
+            }
+        }
+        background.cancel();
+        let _ = tokio::join!(heartbeat, rescuer, progress);
+        let summary = shared.counters.snapshot();
+        tracing::info!(?summary, "worker stopped");
+        summary
+    }
+}
+
+/// The claim loop. Returns when `shutdown` is cancelled.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    signal: &Arc<JobSignal>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(shared.opts.max_concurrent));
+    let mut failures: u32 = 0;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        // Jobs that end together free their slots a moment apart; let them, so one claim
+        // fills all of them instead of a claim per slot.
+        tokio::task::yield_now().await;
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let want = permits.len();
+        let claimed = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            r = shared.queue.claim(&shared.worker_id, want as u32, shared.opts.lease) => r,
+        };
+        match claimed {
+            Ok(jobs) => {
+                failures = 0;
+                shared.counters.claims.fetch_add(1, Ordering::Relaxed);
+                let got = jobs.len();
+                shared
+                    .counters
+                    .claimed
+                    .fetch_add(got as u64, Ordering::Relaxed);
+                for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                    tracker.spawn(run_job(shared.clone(), job, permit));
+                }
+                drop(permits);
+                if got < want {
+                    // Fewer due jobs than free slots: nothing more is due right now.
+                    signal.wait(shared.opts.poll_interval, shutdown).await;
+                }
+            }
+            Err(e) => {
+                drop(permits);
+                failures += 1;
+                let wait = Duration::from_millis(100 * 2u64.pow(failures.min(10)))
+                    .min(shared.opts.poll_interval.max(Duration::from_secs(1)));
+                tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs one job attempt and hands its outcome to the reporter.
+async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit) {
+    let lease = job.lease;
+    let cancel = shared.hard_cancel.child_token();
+    let lost = Arc::new(AtomicBool::new(false));
+    shared.held().insert(
+        lease.job_id,
+        Held {
+            lease,
+            cancel: cancel.clone(),
+            lost: lost.clone(),
+            finished: false,
+        },
+    );
+    let span = tracing::info_span!(
+        "job",
+        job_id = %lease.job_id,
+        video_id = %job.video_id,
+        douyin_id = job.video.douyin_id.as_deref().unwrap_or(""),
+        attempt = job.attempts,
+    );
+    async move {
+        tracing::info!(max_attempts = job.max_attempts, "claimed");
+        let started = std::time::Instant::now();
+        let result = if job.video.marked_for_deletion {
+            Some(Err(JobError::permanent(
+                "marked-for-deletion",
+                "the video is marked for deletion",
+            )))
+        } else {
+            let ctx = JobContext::new(
+                lease,
+                shared.worker_id.clone(),
+                cancel.clone(),
+                &shared.opts.temp_dir,
+                shared.progress.clone(),
+            );
+            let work = AssertUnwindSafe(shared.handler.handle(&job, &ctx)).catch_unwind();
+            let r = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                r = work => Some(r),
+            };
+            // Dropping the context removes the job's temp folder.
+            drop(ctx);
+            r.map(|r| match r {
+                Ok(r) => r,
+                Err(panic) => Err(JobError::transient(
+                    "handler-panic",
+                    format!("the job handler panicked: {}", panic_message(&panic)),
+                )),
+            })
+        };
+        drop(permit);
+        let elapsed = started.elapsed();
+        let outcome = match result {
+            None if lost.load(Ordering::SeqCst) => {
+                tracing::warn!("lease lost to another worker: job abandoned");
+                shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+                shared.forget([lease.job_id]);
+                return;
+            }
+            None => {
+                tracing::info!(?elapsed, "cancelled by shutdown: releasing the job");
+                Outcome::Release(lease)
+            }
+            Some(Ok(out)) => {
+                tracing::info!(?elapsed, "job done");
+                Outcome::Complete(Completion {
+                    lease,
+                    stored: out.stored,
+                    video: out.video,
+                })
+            }
+            Some(Err(e)) => {
+                let last = !e.class.is_retryable()
+                    || shared.opts.retry.exhausted(job.attempts, job.max_attempts);
+                let retry_in =
+                    (!last).then(|| shared.opts.retry.delay(job.attempts, e.retry_after));
+                tracing::warn!(
+                    ?elapsed,
+                    error = %e,
+                    code = e.code,
+                    class = %e.class,
+                    retry_in = ?retry_in,
+                    "job failed"
+                );
+                Outcome::Fail(Failure {
+                    lease,
+                    error: e.message,
+                    code: e.code.to_string(),
+                    class: e.class,
+                    retry_in,
+                })
+            }
+        };
+        if let Some(h) = shared.held().get_mut(&lease.job_id) {
+            h.finished = true;
+        }
+        let _ = shared.outcomes.send(reporter::Msg::Outcome(outcome));
+    }
+    .instrument(span)
+    .await
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Renews every lease this process holds; cancels jobs whose lease was lost.
+async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(
+        shared
+            .opts
+            .heartbeat_interval
+            .max(Duration::from_millis(100)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let leases: Vec<Lease> = shared.held().values().map(|h| h.lease).collect();
+        if leases.is_empty() {
+            continue;
+        }
+        match shared
+            .queue
+            .heartbeat(&shared.worker_id, &leases, shared.opts.lease)
+            .await
+        {
+            Ok(renewed) => {
+                let renewed: std::collections::HashSet<Lease> = renewed.into_iter().collect();
+                let held = shared.held();
+                for lease in leases.iter().filter(|l| !renewed.contains(l)) {
+                    if let Some(h) = held.get(&lease.job_id)
+                        && h.lease == *lease
+                        && !h.finished
+                    {
+                        tracing::warn!(job_id = %lease.job_id, "lease lost (expired and rescued): stopping the job");
+                        h.lost.store(true, Ordering::SeqCst);
+                        h.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, leases = leases.len(), "heartbeat failed"),
+        }
+    }
+}
+
+/// Puts jobs with expired leases back in the queue, at start and then periodically.
+async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.opts.rescue_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match shared.queue.rescue(500).await {
+            Ok(rescued) => {
+                for r in &rescued {
+                    tracing::warn!(
+                        job_id = %r.job_id,
+                        expired_worker = r.worker_id.as_deref().unwrap_or("?"),
+                        requeued = r.requeued,
+                        "rescued a job whose lease expired"
+                    );
+                }
+                shared
+                    .counters
+                    .rescued
+                    .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                if rescued.iter().any(|r| r.requeued) {
+                    signal.job_due_now();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "rescue failed"),
+        }
+    }
+}
+
+/// Sends the latest progress of running jobs at a bounded rate.
+async fn progress_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.opts.progress_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (lease, done, total) in shared.progress.take_dirty() {
+            if let Err(e) = shared
+                .queue
+                .progress(&shared.worker_id, &lease, done, total)
+                .await
+            {
+                tracing::debug!(job_id = %lease.job_id, error = %e, "progress update failed");
+            }
+        }
+    }
+}

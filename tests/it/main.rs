@@ -1,0 +1,10 @@
+//! Integration tests: one binary. PostgreSQL comes from `helpers` (a throwaway cluster);
+//! SQLite from temp files.
+
+mod backends;
+mod cli;
+mod helpers;
+mod migrations;
+mod queue;
+mod stages;
+mod worker;

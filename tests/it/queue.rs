@@ -1,0 +1,585 @@
+//! The queue life cycle, the same on every backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use douyin_worker::error::ErrorClass;
+use douyin_worker::queue::{
+    CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, Failure, JobSignal,
+    Lease, ReleaseOutcome, StoredObject, VideoUpdate,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::{Backend, Kind, on_every_backend};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn stored(key: &str) -> StoredObject {
+    StoredObject {
+        storage_provider: "test".into(),
+        bucket: "videos".into(),
+        object_key: key.into(),
+        storage_etag: Some("etag-1".into()),
+        filesize: 1234,
+        mime_type: "video/mp4".into(),
+        storage_metadata: serde_json::json!({"sha256": "ab"}),
+    }
+}
+
+fn completion(lease: Lease, key: &str) -> Completion {
+    Completion {
+        lease,
+        stored: stored(key),
+        video: VideoUpdate::default(),
+    }
+}
+
+fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> Failure {
+    Failure {
+        lease,
+        error: "cdn said 503".into(),
+        code: "http-503".into(),
+        class,
+        retry_in,
+    }
+}
+
+on_every_backend!(
+    eight_concurrent_claimers_claim_each_of_2000_jobs_exactly_once,
+    an_expired_lease_is_rescued_and_claimed_again,
+    a_stale_worker_is_fenced_off_after_its_job_was_taken_over,
+    transient_failures_back_off_until_attempts_run_out,
+    permanent_failures_fail_at_once,
+    one_active_job_per_video,
+    claim_order_is_priority_then_due_time_then_age,
+    release_puts_the_job_back_without_counting_the_attempt,
+    completion_fills_the_video_row,
+    progress_reaches_the_job_and_video_rows,
+    a_new_job_wakes_a_subscribed_signal,
+    claim_returns_only_due_jobs_and_respects_the_limit,
+);
+
+async fn eight_concurrent_claimers_claim_each_of_2000_jobs_exactly_once(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let ids: HashSet<_> = b.enqueue_many(2000).await.into_iter().collect();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let q = b.queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let jobs = q.claim(&format!("w{w}"), 7, LEASE).await.unwrap();
+                if jobs.is_empty() {
+                    return mine;
+                }
+                mine.extend(jobs.into_iter().map(|j| j.id()));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for t in tasks {
+        for id in t.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "job {id} claimed twice");
+        }
+    }
+    assert_eq!(total, 2000);
+    assert_eq!(seen, ids);
+    let stats = b.queue.stats().await.unwrap();
+    assert_eq!(stats.running_jobs, 2000);
+    assert_eq!(stats.pending_jobs, 0);
+    assert_eq!(stats.active_workers, 8);
+}
+
+async fn an_expired_lease_is_rescued_and_claimed_again(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let jobs = b
+        .queue
+        .claim("w1", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        b.queue.rescue(100).await.unwrap().is_empty(),
+        "lease not yet expired"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let rescued = b.queue.rescue(100).await.unwrap();
+    assert_eq!(rescued.len(), 1);
+    assert!(rescued[0].requeued);
+    assert_eq!(rescued[0].worker_id.as_deref(), Some("w1"));
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "pending");
+    assert_eq!(rec.last_error_code.as_deref(), Some("lease-expired"));
+    assert_eq!(rec.video_status, "pending");
+    let again = b.queue.claim("w2", 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_ne!(again[0].lease.lease_id, jobs[0].lease.lease_id);
+
+    // Out of attempts, an expired lease fails the job instead.
+    let id = b
+        .enqueue_with(EnqueueRequest {
+            douyin_id: Some("7400000000000000002".into()),
+            max_attempts: Some(1),
+            ..Default::default()
+        })
+        .await;
+    b.queue
+        .claim("w3", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let rescued = b.queue.rescue(100).await.unwrap();
+    assert_eq!(rescued.len(), 1);
+    assert!(!rescued[0].requeued);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "failed");
+    assert_eq!(rec.video_status, "failed");
+    assert!(rec.video_last_error.unwrap().contains("lease expired"));
+}
+
+async fn a_stale_worker_is_fenced_off_after_its_job_was_taken_over(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let stale = b
+        .queue
+        .claim("w1", 1, Duration::from_secs(1))
+        .await
+        .unwrap()[0]
+        .clone();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(b.queue.rescue(10).await.unwrap().len(), 1);
+    let fresh = b.queue.claim("w2", 1, LEASE).await.unwrap()[0].clone();
+    assert_eq!(fresh.id(), id);
+
+    let q = &b.queue;
+    assert!(
+        q.heartbeat("w1", &[stale.lease], LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!q.progress("w1", &stale.lease, 10, Some(100)).await.unwrap());
+    assert_eq!(
+        q.complete("w1", &[completion(stale.lease, "k")])
+            .await
+            .unwrap(),
+        vec![(id, CompleteOutcome::LeaseLost)]
+    );
+    assert_eq!(
+        q.fail("w1", &[failure(stale.lease, ErrorClass::Permanent, None)])
+            .await
+            .unwrap(),
+        vec![(id, FailOutcome::LeaseLost)]
+    );
+    assert_eq!(
+        q.release("w1", &[stale.lease]).await.unwrap(),
+        vec![(id, ReleaseOutcome::LeaseLost)]
+    );
+    // The same lease under another worker's name is refused too.
+    assert!(
+        q.heartbeat("w1", &[fresh.lease], LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rec = q.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "running");
+    assert_eq!(rec.worker_id.as_deref(), Some("w2"));
+
+    assert_eq!(
+        q.heartbeat("w2", &[fresh.lease], LEASE).await.unwrap(),
+        vec![fresh.lease]
+    );
+    assert_eq!(
+        q.complete("w2", &[completion(fresh.lease, "k")])
+            .await
+            .unwrap(),
+        vec![(id, CompleteOutcome::Completed)]
+    );
+    assert_eq!(q.job(id).await.unwrap().unwrap().status, "completed");
+}
+
+async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b
+        .enqueue_with(EnqueueRequest {
+            douyin_id: Some("7400000000000000001".into()),
+            max_attempts: Some(3),
+            ..Default::default()
+        })
+        .await;
+    let q = &b.queue;
+    // Attempt 1 fails with a long backoff: not claimable until then; both rows say when.
+    let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
+    let before = chrono::Utc::now();
+    let r = q
+        .fail(
+            "w",
+            &[failure(
+                job.lease,
+                ErrorClass::Transient,
+                Some(Duration::from_secs(600)),
+            )],
+        )
+        .await
+        .unwrap();
+    let FailOutcome::RetryScheduled(at) = r[0].1 else {
+        panic!("{r:?}")
+    };
+    assert!(
+        at > before + chrono::Duration::seconds(590)
+            && at < before + chrono::Duration::seconds(620),
+        "{at}"
+    );
+    let rec = q.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "pending");
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.last_error.as_deref(), Some("cdn said 503"));
+    assert_eq!(rec.last_error_code.as_deref(), Some("http-503"));
+    assert_eq!(rec.last_error_class.as_deref(), Some("transient"));
+    assert_eq!(rec.video_status, "pending");
+    assert_eq!(rec.video_attempts, 1);
+    assert_eq!(rec.video_last_error.as_deref(), Some("cdn said 503"));
+    let next = rec
+        .video_next_attempt_at
+        .expect("next try on the video row");
+    assert!((next - at).num_milliseconds().abs() < 5, "{next} vs {at}");
+    assert!(
+        q.claim("w", 1, LEASE).await.unwrap().is_empty(),
+        "not due yet"
+    );
+
+    // Make it due, then attempts 2 and 3 fail; the third is the last.
+    sqlx_due_now(&b, id).await;
+    let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.attempts, 2);
+    let r = q
+        .fail(
+            "w",
+            &[failure(job.lease, ErrorClass::Drift, Some(Duration::ZERO))],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r[0].1, FailOutcome::RetryScheduled(_)), "{r:?}");
+    let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.attempts, 3);
+    let r = q
+        .fail(
+            "w",
+            &[failure(
+                job.lease,
+                ErrorClass::Transient,
+                Some(Duration::ZERO),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0].1, FailOutcome::Failed);
+    let rec = q.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "failed");
+    assert_eq!(rec.attempts, 3);
+    assert!(rec.finished_at.is_some());
+    assert_eq!(rec.video_status, "failed");
+    assert_eq!(rec.video_attempts, 3);
+    assert!(q.claim("w", 1, LEASE).await.unwrap().is_empty());
+}
+
+/// Moves a pending job's due time to now, as if its backoff had passed.
+async fn sqlx_due_now(b: &Backend, id: uuid::Uuid) {
+    match &b.pg {
+        Some(db) => {
+            sqlx::query("update public.download_jobs set scheduled_at = now() where id = $1")
+                .bind(id)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", b.locator.1))
+                .await
+                .unwrap();
+            sqlx::query(
+                "update download_jobs set scheduled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds') where id = ?",
+            )
+            .bind(id.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn permanent_failures_fail_at_once(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    let r = b
+        .queue
+        .fail(
+            "w",
+            &[failure(
+                job.lease,
+                ErrorClass::Permanent,
+                Some(Duration::ZERO),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, vec![(id, FailOutcome::Failed)]);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!((rec.status.as_str(), rec.attempts), ("failed", 1));
+    assert_eq!(rec.last_error_class.as_deref(), Some("permanent"));
+    assert_eq!(rec.video_next_attempt_at, None);
+}
+
+async fn one_active_job_per_video(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let q = &b.queue;
+    let req = EnqueueRequest {
+        url: Some("https://www.douyin.com/video/7412345678901234567?previous_page=app".into()),
+        ..Default::default()
+    };
+    let first = q.enqueue(&req).await.unwrap();
+    assert_eq!(first.outcome, EnqueueOutcome::Queued);
+    // The same video by id, by another link form, and by video id: all duplicates.
+    for again in [
+        req.clone(),
+        EnqueueRequest {
+            douyin_id: Some("7412345678901234567".into()),
+            ..Default::default()
+        },
+        EnqueueRequest {
+            url: Some("https://www.iesdouyin.com/share/video/7412345678901234567/".into()),
+            ..Default::default()
+        },
+        EnqueueRequest {
+            video_id: first.video_id,
+            ..Default::default()
+        },
+    ] {
+        let r = q.enqueue(&again).await.unwrap();
+        assert_eq!(r.outcome, EnqueueOutcome::Duplicate, "{again:?}");
+        assert_eq!(r.job_id, first.job_id);
+        assert_eq!(r.video_id, first.video_id);
+    }
+    assert_eq!(q.stats().await.unwrap().total_jobs, 1);
+    // Still one while it runs; once stored, the video is reported ready unless forced.
+    let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        q.enqueue(&req).await.unwrap().outcome,
+        EnqueueOutcome::Duplicate
+    );
+    q.complete("w", &[completion(job.lease, "k")])
+        .await
+        .unwrap();
+    assert_eq!(
+        q.enqueue(&req).await.unwrap().outcome,
+        EnqueueOutcome::Ready
+    );
+    let forced = q
+        .enqueue(&EnqueueRequest {
+            force: true,
+            ..req.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(forced.outcome, EnqueueOutcome::Queued);
+    assert_ne!(forced.job_id, first.job_id);
+    // Unknown video ids are reported, not created.
+    let r = q
+        .enqueue(&EnqueueRequest {
+            video_id: Some(uuid::Uuid::new_v4()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, EnqueueOutcome::NotFound);
+}
+
+async fn claim_order_is_priority_then_due_time_then_age(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let mut ids = Vec::new();
+    for (i, p) in [1, 10, 5, 10].into_iter().enumerate() {
+        ids.push(
+            b.enqueue_with(EnqueueRequest {
+                douyin_id: Some(format!("740000000000000000{i}")),
+                priority: Some(p),
+                ..Default::default()
+            })
+            .await,
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(b.queue.claim("w", 1, LEASE).await.unwrap().remove(0).id());
+    }
+    assert_eq!(order, vec![ids[1], ids[3], ids[2], ids[0]]);
+}
+
+async fn release_puts_the_job_back_without_counting_the_attempt(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.attempts, 1);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.video_status, "downloading");
+    assert_eq!(rec.video_in_progress_by.as_deref(), Some("w"));
+    assert_eq!(
+        b.queue.release("w", &[job.lease]).await.unwrap(),
+        vec![(id, ReleaseOutcome::Released)]
+    );
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!((rec.status.as_str(), rec.attempts), ("pending", 0));
+    assert_eq!(rec.video_status, "pending");
+    assert_eq!(rec.video_in_progress_by, None);
+    let again = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(again.attempts, 1);
+}
+
+async fn completion_fills_the_video_row(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b
+        .enqueue_with(EnqueueRequest {
+            url: Some("https://v.douyin.com/iRNBho6u/".into()),
+            payload: Some(serde_json::json!({"url": "https://v.douyin.com/iRNBho6u/"})),
+            ..Default::default()
+        })
+        .await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        job.video.douyin_id, None,
+        "a short link's id is not known yet"
+    );
+    assert_eq!(
+        job.video.video_url.as_deref(),
+        Some("https://v.douyin.com/iRNBho6u/")
+    );
+    assert_eq!(
+        job.payload,
+        Some(serde_json::json!({"url": "https://v.douyin.com/iRNBho6u/"}))
+    );
+    let c = Completion {
+        lease: job.lease,
+        stored: stored("7412345678901234567/7412345678901234567.mp4"),
+        video: VideoUpdate {
+            douyin_id: Some("7412345678901234567".into()),
+            title: Some("a title".into()),
+            thumbnail_url: Some("https://p3.douyinpic.com/x.jpeg".into()),
+            video_url_direct: Some("https://v3.douyinvod.com/x/".into()),
+            video_url_meta: Some(serde_json::json!({"expires": 1})),
+        },
+    };
+    assert_eq!(
+        b.queue.complete("w", &[c]).await.unwrap(),
+        vec![(id, CompleteOutcome::Completed)]
+    );
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.video_status, "ready");
+    assert_eq!(
+        rec.video_object_key.as_deref(),
+        Some("7412345678901234567/7412345678901234567.mp4")
+    );
+    assert_eq!(rec.video_download_progress, Some(100));
+    assert_eq!(rec.video_in_progress_by, None);
+    let stats = b.queue.stats().await.unwrap();
+    assert_eq!((stats.completed_jobs, stats.running_jobs), (1, 0));
+    // The id learnt from extraction makes the video findable by id now.
+    let r = b
+        .queue
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some("7412345678901234567".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, EnqueueOutcome::Ready);
+
+    // A completion without an object key is refused: `ready` needs bucket and key.
+    let id2 = b.enqueue("7400000000000000009").await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.id(), id2);
+    let bad = completion(job.lease, "");
+    assert!(b.queue.complete("w", &[bad]).await.is_err());
+    assert_eq!(b.queue.job(id2).await.unwrap().unwrap().status, "running");
+}
+
+async fn progress_reaches_the_job_and_video_rows(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert!(
+        b.queue
+            .progress("w", &job.lease, 500, Some(1000))
+            .await
+            .unwrap()
+    );
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.progress_bytes, rec.progress_total),
+        (Some(500), Some(1000))
+    );
+    assert_eq!(rec.video_download_progress, Some(50));
+    // Below 100 until the job completes.
+    assert!(
+        b.queue
+            .progress("w", &job.lease, 1000, Some(1000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.queue
+            .job(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .video_download_progress,
+        Some(99)
+    );
+}
+
+async fn a_new_job_wakes_a_subscribed_signal(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let signal = Arc::new(JobSignal::new());
+    let stop = CancellationToken::new();
+    b.queue
+        .subscribe(signal.clone(), stop.clone())
+        .await
+        .unwrap();
+    // Let LISTEN settle, then consume anything already signalled.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal.wait(Duration::from_millis(1), &stop).await;
+    let waiter = {
+        let signal = signal.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            signal.wait(Duration::from_secs(30), &stop).await;
+            t.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.enqueue("7400000000000000001").await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the signal never fired")
+        .unwrap();
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    stop.cancel();
+}
+
+async fn claim_returns_only_due_jobs_and_respects_the_limit(kind: Kind) {
+    let b = Backend::new(kind).await;
+    b.enqueue_many(5).await;
+    assert!(b.queue.claim("w", 0, LEASE).await.unwrap().is_empty());
+    assert_eq!(b.queue.claim("w", 3, LEASE).await.unwrap().len(), 3);
+    assert_eq!(b.queue.claim("w", 3, LEASE).await.unwrap().len(), 2);
+    assert!(b.queue.claim("w", 3, LEASE).await.unwrap().is_empty());
+}

@@ -1,0 +1,355 @@
+//! The worker loop over every backend, with test handlers.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use douyin_worker::error::ErrorClass;
+use douyin_worker::pipeline::JobHandler;
+use douyin_worker::queue::JobQueue;
+use douyin_worker::retry::RetryPolicy;
+use douyin_worker::worker::{RunSummary, Worker, WorkerOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backends::{Backend, Kind, on_every_backend};
+use crate::stages::{FailTimes, Hang, Panic, Succeed};
+
+pub fn options(worker_id: &str, temp_dir: PathBuf) -> WorkerOptions {
+    WorkerOptions {
+        worker_id: worker_id.into(),
+        max_concurrent: 4,
+        poll_interval: Duration::from_secs(30),
+        lease: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_secs(10),
+        rescue_interval: Duration::from_secs(1),
+        progress_interval: Duration::from_millis(200),
+        retry: RetryPolicy {
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+            max_attempts: 5,
+        },
+        shutdown_grace: Duration::from_secs(5),
+        temp_dir,
+        report_batch: 100,
+        report_deadline: Duration::from_secs(5),
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    handle: JoinHandle<RunSummary>,
+}
+
+impl Running {
+    async fn stop(self) -> RunSummary {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("the worker did not stop")
+            .unwrap()
+    }
+}
+
+fn start(queue: Arc<dyn JobQueue>, handler: Arc<dyn JobHandler>, opts: WorkerOptions) -> Running {
+    let stop = CancellationToken::new();
+    let worker = Worker::new(queue, handler, opts);
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    Running { stop, handle }
+}
+
+/// Waits until `cond` holds for the job's status, or panics after `within`.
+async fn wait_for_status(b: &Backend, id: Uuid, status: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let rec = b.queue.job(id).await.unwrap().unwrap();
+        if rec.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still {} (wanted {status}): {rec:?}",
+            rec.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_every_backend!(
+    jobs_complete_and_the_video_row_follows,
+    transient_failures_are_retried_until_they_succeed,
+    permanent_failures_are_not_retried,
+    a_panicking_handler_fails_the_attempt_not_the_worker,
+    a_new_job_wakes_an_idle_worker_long_before_the_poll_interval,
+    shutdown_releases_running_jobs_and_removes_their_temp_files,
+    shutdown_lets_jobs_finish_within_the_grace_period,
+    a_killed_worker_process_leaves_its_job_to_another_process,
+);
+
+async fn jobs_complete_and_the_video_row_follows(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let ids = b.enqueue_many(50).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(Succeed::default());
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("w1", tmp.path().into()),
+    );
+    for id in &ids {
+        wait_for_status(&b, *id, "completed", Duration::from_secs(20)).await;
+    }
+    let summary = w.stop().await;
+    assert_eq!(summary.claimed, 50);
+    assert_eq!(summary.completed, 50);
+    for id in &ids {
+        assert_eq!(handler.log.attempts(*id), 1);
+        let rec = b.queue.job(*id).await.unwrap().unwrap();
+        assert_eq!(rec.video_status, "ready");
+        assert!(rec.video_object_key.unwrap().ends_with(".mp4"));
+        assert_eq!(rec.worker_id.as_deref(), Some("w1"));
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+async fn transient_failures_are_retried_until_they_succeed(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(FailTimes {
+        times: 2,
+        class: ErrorClass::Transient,
+        log: Default::default(),
+    });
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("w1", tmp.path().into()),
+    );
+    wait_for_status(&b, id, "completed", Duration::from_secs(20)).await;
+    let summary = w.stop().await;
+    assert_eq!(handler.log.attempts(id), 3);
+    assert_eq!(summary.retried, 2);
+    assert_eq!(b.queue.job(id).await.unwrap().unwrap().attempts, 3);
+}
+
+async fn permanent_failures_are_not_retried(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(FailTimes {
+        times: 100,
+        class: ErrorClass::Permanent,
+        log: Default::default(),
+    });
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("w1", tmp.path().into()),
+    );
+    wait_for_status(&b, id, "failed", Duration::from_secs(20)).await;
+    let summary = w.stop().await;
+    assert_eq!(handler.log.attempts(id), 1);
+    assert_eq!(summary.failed, 1);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.video_status, "failed");
+    assert_eq!(rec.video_last_error.as_deref(), Some("planned failure 1"));
+    assert_eq!(rec.last_error_code.as_deref(), Some("test-failure"));
+}
+
+async fn a_panicking_handler_fails_the_attempt_not_the_worker(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b
+        .enqueue_with(douyin_worker::queue::EnqueueRequest {
+            douyin_id: Some("7400000000000000001".into()),
+            max_attempts: Some(2),
+            ..Default::default()
+        })
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = start(
+        b.queue.clone(),
+        Arc::new(Panic),
+        options("w1", tmp.path().into()),
+    );
+    wait_for_status(&b, id, "failed", Duration::from_secs(20)).await;
+    let summary = w.stop().await;
+    assert_eq!(summary.retried, 1);
+    assert_eq!(summary.failed, 1);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.last_error_code.as_deref(), Some("handler-panic"));
+    assert!(rec.last_error.unwrap().contains("handler exploded"));
+}
+
+async fn a_new_job_wakes_an_idle_worker_long_before_the_poll_interval(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(Succeed::default());
+    // Polling alone would take 30 s.
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("w1", tmp.path().into()),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let enqueued = Instant::now();
+    let id = b.enqueue("7400000000000000001").await;
+    wait_for_status(&b, id, "completed", Duration::from_secs(10)).await;
+    let picked = handler.log.first_start().unwrap() - enqueued;
+    assert!(picked < Duration::from_secs(3), "pickup took {picked:?}");
+    w.stop().await;
+}
+
+async fn shutdown_releases_running_jobs_and_removes_their_temp_files(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let ids = b.enqueue_many(3).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(Hang::default());
+    let mut opts = options("w1", tmp.path().into());
+    opts.shutdown_grace = Duration::from_millis(300);
+    let w = start(b.queue.clone(), handler.clone(), opts);
+    for id in &ids {
+        wait_for_status(&b, *id, "running", Duration::from_secs(10)).await;
+    }
+    while handler.log.temp_dirs.lock().unwrap().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let summary = w.stop().await;
+    assert_eq!(summary.released, 3);
+    for id in &ids {
+        let rec = b.queue.job(*id).await.unwrap().unwrap();
+        assert_eq!(rec.status, "pending");
+        assert_eq!(rec.attempts, 0, "a release does not count the attempt");
+        assert_eq!(rec.video_status, "pending");
+    }
+    for dir in handler.log.temp_dirs.lock().unwrap().iter() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+async fn shutdown_lets_jobs_finish_within_the_grace_period(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(Hang {
+        finish_after: Some(Duration::from_millis(700)),
+        log: Default::default(),
+    });
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("w1", tmp.path().into()),
+    );
+    wait_for_status(&b, id, "running", Duration::from_secs(10)).await;
+    let summary = w.stop().await;
+    assert_eq!(summary.completed, 1);
+    assert_eq!(summary.released, 0);
+    assert_eq!(b.queue.job(id).await.unwrap().unwrap().status, "completed");
+}
+
+/// Runs this test binary again as a worker process that hangs on every job.
+fn spawn_child_worker(b: &Backend, temp_dir: &std::path::Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "worker::child_worker_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DW_CHILD_BACKEND", &b.locator.0)
+        .env("DW_CHILD_TARGET", &b.locator.1)
+        .env("DW_CHILD_TEMP", temp_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the child worker")
+}
+
+/// The child side of the `kill -9` test; does nothing unless started by it.
+#[tokio::test]
+#[ignore = "runs only as the child process of a_killed_worker_process_leaves_its_job_to_another_process"]
+async fn child_worker_process() {
+    let (Ok(backend), Ok(target), Ok(temp)) = (
+        std::env::var("DW_CHILD_BACKEND"),
+        std::env::var("DW_CHILD_TARGET"),
+        std::env::var("DW_CHILD_TEMP"),
+    ) else {
+        return;
+    };
+    let queue: Arc<dyn JobQueue> = if backend == "postgres" {
+        let pool = sqlx::PgPool::connect(&target).await.unwrap();
+        Arc::new(douyin_worker::queue::postgres::PgQueue::from_pool(pool))
+    } else {
+        Arc::new(
+            douyin_worker::queue::sqlite::SqliteQueue::open(std::path::Path::new(&target))
+                .await
+                .unwrap(),
+        )
+    };
+    let mut opts = options("doomed", temp.into());
+    opts.lease = Duration::from_secs(2);
+    opts.heartbeat_interval = Duration::from_millis(500);
+    let worker = Worker::new(queue, Arc::new(Hang::default()), opts);
+    worker.run(CancellationToken::new()).await;
+}
+
+async fn a_killed_worker_process_leaves_its_job_to_another_process(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_worker(&b, tmp.path());
+    let claimed = async {
+        loop {
+            let rec = b.queue.job(id).await.unwrap().unwrap();
+            if rec.status == "running" && rec.worker_id.as_deref() == Some("doomed") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), claimed)
+        .await
+        .is_err()
+    {
+        let _ = child.kill();
+        panic!("the child worker never claimed the job");
+    }
+    // Its heartbeats keep the lease alive while it lives.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        b.queue.job(id).await.unwrap().unwrap().worker_id.as_deref(),
+        Some("doomed")
+    );
+    // kill -9: no cleanup, no release.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(b.queue.job(id).await.unwrap().unwrap().status, "running");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed worker's temp folder is still there"
+    );
+
+    // Another process rescues the job once the lease expires, completes it, and removes
+    // the dead worker's temp folder.
+    let handler = Arc::new(Succeed::default());
+    let w = start(
+        b.queue.clone(),
+        handler.clone(),
+        options("survivor", tmp.path().into()),
+    );
+    wait_for_status(&b, id, "completed", Duration::from_secs(20)).await;
+    let summary = w.stop().await;
+    assert_eq!(summary.completed, 1);
+    assert!(summary.rescued >= 1);
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.worker_id.as_deref(), Some("survivor"));
+    assert_eq!(rec.attempts, 2);
+    assert_eq!(handler.log.attempts(id), 1);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
