@@ -66,7 +66,9 @@ alter table public.videos
     add column if not exists download_progress     smallint,
     add column if not exists next_attempt_at       timestamptz;
 
+-- Enqueueing by Douyin id or by link looks the video up by either.
 create index if not exists videos_douyin_id_idx on public.videos (douyin_id);
+create index if not exists videos_video_url_idx on public.videos (video_url);
 
 -- download_jobs -------------------------------------------------------------------------------
 create table if not exists public.download_jobs (

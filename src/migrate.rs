@@ -177,7 +177,9 @@ pub async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateE
             report.unchanged.push(m.name);
             continue;
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // IMMEDIATE: two processes creating the file together wait on the busy timeout
+        // instead of failing on a lock upgrade.
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         sqlx::raw_sql(m.sql)
             .execute(&mut *tx)
             .await

@@ -354,6 +354,20 @@ impl From<sqlx::Error> for QueueError {
                 QueueError::Unavailable(e.to_string())
             }
             E::Protocol(_) => QueueError::Unavailable(e.to_string()),
+            E::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let msg = db.message().to_string();
+                // SQLite result codes (extended): busy, locked, busy timeout, and friends.
+                match code.as_str() {
+                    "5" | "6" | "261" | "262" | "517" | "773" => QueueError::Unavailable(msg),
+                    _ if msg.starts_with("no such table") || msg.starts_with("no such column") => {
+                        QueueError::Schema(format!(
+                            "{msg}: the SQLite queue file lacks the douyin-worker schema"
+                        ))
+                    }
+                    _ => QueueError::Database(format!("{msg} (SQLite code {code})")),
+                }
+            }
             E::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 let msg = db.message().to_string();
@@ -372,8 +386,6 @@ impl From<sqlx::Error> for QueueError {
                     {
                         QueueError::Unavailable(msg)
                     }
-                    // SQLite: busy / locked
-                    "5" | "6" | "517" | "261" | "262" => QueueError::Unavailable(msg),
                     _ => QueueError::Database(if code.is_empty() {
                         msg
                     } else {

@@ -1,0 +1,822 @@
+//! The life-cycle operations of the SQLite queue, each one transaction, with the semantics
+//! of the SQL functions in `migrations/0002_queue.sql`.
+
+use super::*;
+
+impl SqliteQueue {
+    pub(super) async fn claim_tx(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        // An idle poll only reads: no write lock unless a job is due (WAL readers never wait).
+        let due: bool = sqlx::query_scalar(
+            "select exists (select 1 from download_jobs
+                             where status = 'pending' and scheduled_at <= ?1)",
+        )
+        .bind(format_timestamp(now()))
+        .fetch_one(&self.pool)
+        .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
+
+        let mut w = self.write().await?;
+        let now = now();
+        let expires = now + chrono::Duration::seconds(lease_secs(lease));
+        let (now_s, expires_s) = (format_timestamp(now), format_timestamp(expires));
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "select id from download_jobs
+              where status = 'pending' and scheduled_at <= ?1
+              order by priority desc, scheduled_at, created_at
+              limit ?2",
+        )
+        .bind(&now_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *w.tx)
+        .await?;
+        if ids.is_empty() {
+            w.commit().await?;
+            return Ok(Vec::new());
+        }
+
+        let picked = Value::Array(
+            ids.iter()
+                .map(|(id,)| json!({"id": id, "lease": Uuid::new_v4().hyphenated().to_string()}))
+                .collect(),
+        );
+        let jobs = sqlx::query(
+            "update download_jobs as j
+                set status           = 'running',
+                    worker_id        = ?1,
+                    started_at       = ?2,
+                    finished_at      = null,
+                    attempts         = j.attempts + 1,
+                    lease_id         = x.lease,
+                    lease_expires_at = ?3,
+                    heartbeat_at     = ?2,
+                    progress_bytes   = null,
+                    progress_total   = null,
+                    progress_at      = null,
+                    updated_at       = ?2
+               from (select value ->> 'id' as id, value ->> 'lease' as lease
+                       from json_each(?4)) as x
+              where j.id = x.id
+             returning id, video_id, lease_id, attempts, max_attempts, priority, payload,
+                       scheduled_at, created_at",
+        )
+        .bind(worker_id)
+        .bind(&now_s)
+        .bind(&expires_s)
+        .bind(picked.to_string())
+        .fetch_all(&mut *w.tx)
+        .await?;
+
+        let mut touched = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let video_id: String = job.try_get("video_id")?;
+            let attempts: i32 = job.try_get("attempts")?;
+            touched.push(json!({"id": video_id, "attempts": attempts}));
+        }
+        let videos = sqlx::query(
+            "update videos as v
+                set status              = 'downloading',
+                    download_started_at = ?1,
+                    in_progress_by      = ?2,
+                    in_progress_at      = ?1,
+                    attempts            = x.attempts,
+                    last_attempt_at     = ?1,
+                    download_progress   = 0,
+                    next_attempt_at     = null,
+                    updated_at          = ?1
+               from (select value ->> 'id' as id, value ->> 'attempts' as attempts
+                       from json_each(?3)) as x
+              where v.id = x.id
+             returning id, douyin_id, video_url, title, thumbnail_url, video_url_direct,
+                       video_url_meta,
+                       coalesce(marked_for_deletion, 0) <> 0 as marked_for_deletion",
+        )
+        .bind(&now_s)
+        .bind(worker_id)
+        .bind(Value::Array(touched).to_string())
+        .fetch_all(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+
+        let mut videos_by_id = HashMap::with_capacity(videos.len());
+        for row in &videos {
+            let info = VideoInfo {
+                douyin_id: row.try_get("douyin_id")?,
+                video_url: row.try_get("video_url")?,
+                title: row.try_get("title")?,
+                thumbnail_url: row.try_get("thumbnail_url")?,
+                video_url_direct: row.try_get("video_url_direct")?,
+                video_url_meta: json_column(row, "video_url_meta")?,
+                marked_for_deletion: row.try_get("marked_for_deletion")?,
+            };
+            videos_by_id.insert(row.try_get::<String, _>("id")?, info);
+        }
+        let mut by_id = HashMap::with_capacity(jobs.len());
+        for job in &jobs {
+            let video_id: String = job.try_get("video_id")?;
+            let claimed = ClaimedJob {
+                lease: Lease {
+                    job_id: uuid_column(job, "id")?,
+                    lease_id: uuid_column(job, "lease_id")?,
+                },
+                video_id: uuid_column(job, "video_id")?,
+                lease_expires_at: expires,
+                attempts: job.try_get("attempts")?,
+                max_attempts: job.try_get("max_attempts")?,
+                priority: job.try_get::<Option<i32>, _>("priority")?.unwrap_or(0),
+                payload: json_column(job, "payload")?,
+                scheduled_at: job.try_get("scheduled_at")?,
+                created_at: job.try_get("created_at")?,
+                // No video row only when someone wrote with foreign keys off; PostgreSQL
+                // cannot get there.
+                video: videos_by_id.remove(&video_id).unwrap_or_default(),
+            };
+            by_id.insert(job.try_get::<String, _>("id")?, claimed);
+        }
+        // In claim order.
+        Ok(ids.iter().filter_map(|(id,)| by_id.remove(id)).collect())
+    }
+
+    pub(super) async fn heartbeat_turn(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Lease>, sqlx::Error> {
+        let items = Value::Array(leases.iter().map(lease_item).collect());
+        // One statement: atomic without an explicit transaction.
+        let _turn = self.shared.write_lock.lock().await;
+        let now = now();
+        let expires = now + chrono::Duration::seconds(lease_secs(lease));
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "update download_jobs as j
+                set lease_expires_at = ?1,
+                    heartbeat_at     = ?2
+               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id
+                       from json_each(?3)) as x
+              where j.id = x.job_id
+                and j.lease_id = x.lease_id
+                and j.worker_id = ?4
+                and j.status = 'running'
+             returning id, lease_id",
+        )
+        .bind(format_timestamp(expires))
+        .bind(format_timestamp(now))
+        .bind(items.to_string())
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let held: HashSet<(String, String)> = rows.into_iter().collect();
+        let mut seen = HashSet::with_capacity(leases.len());
+        Ok(leases
+            .iter()
+            .filter(|l| {
+                held.contains(&(
+                    l.job_id.hyphenated().to_string(),
+                    l.lease_id.hyphenated().to_string(),
+                )) && seen.insert(**l)
+            })
+            .copied()
+            .collect())
+    }
+
+    pub(super) async fn complete_tx(
+        &self,
+        worker_id: &str,
+        items: &[Completion],
+    ) -> Result<Vec<(Uuid, CompleteOutcome)>, sqlx::Error> {
+        let jobs = Value::Array(
+            items
+                .iter()
+                .map(|c| {
+                    let mut item = lease_item(&c.lease);
+                    item["filesize"] = json!(c.stored.filesize);
+                    item
+                })
+                .collect(),
+        );
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now());
+        let done: Vec<(String, String)> = sqlx::query_as(
+            "update download_jobs as j
+                set status           = 'completed',
+                    finished_at      = ?1,
+                    lease_id         = null,
+                    lease_expires_at = null,
+                    last_error       = null,
+                    last_error_code  = null,
+                    last_error_class = null,
+                    progress_bytes   = coalesce(x.filesize, j.progress_bytes),
+                    progress_total   = coalesce(x.filesize, j.progress_total),
+                    progress_at      = ?1,
+                    updated_at       = ?1
+               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id,
+                            value ->> 'filesize' as filesize
+                       from json_each(?2)) as x
+              where j.id = x.job_id
+                and j.lease_id = x.lease_id
+                and j.worker_id = ?3
+                and j.status = 'running'
+             returning id, video_id",
+        )
+        .bind(&now_s)
+        .bind(jobs.to_string())
+        .bind(worker_id)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut video_of: HashMap<Uuid, String> = HashMap::with_capacity(done.len());
+        for (job_id, video_id) in done {
+            video_of.insert(parse_uuid(&job_id)?, video_id);
+        }
+
+        let mut videos = Vec::with_capacity(video_of.len());
+        let mut filled = HashSet::with_capacity(video_of.len());
+        for c in items {
+            let Some(video_id) = video_of.get(&c.lease.job_id) else {
+                continue;
+            };
+            if !filled.insert(c.lease.job_id) {
+                continue;
+            }
+            videos.push(json!({
+                "id": video_id,
+                "bucket": c.stored.bucket,
+                "object_key": c.stored.object_key,
+                "storage_etag": c.stored.storage_etag,
+                "filesize": c.stored.filesize,
+                "mime_type": c.stored.mime_type,
+                "storage_provider": c.stored.storage_provider,
+                "storage_metadata": json_text(Some(&c.stored.storage_metadata)),
+                "douyin_id": c.video.douyin_id,
+                "title": c.video.title,
+                "thumbnail_url": c.video.thumbnail_url,
+                "video_url_direct": c.video.video_url_direct,
+                "video_url_meta": json_text(c.video.video_url_meta.as_ref()),
+            }));
+        }
+        if !videos.is_empty() {
+            sqlx::query(
+                "update videos as v
+                    set status            = 'ready',
+                        bucket            = x.bucket,
+                        object_key        = x.object_key,
+                        storage_etag      = x.storage_etag,
+                        filesize          = x.filesize,
+                        mime_type         = x.mime_type,
+                        storage_provider  = x.storage_provider,
+                        storage_metadata  = x.storage_metadata,
+                        downloaded_at     = ?1,
+                        in_progress_by    = null,
+                        in_progress_at    = null,
+                        last_error        = null,
+                        download_progress = 100,
+                        next_attempt_at   = null,
+                        douyin_id         = coalesce(nullif(v.douyin_id, ''), x.douyin_id),
+                        title             = coalesce(nullif(v.title, ''), x.title),
+                        thumbnail_url     = coalesce(nullif(v.thumbnail_url, ''), x.thumbnail_url),
+                        video_url_direct  = coalesce(x.video_url_direct, v.video_url_direct),
+                        video_url_meta    = coalesce(x.video_url_meta, v.video_url_meta),
+                        updated_at        = ?1
+                   from (select value ->> 'id' as id, value ->> 'bucket' as bucket,
+                                value ->> 'object_key' as object_key,
+                                value ->> 'storage_etag' as storage_etag,
+                                value ->> 'filesize' as filesize,
+                                value ->> 'mime_type' as mime_type,
+                                value ->> 'storage_provider' as storage_provider,
+                                value ->> 'storage_metadata' as storage_metadata,
+                                value ->> 'douyin_id' as douyin_id, value ->> 'title' as title,
+                                value ->> 'thumbnail_url' as thumbnail_url,
+                                value ->> 'video_url_direct' as video_url_direct,
+                                value ->> 'video_url_meta' as video_url_meta
+                           from json_each(?2)) as x
+                  where v.id = x.id",
+            )
+            .bind(&now_s)
+            .bind(Value::Array(videos).to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+        Ok(items
+            .iter()
+            .map(|c| {
+                let outcome = if video_of.contains_key(&c.lease.job_id) {
+                    CompleteOutcome::Completed
+                } else {
+                    CompleteOutcome::LeaseLost
+                };
+                (c.lease.job_id, outcome)
+            })
+            .collect())
+    }
+
+    pub(super) async fn fail_tx(
+        &self,
+        worker_id: &str,
+        items: &[Failure],
+    ) -> Result<Vec<(Uuid, FailOutcome)>, sqlx::Error> {
+        let now = now();
+        let jobs = Value::Array(
+            items
+                .iter()
+                .map(|f| {
+                    let retry = retry_seconds(f);
+                    let delay = retry
+                        .map(|s| {
+                            Duration::try_from_secs_f64(s.max(0.0))
+                                .unwrap_or(MAX_RETRY_DELAY)
+                                .min(MAX_RETRY_DELAY)
+                        })
+                        .unwrap_or_default();
+                    let due = now
+                        .checked_add_signed(chrono::Duration::from_std(delay).unwrap_or_default())
+                        .unwrap_or(now);
+                    let mut item = lease_item(&f.lease);
+                    // Final whatever the attempts: a permanent error, or no retry asked for.
+                    item["final"] = json!(f.class == ErrorClass::Permanent || retry.is_none());
+                    item["due"] = json!(format_timestamp(due));
+                    item["error"] = json!(if f.error.is_empty() {
+                        "unknown error"
+                    } else {
+                        f.error.as_str()
+                    });
+                    item["code"] = json!(f.code);
+                    item["class"] = json!(f.class.as_str());
+                    item
+                })
+                .collect(),
+        );
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now);
+        let updated = sqlx::query(
+            "update download_jobs as j
+                set status           = case when x.final or j.attempts >= j.max_attempts
+                                            then 'failed' else 'pending' end,
+                    worker_id        = case when x.final or j.attempts >= j.max_attempts
+                                            then j.worker_id end,
+                    finished_at      = case when x.final or j.attempts >= j.max_attempts
+                                            then ?1 end,
+                    scheduled_at     = case when x.final or j.attempts >= j.max_attempts
+                                            then j.scheduled_at else x.due end,
+                    lease_id         = null,
+                    lease_expires_at = null,
+                    last_error       = x.error,
+                    last_error_code  = x.code,
+                    last_error_class = x.class,
+                    updated_at       = ?1
+               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id,
+                            value ->> 'final' as final, value ->> 'due' as due,
+                            value ->> 'error' as error, value ->> 'code' as code,
+                            value ->> 'class' as class
+                       from json_each(?2)) as x
+              where j.id = x.job_id
+                and j.lease_id = x.lease_id
+                and j.worker_id = ?3
+                and j.status = 'running'
+             returning id, video_id, status, attempts, last_error, scheduled_at",
+        )
+        .bind(&now_s)
+        .bind(jobs.to_string())
+        .bind(worker_id)
+        .fetch_all(&mut *w.tx)
+        .await?;
+
+        let mut outcomes: HashMap<Uuid, FailOutcome> = HashMap::with_capacity(updated.len());
+        let mut videos = Vec::with_capacity(updated.len());
+        for row in &updated {
+            let failed = row.try_get::<String, _>("status")? == "failed";
+            let scheduled_at: DateTime<Utc> = row.try_get("scheduled_at")?;
+            outcomes.insert(
+                uuid_column(row, "id")?,
+                if failed {
+                    FailOutcome::Failed
+                } else {
+                    FailOutcome::RetryScheduled(scheduled_at)
+                },
+            );
+            videos.push(json!({
+                "id": row.try_get::<String, _>("video_id")?,
+                "status": if failed { "failed" } else { "pending" },
+                "error": row.try_get::<Option<String>, _>("last_error")?,
+                "attempts": row.try_get::<i32, _>("attempts")?,
+                "next": (!failed).then(|| format_timestamp(scheduled_at)),
+            }));
+        }
+        if !videos.is_empty() {
+            sqlx::query(
+                "update videos as v
+                    set status            = x.status,
+                        last_error        = x.error,
+                        attempts          = x.attempts,
+                        in_progress_by    = null,
+                        in_progress_at    = null,
+                        download_progress = null,
+                        next_attempt_at   = x.next,
+                        updated_at        = ?1
+                   from (select value ->> 'id' as id, value ->> 'status' as status,
+                                value ->> 'error' as error, value ->> 'attempts' as attempts,
+                                value ->> 'next' as next
+                           from json_each(?2)) as x
+                  where v.id = x.id",
+            )
+            .bind(&now_s)
+            .bind(Value::Array(videos).to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+        Ok(items
+            .iter()
+            .map(|f| {
+                let id = f.lease.job_id;
+                (
+                    id,
+                    outcomes.get(&id).copied().unwrap_or(FailOutcome::LeaseLost),
+                )
+            })
+            .collect())
+    }
+
+    pub(super) async fn release_tx(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+    ) -> Result<Vec<(Uuid, ReleaseOutcome)>, sqlx::Error> {
+        let items = Value::Array(leases.iter().map(lease_item).collect());
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now());
+        let released: Vec<(String, String, i32)> = sqlx::query_as(
+            "update download_jobs as j
+                set status           = 'pending',
+                    worker_id        = null,
+                    scheduled_at     = ?1,
+                    attempts         = max(j.attempts - 1, 0),
+                    lease_id         = null,
+                    lease_expires_at = null,
+                    progress_bytes   = null,
+                    progress_total   = null,
+                    updated_at       = ?1
+               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id
+                       from json_each(?2)) as x
+              where j.id = x.job_id
+                and j.lease_id = x.lease_id
+                and j.worker_id = ?3
+                and j.status = 'running'
+             returning id, video_id, attempts",
+        )
+        .bind(&now_s)
+        .bind(items.to_string())
+        .bind(worker_id)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut done = HashSet::with_capacity(released.len());
+        let mut videos = Vec::with_capacity(released.len());
+        for (job_id, video_id, attempts) in &released {
+            done.insert(parse_uuid(job_id)?);
+            videos.push(json!({"id": video_id, "attempts": attempts}));
+        }
+        if !videos.is_empty() {
+            sqlx::query(
+                "update videos as v
+                    set status            = 'pending',
+                        attempts          = x.attempts,
+                        in_progress_by    = null,
+                        in_progress_at    = null,
+                        download_progress = null,
+                        next_attempt_at   = null,
+                        updated_at        = ?1
+                   from (select value ->> 'id' as id, value ->> 'attempts' as attempts
+                           from json_each(?2)) as x
+                  where v.id = x.id",
+            )
+            .bind(&now_s)
+            .bind(Value::Array(videos).to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+        Ok(leases
+            .iter()
+            .map(|l| {
+                let outcome = if done.contains(&l.job_id) {
+                    ReleaseOutcome::Released
+                } else {
+                    ReleaseOutcome::LeaseLost
+                };
+                (l.job_id, outcome)
+            })
+            .collect())
+    }
+
+    pub(super) async fn rescue_tx(&self, limit: u32) -> Result<Vec<Rescued>, sqlx::Error> {
+        // Like an idle claim, a rescue that finds nothing takes no write lock.
+        let expired: bool = sqlx::query_scalar(
+            "select exists (select 1 from download_jobs
+                             where status = 'running' and lease_expires_at < ?1)",
+        )
+        .bind(format_timestamp(now()))
+        .fetch_one(&self.pool)
+        .await?;
+        if !expired {
+            return Ok(Vec::new());
+        }
+
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now());
+        let expired: Vec<(String, String, Option<String>, i32, i32)> = sqlx::query_as(
+            "select id, video_id, worker_id, attempts, max_attempts
+               from download_jobs
+              where status = 'running' and lease_expires_at < ?1
+              order by lease_expires_at
+              limit ?2",
+        )
+        .bind(&now_s)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *w.tx)
+        .await?;
+        if expired.is_empty() {
+            w.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut jobs = Vec::with_capacity(expired.len());
+        let mut videos = Vec::with_capacity(expired.len());
+        let mut out = Vec::with_capacity(expired.len());
+        for (id, video_id, worker_id, attempts, max_attempts) in expired {
+            let failed = attempts >= max_attempts;
+            let error = format!(
+                "lease expired: worker {} stopped renewing it during attempt {attempts} of \
+                 {max_attempts}",
+                worker_id.as_deref().unwrap_or("?")
+            );
+            jobs.push(json!({"id": id, "failed": failed, "error": error}));
+            videos.push(json!({
+                "id": video_id,
+                "status": if failed { "failed" } else { "pending" },
+                "error": error,
+                "attempts": attempts,
+            }));
+            out.push(Rescued {
+                job_id: parse_uuid(&id)?,
+                requeued: !failed,
+                worker_id,
+            });
+        }
+        sqlx::query(
+            "update download_jobs as j
+                set status           = case when x.failed then 'failed' else 'pending' end,
+                    worker_id        = case when x.failed then j.worker_id end,
+                    finished_at      = case when x.failed then ?1 end,
+                    scheduled_at     = ?1,
+                    lease_id         = null,
+                    lease_expires_at = null,
+                    last_error       = x.error,
+                    last_error_code  = 'lease-expired',
+                    last_error_class = 'transient',
+                    updated_at       = ?1
+               from (select value ->> 'id' as id, value ->> 'failed' as failed,
+                            value ->> 'error' as error
+                       from json_each(?2)) as x
+              where j.id = x.id",
+        )
+        .bind(&now_s)
+        .bind(Value::Array(jobs).to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        sqlx::query(
+            "update videos as v
+                set status            = x.status,
+                    last_error        = x.error,
+                    attempts          = x.attempts,
+                    in_progress_by    = null,
+                    in_progress_at    = null,
+                    download_progress = null,
+                    updated_at        = ?1
+               from (select value ->> 'id' as id, value ->> 'status' as status,
+                            value ->> 'error' as error, value ->> 'attempts' as attempts
+                       from json_each(?2)) as x
+              where v.id = x.id",
+        )
+        .bind(&now_s)
+        .bind(Value::Array(videos).to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        Ok(out)
+    }
+
+    pub(super) async fn progress_tx(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        done: i64,
+        total: Option<i64>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now());
+        let video_id: Option<(String,)> = sqlx::query_as(
+            "update download_jobs
+                set progress_bytes = ?1,
+                    progress_total = ?2,
+                    progress_at    = ?3
+              where id = ?4 and lease_id = ?5 and worker_id = ?6 and status = 'running'
+             returning video_id",
+        )
+        .bind(done)
+        .bind(total)
+        .bind(&now_s)
+        .bind(lease.job_id.hyphenated())
+        .bind(lease.lease_id.hyphenated())
+        .bind(worker_id)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        if let (Some((video_id,)), Some(total)) = (&video_id, total.filter(|t| *t > 0)) {
+            // floor(done * 100 / total), held below 100 until the job completes.
+            let percent = (i128::from(done) * 100 / i128::from(total)).clamp(0, 99) as i64;
+            sqlx::query("update videos set download_progress = ?1 where id = ?2")
+                .bind(percent)
+                .bind(video_id)
+                .execute(&mut *w.tx)
+                .await?;
+        }
+        w.commit().await?;
+        Ok(video_id.is_some())
+    }
+
+    pub(super) async fn enqueue_tx(
+        &self,
+        req: &EnqueueRequest,
+        url: Option<&str>,
+        douyin_id: Option<&str>,
+    ) -> Result<EnqueueResult, sqlx::Error> {
+        // By id; else by Douyin id, then by link.
+        let douyin_id = match req.video_id {
+            Some(_) => None,
+            None => douyin_id
+                .map(str::to_owned)
+                .or_else(|| url.and_then(douyin_id_from_url)),
+        };
+        let url = if req.video_id.is_some() { None } else { url };
+
+        // The write transaction serialises enqueues of the same video, as the advisory lock
+        // does in PostgreSQL.
+        let mut w = self.write().await?;
+        let now_s = format_timestamp(now());
+        let found: Option<EnqueueVideo> = sqlx::query_as(
+            "select v.id, v.status, v.object_key,
+                    coalesce(v.marked_for_deletion, 0) <> 0,
+                    -- download_job_default_priority
+                    (case when coalesce(v.surge_detected, 0) then 1000000 else 0 end)
+                      + cast(max(min(round(coalesce(v.viral_momentum, 0)), 999999), 0)
+                             as integer),
+                    (select j.id from download_jobs j
+                      where j.video_id = v.id and j.status in ('pending', 'running')
+                      limit 1)
+               from videos v
+              where v.rowid = coalesce(
+                        (select rowid from videos where id = ?1),
+                        (select rowid from videos where douyin_id = ?2
+                          order by created_at, rowid limit 1),
+                        (select rowid from videos where video_url = ?3
+                          order by created_at, rowid limit 1))",
+        )
+        .bind(req.video_id.map(|id| id.hyphenated()))
+        .bind(douyin_id.as_deref())
+        .bind(url)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+
+        let Some((video_id_s, status, object_key, marked, default_priority, active)) = found else {
+            if let Some(video_id) = req.video_id {
+                w.commit().await?;
+                return Ok(EnqueueResult {
+                    job_id: None,
+                    video_id: Some(video_id),
+                    outcome: EnqueueOutcome::NotFound,
+                });
+            }
+            // A new video, `queued` already: its job is the only thing left to add.
+            let video_id = Uuid::new_v4();
+            let video_url = match (url, &douyin_id) {
+                (Some(url), _) => url.to_owned(),
+                (None, Some(id)) => format!("https://www.douyin.com/video/{id}"),
+                (None, None) => unreachable!("enqueue checks that a url or an id is given"),
+            };
+            sqlx::query(
+                "insert into videos (id, douyin_id, video_url, status, created_at, updated_at)
+                 values (?1, ?2, ?3, 'queued', ?4, ?4)",
+            )
+            .bind(video_id.hyphenated())
+            .bind(douyin_id.as_deref())
+            .bind(&video_url)
+            .bind(&now_s)
+            .execute(&mut *w.tx)
+            .await?;
+            let job_id = insert_job(&mut w, req, video_id, 0, &now_s).await?;
+            w.commit().await?;
+            return Ok(EnqueueResult {
+                job_id: Some(job_id),
+                video_id: Some(video_id),
+                outcome: EnqueueOutcome::Queued,
+            });
+        };
+
+        let video_id = parse_uuid(&video_id_s)?;
+        let (job_id, outcome) = if marked {
+            (None, EnqueueOutcome::MarkedForDeletion)
+        } else if let Some(active) = active {
+            (Some(parse_uuid(&active)?), EnqueueOutcome::Duplicate)
+        } else if !req.force
+            && matches!(status.as_str(), "ready" | "uploaded" | "processed")
+            && object_key.is_some()
+        {
+            (None, EnqueueOutcome::Ready)
+        } else {
+            let job_id = insert_job(&mut w, req, video_id, default_priority, &now_s).await?;
+            sqlx::query(
+                "update videos
+                    set status = 'queued', last_error = null, next_attempt_at = null,
+                        updated_at = ?1
+                  where id = ?2 and status not in ('downloading', 'running')",
+            )
+            .bind(&now_s)
+            .bind(&video_id_s)
+            .execute(&mut *w.tx)
+            .await?;
+            (Some(job_id), EnqueueOutcome::Queued)
+        };
+        w.commit().await?;
+        Ok(EnqueueResult {
+            job_id,
+            video_id: Some(video_id),
+            outcome,
+        })
+    }
+}
+
+/// What enqueue reads of the video: id, status, object_key, marked_for_deletion, the default
+/// priority from its ranking, and its active job.
+type EnqueueVideo = (String, String, Option<String>, bool, i64, Option<String>);
+
+/// Inserts the pending job of an enqueue; `default_priority` is the video's ranking.
+pub(super) async fn insert_job(
+    w: &mut WriteTx<'_>,
+    req: &EnqueueRequest,
+    video_id: Uuid,
+    default_priority: i64,
+    now_s: &str,
+) -> Result<Uuid, sqlx::Error> {
+    let job_id = Uuid::new_v4();
+    let priority = req
+        .priority
+        .unwrap_or_else(|| default_priority.clamp(0, i64::from(i32::MAX)) as i32);
+    sqlx::query(
+        "insert into download_jobs
+             (id, video_id, status, payload, priority, max_attempts,
+              scheduled_at, created_at, updated_at)
+         values (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6, ?6)",
+    )
+    .bind(job_id.hyphenated())
+    .bind(video_id.hyphenated())
+    .bind(req.payload.as_ref().map(Value::to_string))
+    .bind(priority)
+    .bind(req.max_attempts.unwrap_or(5))
+    .bind(now_s)
+    .execute(&mut *w.tx)
+    .await?;
+    Ok(job_id)
+}
+
+/// A `get_download_job` row.
+pub(super) fn job_from_row(r: &SqliteRow) -> Result<JobRecord, sqlx::Error> {
+    Ok(JobRecord {
+        id: uuid_column(r, "id")?,
+        video_id: uuid_column(r, "video_id")?,
+        status: r.try_get("status")?,
+        worker_id: r.try_get("worker_id")?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+        priority: r.try_get::<Option<i32>, _>("priority")?.unwrap_or(0),
+        scheduled_at: r.try_get("scheduled_at")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        last_error: r.try_get("last_error")?,
+        last_error_code: r.try_get("last_error_code")?,
+        last_error_class: r.try_get("last_error_class")?,
+        progress_bytes: r.try_get("progress_bytes")?,
+        progress_total: r.try_get("progress_total")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+        video_status: r.try_get("video_status")?,
+        video_attempts: r.try_get("video_attempts")?,
+        video_last_error: r.try_get("video_last_error")?,
+        video_next_attempt_at: r.try_get("video_next_attempt_at")?,
+        video_download_progress: r.try_get("video_download_progress")?,
+        video_in_progress_by: r.try_get("video_in_progress_by")?,
+        video_object_key: r.try_get("video_object_key")?,
+    })
+}
