@@ -86,6 +86,7 @@ fn options(concurrency: usize) -> WorkerOptions {
         shutdown_grace: Duration::from_secs(5),
         temp_dir: std::env::temp_dir(),
         report_batch: 500,
+        report_linger: Duration::from_millis(10),
         report_deadline: Duration::from_secs(10),
     }
 }
@@ -113,13 +114,11 @@ async fn main() {
         .unwrap();
     let mut url = url::Url::parse(&base_url).unwrap();
     url.set_path(&db);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(concurrency as u32 + 4)
-        .connect(url.as_str())
-        .await
-        .unwrap();
+    // The worker's own pool settings.
+    let pg = PgQueue::connect_lazy(url.as_str(), concurrency as u32 + 4).unwrap();
+    let pool = pg.pool().clone();
     douyin_worker::migrate::apply_postgres(&pool).await.unwrap();
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(pool.clone()));
+    let queue: Arc<dyn JobQueue> = Arc::new(pg);
 
     // Throughput: `jobs` due jobs, one worker process.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -138,6 +138,9 @@ returns table (
     marked_for_deletion boolean)
 language plpgsql
 set search_path = ''
+-- One plan for every call: a custom plan per call costs more than the claim itself. The
+-- `= any (array(...))` look-ups keep the generic plan on indexes whatever p_limit is.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 begin
@@ -169,8 +172,7 @@ begin
                progress_total   = null,
                progress_at      = null,
                updated_at       = now()
-          from picked
-         where j.id = picked.id
+         where j.id = any (array(select p.id from picked p))
         returning j.id, j.video_id, j.lease_id, j.lease_expires_at, j.attempts, j.max_attempts,
                   j.priority, j.payload, j.scheduled_at, j.created_at
     ), touched as (
@@ -179,13 +181,12 @@ begin
                download_started_at = now(),
                in_progress_by      = p_worker_id,
                in_progress_at      = now(),
-               attempts            = c.attempts,
+               attempts            = (select c.attempts from claimed c where c.video_id = v.id),
                last_attempt_at     = now(),
                download_progress   = 0,
                next_attempt_at     = null,
                updated_at          = now()
-          from claimed c
-         where v.id = c.video_id
+         where v.id = any (array(select c.video_id from claimed c))
         returning v.id, v.douyin_id, v.video_url, v.title, v.thumbnail_url, v.video_url_direct,
                   v.video_url_meta, v.marked_for_deletion
     )
@@ -235,6 +236,7 @@ create or replace function public.complete_download_jobs(
 returns table (job_id uuid, outcome text)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 begin

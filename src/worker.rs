@@ -17,6 +17,7 @@
 //! cancel the rest (their temp folders are removed on drop) and release them to pending;
 //! flush the outcomes; return.
 
+mod dispatch;
 mod reporter;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -66,6 +67,8 @@ pub struct WorkerOptions {
     pub temp_dir: PathBuf,
     /// Largest batch of outcomes recorded in one call.
     pub report_batch: usize,
+    /// How long the first outcome of a batch waits for others to join it.
+    pub report_linger: Duration,
     /// How long to keep trying to record outcomes at shutdown while the queue is down.
     pub report_deadline: Duration,
 }
@@ -91,6 +94,7 @@ impl WorkerOptions {
             shutdown_grace: cfg.shutdown_grace,
             temp_dir: cfg.temp_dir.clone(),
             report_batch: 500,
+            report_linger: Duration::from_millis(10),
             report_deadline: Duration::from_secs(10),
         }
     }
@@ -273,7 +277,7 @@ impl Worker {
             "worker started"
         );
         let tracker = TaskTracker::new();
-        dispatch(&shared, &signal, &tracker, &shutdown).await;
+        dispatch::run(&shared, &signal, &tracker, &shutdown).await;
 
         tracker.close();
         if !tracker.is_empty() {
@@ -310,72 +314,8 @@ impl Worker {
     }
 }
 
-/// The claim loop. Returns when `shutdown` is cancelled.
-async fn dispatch(
-    shared: &Arc<Shared>,
-    signal: &Arc<JobSignal>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(shared.opts.max_concurrent));
-    let mut failures: u32 = 0;
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        // Jobs that end together free their slots a moment apart; let them, so one claim
-        // fills all of them instead of a claim per slot.
-        tokio::task::yield_now().await;
-        let mut permits = vec![first];
-        while let Ok(p) = slots.clone().try_acquire_owned() {
-            permits.push(p);
-        }
-        let want = permits.len();
-        let claimed = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            r = shared.queue.claim(&shared.worker_id, want as u32, shared.opts.lease) => r,
-        };
-        match claimed {
-            Ok(jobs) => {
-                failures = 0;
-                shared.counters.claims.fetch_add(1, Ordering::Relaxed);
-                let got = jobs.len();
-                shared
-                    .counters
-                    .claimed
-                    .fetch_add(got as u64, Ordering::Relaxed);
-                for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
-                    tracker.spawn(run_job(shared.clone(), job, permit));
-                }
-                drop(permits);
-                if got < want {
-                    // Fewer due jobs than free slots: nothing more is due right now.
-                    signal.wait(shared.opts.poll_interval, shutdown).await;
-                }
-            }
-            Err(e) => {
-                drop(permits);
-                failures += 1;
-                let wait = Duration::from_millis(100 * 2u64.pow(failures.min(10)))
-                    .min(shared.opts.poll_interval.max(Duration::from_secs(1)));
-                tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
-}
-
 /// Runs one job attempt and hands its outcome to the reporter.
-async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit) {
+pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit) {
     let lease = job.lease;
     let cancel = shared.hard_cancel.child_token();
     let lost = Arc::new(AtomicBool::new(false));

@@ -38,6 +38,9 @@ impl PgQueue {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
+            // No ping before every query (a round trip each): a broken connection fails
+            // its query, is discarded, and the caller's retry gets a fresh one.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         Ok(Self { pool })

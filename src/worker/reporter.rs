@@ -43,17 +43,28 @@ pub(crate) async fn run(
 ) {
     let batch = shared.opts.report_batch.max(1);
     let mut pending: Vec<Outcome> = Vec::new();
+    let linger = shared.opts.report_linger;
     loop {
         let mut stop = false;
         match rx.recv().await {
             Some(Msg::Outcome(o)) => pending.push(o),
             Some(Msg::Stop) | None => stop = true,
         }
+        // Gather what else ends within the linger time: under load one call records many
+        // jobs; when idle it only delays the record by the linger.
+        let deadline = tokio::time::Instant::now() + linger;
         while !stop && pending.len() < batch {
             match rx.try_recv() {
                 Ok(Msg::Outcome(o)) => pending.push(o),
                 Ok(Msg::Stop) => stop = true,
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => stop = true,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(Msg::Outcome(o))) => pending.push(o),
+                        Ok(Some(Msg::Stop)) | Ok(None) => stop = true,
+                        Err(_) => break,
+                    }
+                }
             }
         }
         if !pending.is_empty() && !record(&shared, std::mem::take(&mut pending), &give_up).await {
