@@ -449,7 +449,7 @@ $$;
 -- are out of attempts. Rows another worker is rescuing at the same moment are skipped.
 -- Outcome per job: `requeued` or `failed`; worker_id is the worker that held the lease.
 create or replace function public.rescue_download_jobs(p_limit integer default 500)
-returns table (job_id uuid, outcome text, worker_id text)
+returns table (job_id uuid, outcome text, worker_id text, video_id uuid, douyin_id text)
 language plpgsql
 set search_path = ''
 as $$
@@ -491,13 +491,16 @@ begin
                updated_at        = now()
           from rescued r
          where v.id = r.video_id
-        returning v.id
+        returning v.id, v.douyin_id
     )
     select r.id,
            case when r.status = 'failed' then 'failed' else 'requeued' end,
-           e.worker_id
+           e.worker_id,
+           r.video_id,
+           vr.douyin_id
       from rescued r
-      join expired e on e.id = r.id;
+      join expired e on e.id = r.id
+      left join videos_rescued vr on vr.id = r.video_id;
 end
 $$;
 

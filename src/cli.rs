@@ -144,12 +144,11 @@ async fn run(config: Config) -> Result<(), Failure> {
 async fn migrate(config: Config) -> Result<(), Failure> {
     match &config.queue {
         QueueBackend::Postgres { url } => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(url.expose())
+            // One connection, no pool: a database that cannot be reached fails at once.
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
-            let report = crate::migrate::apply_postgres(&pool).await?;
+            let report = crate::migrate::apply_postgres_on(&mut conn).await?;
             print_report(&report);
         }
         QueueBackend::Sqlite { path } => {

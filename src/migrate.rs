@@ -87,11 +87,18 @@ const LOCK_KEY: i64 = 0x6479_776b_6d69_6772;
 /// Applies the PostgreSQL migrations that are new or changed.
 pub async fn apply_postgres(pool: &PgPool) -> Result<MigrationReport, MigrateError> {
     let mut conn = pool.acquire().await?;
+    apply_postgres_on(&mut conn).await
+}
+
+/// [`apply_postgres`] on one connection.
+pub async fn apply_postgres_on(
+    conn: &mut sqlx::PgConnection,
+) -> Result<MigrationReport, MigrateError> {
     sqlx::query("select pg_advisory_lock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)
         .await?;
-    let result = apply_postgres_locked(&mut conn).await;
+    let result = apply_postgres_locked(&mut *conn).await;
     let unlock = sqlx::query("select pg_advisory_unlock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)

@@ -185,6 +185,10 @@ pub enum ReleaseOutcome {
 pub struct Rescued {
     /// The job.
     pub job_id: Uuid,
+    /// Its video.
+    pub video_id: Uuid,
+    /// The video's Douyin id, if known.
+    pub douyin_id: Option<String>,
     /// Requeued or failed (out of attempts).
     pub requeued: bool,
     /// The worker whose lease expired.

@@ -1,6 +1,7 @@
 //! Logging with `tracing`: human-readable lines by default, JSON with `LOG_FORMAT=json`;
 //! `DEBUG=true` raises the level; `RUST_LOG` overrides both.
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -17,24 +18,39 @@ pub fn filter(debug: bool) -> EnvFilter {
     })
 }
 
-/// Installs the global subscriber writing to `sink`. Returns false if one was already set.
-/// Colours are used only when `ansi` (e.g. stderr is a terminal).
-pub fn init<W>(format: LogFormat, debug: bool, ansi: bool, sink: W) -> bool
+/// The subscriber the binary installs, writing to `sink`; colours only when `ansi`. In JSON
+/// each line carries the fields of the current span, so a line logged inside a job names the
+/// job, its video and its Douyin id.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    sink: W,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(debug))
+        .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(sink);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
-            .is_ok(),
-        LogFormat::Text => builder.with_target(debug).try_init().is_ok(),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.finish()),
     }
+}
+
+/// Installs [`subscriber`] globally. Returns false if one was already set.
+pub fn init<W>(format: LogFormat, debug: bool, ansi: bool, sink: W) -> bool
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing::subscriber::set_global_default(subscriber(format, filter(debug), ansi, sink)).is_ok()
 }

@@ -163,6 +163,8 @@ impl Counters {
 #[derive(Debug)]
 struct Held {
     lease: Lease,
+    video_id: Uuid,
+    douyin_id: Option<String>,
     cancel: CancellationToken,
     lost: Arc<AtomicBool>,
     /// The job's work is over and its outcome is waiting to be recorded.
@@ -198,6 +200,19 @@ impl Shared {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The video id and Douyin id of a held job, for log lines outside its span.
+    pub(crate) fn job_fields(&self, job_id: Uuid) -> (String, String) {
+        self.held()
+            .get(&job_id)
+            .map(|h| {
+                (
+                    h.video_id.to_string(),
+                    h.douyin_id.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -323,6 +338,8 @@ pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedS
         lease.job_id,
         Held {
             lease,
+            video_id: job.video_id,
+            douyin_id: job.video.douyin_id.clone(),
             cancel: cancel.clone(),
             lost: lost.clone(),
             finished: false,
@@ -461,7 +478,12 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
                         && h.lease == *lease
                         && !h.finished
                     {
-                        tracing::warn!(job_id = %lease.job_id, "lease lost (expired and rescued): stopping the job");
+                        tracing::warn!(
+                            job_id = %lease.job_id,
+                            video_id = %h.video_id,
+                            douyin_id = h.douyin_id.as_deref().unwrap_or(""),
+                            "lease lost (expired and rescued): stopping the job"
+                        );
                         h.lost.store(true, Ordering::SeqCst);
                         h.cancel.cancel();
                     }
@@ -486,6 +508,8 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
                 for r in &rescued {
                     tracing::warn!(
                         job_id = %r.job_id,
+                        video_id = %r.video_id,
+                        douyin_id = r.douyin_id.as_deref().unwrap_or(""),
                         expired_worker = r.worker_id.as_deref().unwrap_or("?"),
                         requeued = r.requeued,
                         "rescued a job whose lease expired"
@@ -519,7 +543,8 @@ async fn progress_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 .progress(&shared.worker_id, &lease, done, total)
                 .await
             {
-                tracing::debug!(job_id = %lease.job_id, error = %e, "progress update failed");
+                let (video_id, douyin_id) = shared.job_fields(lease.job_id);
+                tracing::debug!(job_id = %lease.job_id, video_id, douyin_id, error = %e, "progress update failed");
             }
         }
     }

@@ -320,19 +320,24 @@ impl JobQueue for PgQueue {
     }
 
     async fn rescue(&self, limit: u32) -> Result<Vec<Rescued>, QueueError> {
-        let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
-            "select job_id, outcome, worker_id from public.rescue_download_jobs($1)",
+        let rows: Vec<(Uuid, String, Option<String>, Uuid, Option<String>)> = sqlx::query_as(
+            "select job_id, outcome, worker_id, video_id, douyin_id
+               from public.rescue_download_jobs($1)",
         )
         .bind(limit.min(i32::MAX as u32) as i32)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(job_id, outcome, worker_id)| Rescued {
-                job_id,
-                requeued: outcome == "requeued",
-                worker_id,
-            })
+            .map(
+                |(job_id, outcome, worker_id, video_id, douyin_id)| Rescued {
+                    job_id,
+                    video_id,
+                    douyin_id,
+                    requeued: outcome == "requeued",
+                    worker_id,
+                },
+            )
             .collect())
     }
 

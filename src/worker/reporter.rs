@@ -97,14 +97,15 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             return false;
         };
         for (id, outcome) in &results {
+            let (video_id, douyin_id) = shared.job_fields(*id);
             match outcome {
                 CompleteOutcome::Completed => {
                     counters.completed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(job_id = %id, "completed");
+                    tracing::debug!(job_id = %id, video_id, douyin_id, "completed");
                 }
                 CompleteOutcome::LeaseLost => {
                     counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(job_id = %id, "finished, but the lease was lost to another worker: not recorded");
+                    tracing::warn!(job_id = %id, video_id, douyin_id, "finished, but the lease was lost to another worker: not recorded");
                 }
             }
         }
@@ -115,18 +116,19 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             return false;
         };
         for (id, outcome) in &results {
+            let (video_id, douyin_id) = shared.job_fields(*id);
             match outcome {
                 FailOutcome::RetryScheduled(at) => {
                     counters.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(job_id = %id, next_attempt_at = %at, "retry scheduled");
+                    tracing::info!(job_id = %id, video_id, douyin_id, next_attempt_at = %at, "retry scheduled");
                 }
                 FailOutcome::Failed => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(job_id = %id, "job failed for good");
+                    tracing::warn!(job_id = %id, video_id, douyin_id, "job failed for good");
                 }
                 FailOutcome::LeaseLost => {
                     counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(job_id = %id, "failure not recorded: the lease was lost to another worker");
+                    tracing::warn!(job_id = %id, video_id, douyin_id, "failure not recorded: the lease was lost to another worker");
                 }
             }
         }
@@ -137,13 +139,15 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             return false;
         };
         for (id, outcome) in &results {
+            let (video_id, douyin_id) = shared.job_fields(*id);
             match outcome {
                 ReleaseOutcome::Released => {
                     counters.released.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(job_id = %id, "released to pending");
+                    tracing::info!(job_id = %id, video_id, douyin_id, "released to pending");
                 }
                 ReleaseOutcome::LeaseLost => {
                     counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(job_id = %id, video_id, douyin_id, "not released: the lease was lost to another worker");
                 }
             }
         }

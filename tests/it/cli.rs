@@ -6,14 +6,20 @@ use crate::helpers::{fresh_pg_empty, init_tracing};
 
 fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
+    worker_in(dir.path(), args, env)
+}
+
+fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
-    cmd.args(args).current_dir(dir.path());
+    cmd.args(args).current_dir(cwd);
     for var in [
         "DATABASE_URL",
         "SUPABASE_URL",
         "SUPABASE_SERVICE_ROLE_KEY",
         "MAX_CONCURRENT",
         "DATA_DIR",
+        "LOG_FORMAT",
+        "RUST_LOG",
     ] {
         cmd.env_remove(var);
     }
@@ -147,4 +153,52 @@ fn supabase_only_mode_explains_how_to_migrate() {
         "{err}"
     );
     assert!(!err.contains("sb_secret_abc"));
+}
+
+#[test]
+fn a_dot_env_file_is_read_and_real_variables_win() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "MAX_CONCURRENT=lots\nDATA_DIR=./from-dotenv\n",
+    )
+    .unwrap();
+    let o = worker_in(dir.path(), &["migrate"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("MAX_CONCURRENT=lots"), "{}", stderr(&o));
+    let o = worker_in(dir.path(), &["migrate"], &[("MAX_CONCURRENT", "3")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("from-dotenv/douyin-worker.db").exists());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = worker(
+        &["run"],
+        &[
+            ("DATA_DIR", data.to_str().unwrap()),
+            ("LOG_FORMAT", "json"),
+            ("WORKER_ID", "json-test"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let start = lines
+        .iter()
+        .find(|v| v["message"] == "douyin-worker starting")
+        .unwrap_or_else(|| panic!("no start-up line in {err}"));
+    assert!(
+        start["settings"]
+            .as_str()
+            .unwrap()
+            .contains("worker_id=json-test")
+    );
+    assert_eq!(start["level"], "INFO");
 }

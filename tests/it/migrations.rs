@@ -221,7 +221,7 @@ async fn upgrades_the_old_workers_database_and_repairs_its_leftovers() {
 
     // The crashed worker's job comes back by itself.
     let rescued: Vec<(uuid::Uuid, String, Option<String>)> =
-        sqlx::query_as("select * from public.rescue_download_jobs(100)")
+        sqlx::query_as("select job_id, outcome, worker_id from public.rescue_download_jobs(100)")
             .fetch_all(&db.pool)
             .await
             .unwrap();
@@ -298,6 +298,7 @@ async fn only_service_role_may_call_worker_functions_even_with_supabase_default_
         "select * from public.enqueue_download_job(p_douyin_id => '7400000000000000001')",
         "select public.report_download_progress('w', gen_random_uuid(), gen_random_uuid(), 1, 2)",
         "select * from public.get_worker_stats()",
+        "select * from public.get_download_job(gen_random_uuid())",
         "select public.cleanup_old_low_viral()",
     ];
     for role in ["anon", "authenticated"] {
@@ -327,4 +328,154 @@ async fn only_service_role_may_call_worker_functions_even_with_supabase_default_
             .await
             .unwrap_or_else(|e| panic!("service_role: {call}: {e}"));
     }
+}
+
+#[tokio::test]
+async fn claimable_jobs_are_announced_with_their_due_time() {
+    use douyin_worker::queue::postgres::PgQueue;
+    use douyin_worker::queue::{EnqueueRequest, Failure, JobQueue};
+    use std::time::Duration;
+    init_tracing();
+    let db = crate::helpers::fresh_pg().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    listener
+        .listen(douyin_worker::queue::NOTIFY_CHANNEL)
+        .await
+        .unwrap();
+    let q = PgQueue::from_pool(db.pool.clone());
+    let lease = Duration::from_secs(60);
+
+    // Inserted: due now.
+    let r = q
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some("7400000000000000001".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let due = next_due(&mut listener).await;
+    assert!((chrono::Utc::now() - due).num_seconds().abs() < 5);
+
+    // Rescheduled after a failure: announced with the later due time.
+    let job = q.claim("w", 1, lease).await.unwrap().remove(0);
+    q.fail(
+        "w",
+        &[Failure {
+            lease: job.lease,
+            error: "boom".into(),
+            code: "x".into(),
+            class: douyin_worker::error::ErrorClass::Transient,
+            retry_in: Some(Duration::from_secs(300)),
+        }],
+    )
+    .await
+    .unwrap();
+    let due = next_due(&mut listener).await;
+    let ahead = (due - chrono::Utc::now()).num_seconds();
+    assert!((290..=310).contains(&ahead), "{ahead}");
+
+    // Released: due now again.
+    sqlx::query("update public.download_jobs set scheduled_at = now() where id = $1")
+        .bind(r.job_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    next_due(&mut listener).await;
+    let job = q.claim("w", 1, lease).await.unwrap().remove(0);
+    q.release("w", &[job.lease]).await.unwrap();
+    let due = next_due(&mut listener).await;
+    assert!((chrono::Utc::now() - due).num_seconds().abs() < 5);
+
+    // Claims and completions announce nothing.
+    let job = q.claim("w", 1, lease).await.unwrap().remove(0);
+    let _ = job;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn default_priority_follows_the_ranking_and_a_manual_retry_gets_its_attempts_back() {
+    init_tracing();
+    let db = crate::helpers::fresh_pg().await;
+    let pool = &db.pool;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "insert into public.videos (douyin_id, viral_momentum, surge_detected) values
+            ('7400000000000000001', 5, false),
+            ('7400000000000000002', 900, false),
+            ('7400000000000000003', 3, true)
+         returning id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    // Inserted the way the old download API did: no priority, no due time.
+    for id in &ids {
+        sqlx::query(
+            "insert into public.download_jobs (video_id, payload) values ($1, '{\"retry\": true}')",
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let order: Vec<(String, i32)> = sqlx::query_as(
+        "select v.douyin_id, c.priority from public.claim_download_jobs('w', 10, 60) c
+           join public.videos v on v.id = c.video_id order by c.priority desc",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        order,
+        vec![
+            ("7400000000000000003".into(), 1_000_003),
+            ("7400000000000000002".into(), 900),
+            ("7400000000000000001".into(), 5),
+        ]
+    );
+
+    // Fail one for good, then retry it by hand the way the old README says.
+    sqlx::query(
+        "update public.download_jobs set status = 'failed', attempts = 5, lease_id = null where video_id = $1",
+    )
+    .bind(ids[0])
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update public.download_jobs set status = 'pending', last_error = null, scheduled_at = now()
+          where video_id = $1",
+    )
+    .bind(ids[0])
+    .execute(pool)
+    .await
+    .unwrap();
+    let (attempts, worker): (i32, Option<String>) =
+        sqlx::query_as("select attempts, worker_id from public.download_jobs where video_id = $1")
+            .bind(ids[0])
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((attempts, worker), (0, None));
+    let claimed: i64 =
+        sqlx::query_scalar("select count(*) from public.claim_download_jobs('w2', 10, 60)")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(claimed, 1);
+}
+
+/// The due time announced by the next notification.
+async fn next_due(listener: &mut sqlx::postgres::PgListener) -> chrono::DateTime<chrono::Utc> {
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    let ms: i64 = n.payload().parse().unwrap();
+    chrono::DateTime::from_timestamp_millis(ms).unwrap()
 }

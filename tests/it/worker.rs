@@ -87,6 +87,8 @@ on_every_backend!(
     shutdown_releases_running_jobs_and_removes_their_temp_files,
     shutdown_lets_jobs_finish_within_the_grace_period,
     a_killed_worker_process_leaves_its_job_to_another_process,
+    sigterm_releases_running_jobs_after_the_grace_period_and_exits_0,
+    a_second_signal_exits_at_once_and_the_lease_covers_the_job,
 );
 
 async fn jobs_complete_and_the_video_row_follows(kind: Kind) {
@@ -251,23 +253,66 @@ async fn shutdown_lets_jobs_finish_within_the_grace_period(kind: Kind) {
     assert_eq!(b.queue.job(id).await.unwrap().unwrap().status, "completed");
 }
 
-/// Runs this test binary again as a worker process that hangs on every job.
-fn spawn_child_worker(b: &Backend, temp_dir: &std::path::Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "worker::child_worker_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("DW_CHILD_BACKEND", &b.locator.0)
-        .env("DW_CHILD_TARGET", &b.locator.1)
-        .env("DW_CHILD_TEMP", temp_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child worker")
+/// Runs this test binary again as a worker process that hangs on every job. With
+/// `grace`, it stops on SIGINT/SIGTERM like the real binary, with that grace period.
+fn spawn_child_worker(b: &Backend, temp_dir: &std::path::Path, grace: Option<Duration>) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "worker::child_worker_process",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("DW_CHILD_BACKEND", &b.locator.0)
+    .env("DW_CHILD_TARGET", &b.locator.1)
+    .env("DW_CHILD_TEMP", temp_dir)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    if let Some(grace) = grace {
+        cmd.env("DW_CHILD_GRACE_MS", grace.as_millis().to_string());
+    }
+    cmd.spawn().expect("spawn the child worker")
+}
+
+/// Waits until the child worker holds the job.
+async fn wait_for_child_claim(b: &Backend, id: Uuid, child: &mut Child) {
+    let claimed = async {
+        loop {
+            let rec = b.queue.job(id).await.unwrap().unwrap();
+            if rec.status == "running" && rec.worker_id.as_deref() == Some("doomed") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), claimed)
+        .await
+        .is_err()
+    {
+        let _ = child.kill();
+        panic!("the child worker never claimed the job");
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    let r = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(r, 0, "kill({}, {sig})", child.id());
+}
+
+/// Waits for the child to exit; its exit code.
+async fn exit_code(mut child: Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child worker did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The child side of the `kill -9` test; does nothing unless started by it.
@@ -294,31 +339,24 @@ async fn child_worker_process() {
     let mut opts = options("doomed", temp.into());
     opts.lease = Duration::from_secs(2);
     opts.heartbeat_interval = Duration::from_millis(500);
+    let shutdown = match std::env::var("DW_CHILD_GRACE_MS") {
+        Ok(ms) => {
+            opts.shutdown_grace = Duration::from_millis(ms.parse().unwrap());
+            douyin_worker::shutdown::on_signals().unwrap()
+        }
+        Err(_) => CancellationToken::new(),
+    };
     let worker = Worker::new(queue, Arc::new(Hang::default()), opts);
-    worker.run(CancellationToken::new()).await;
+    let summary = worker.run(shutdown).await;
+    assert_eq!(summary.released, summary.claimed, "{summary:?}");
 }
 
 async fn a_killed_worker_process_leaves_its_job_to_another_process(kind: Kind) {
     let b = Backend::new(kind).await;
     let id = b.enqueue("7400000000000000001").await;
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = spawn_child_worker(&b, tmp.path());
-    let claimed = async {
-        loop {
-            let rec = b.queue.job(id).await.unwrap().unwrap();
-            if rec.status == "running" && rec.worker_id.as_deref() == Some("doomed") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(60), claimed)
-        .await
-        .is_err()
-    {
-        let _ = child.kill();
-        panic!("the child worker never claimed the job");
-    }
+    let mut child = spawn_child_worker(&b, tmp.path(), None);
+    wait_for_child_claim(&b, id, &mut child).await;
     // Its heartbeats keep the lease alive while it lives.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
@@ -353,4 +391,131 @@ async fn a_killed_worker_process_leaves_its_job_to_another_process(kind: Kind) {
     assert_eq!(rec.attempts, 2);
     assert_eq!(handler.log.attempts(id), 1);
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+async fn sigterm_releases_running_jobs_after_the_grace_period_and_exits_0(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_worker(&b, tmp.path(), Some(Duration::from_millis(500)));
+    wait_for_child_claim(&b, id, &mut child).await;
+    while std::fs::read_dir(tmp.path()).unwrap().count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = Instant::now();
+    signal(&child, libc::SIGTERM);
+    assert_eq!(exit_code(child, Duration::from_secs(20)).await, Some(0));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(500),
+        "the grace period was not given"
+    );
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status.as_str(), rec.attempts),
+        ("pending", 0),
+        "{rec:?}"
+    );
+    assert_eq!(rec.video_status, "pending");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "temp files left behind"
+    );
+}
+
+async fn a_second_signal_exits_at_once_and_the_lease_covers_the_job(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_worker(&b, tmp.path(), Some(Duration::from_secs(60)));
+    wait_for_child_claim(&b, id, &mut child).await;
+    signal(&child, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    signal(&child, libc::SIGINT);
+    let code = exit_code(child, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(douyin_worker::shutdown::FORCED_EXIT_CODE));
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    // Not released: the lease runs out and another worker takes it over.
+    assert_eq!(b.queue.job(id).await.unwrap().unwrap().status, "running");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let rescued = b.queue.rescue(10).await.unwrap();
+    assert_eq!(rescued.len(), 1);
+    assert_eq!(rescued[0].worker_id.as_deref(), Some("doomed"));
+}
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn every_log_line_about_a_job_names_the_job_its_video_and_its_douyin_id() {
+    use douyin_worker::config::LogFormat;
+    let logs = Captured::default();
+    let subscriber = douyin_worker::telemetry::subscriber(
+        LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("debug,sqlx=warn"),
+        false,
+        logs.clone(),
+    );
+    // One thread, so this thread's subscriber sees every task.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let b = Backend::new(Kind::Sqlite).await;
+            let ids = b.enqueue_many(3).await;
+            let tmp = tempfile::tempdir().unwrap();
+            let handler = Arc::new(FailTimes {
+                times: 1,
+                class: ErrorClass::Transient,
+                log: Default::default(),
+            });
+            let w = start(b.queue.clone(), handler, options("w1", tmp.path().into()));
+            for id in &ids {
+                wait_for_status(&b, *id, "completed", Duration::from_secs(20)).await;
+            }
+            w.stop().await;
+        })
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let mut about_jobs = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every line is JSON");
+        let field = |name: &str| {
+            v.get(name)
+                .or_else(|| v.get("span").and_then(|s| s.get(name)))
+                .cloned()
+        };
+        if field("job_id").is_some() {
+            about_jobs += 1;
+            assert!(field("video_id").is_some(), "no video_id: {line}");
+            let douyin = field("douyin_id").unwrap_or_else(|| panic!("no douyin_id: {line}"));
+            assert!(
+                douyin.as_str().is_some_and(|d| d.starts_with("74")),
+                "{line}"
+            );
+        }
+    }
+    // claimed, failed, retry scheduled, claimed again, done, completed: per job.
+    assert!(about_jobs >= 3 * 5, "only {about_jobs} job lines:\n{text}");
 }

@@ -529,17 +529,19 @@ impl SqliteQueue {
 
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let expired: Vec<(String, String, Option<String>, i32, i32)> = sqlx::query_as(
-            "select id, video_id, worker_id, attempts, max_attempts
-               from download_jobs
-              where status = 'running' and lease_expires_at < ?1
-              order by lease_expires_at
+        let expired: Vec<(String, String, Option<String>, i32, i32, Option<String>)> =
+            sqlx::query_as(
+                "select j.id, j.video_id, j.worker_id, j.attempts, j.max_attempts, v.douyin_id
+               from download_jobs j
+               left join videos v on v.id = j.video_id
+              where j.status = 'running' and j.lease_expires_at < ?1
+              order by j.lease_expires_at
               limit ?2",
-        )
-        .bind(&now_s)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&mut *w.tx)
-        .await?;
+            )
+            .bind(&now_s)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&mut *w.tx)
+            .await?;
         if expired.is_empty() {
             w.commit().await?;
             return Ok(Vec::new());
@@ -547,7 +549,7 @@ impl SqliteQueue {
         let mut jobs = Vec::with_capacity(expired.len());
         let mut videos = Vec::with_capacity(expired.len());
         let mut out = Vec::with_capacity(expired.len());
-        for (id, video_id, worker_id, attempts, max_attempts) in expired {
+        for (id, video_id, worker_id, attempts, max_attempts, douyin_id) in expired {
             let failed = attempts >= max_attempts;
             let error = format!(
                 "lease expired: worker {} stopped renewing it during attempt {attempts} of \
@@ -563,6 +565,8 @@ impl SqliteQueue {
             }));
             out.push(Rescued {
                 job_id: parse_uuid(&id)?,
+                video_id: parse_uuid(&video_id)?,
+                douyin_id,
                 requeued: !failed,
                 worker_id,
             });

@@ -556,6 +556,8 @@ async fn heartbeat_renews_and_every_write_is_fenced_after_a_rescue() {
         rescued,
         vec![Rescued {
             job_id: lease.job_id,
+            video_id: first.video_id,
+            douyin_id: first.video.douyin_id.clone(),
             requeued: true,
             worker_id: Some("w1".into()),
         }]
@@ -662,6 +664,8 @@ async fn rescue_fails_a_job_out_of_attempts_and_respects_the_limit() {
         first,
         vec![Rescued {
             job_id: a.id(),
+            video_id: a.video_id,
+            douyin_id: a.video.douyin_id.clone(),
             requeued: false,
             worker_id: Some("w1".into()),
         }]
