@@ -104,6 +104,8 @@ main() {
     # CI (if set) is inherited by cargo and the tests.
 
     local status=0 doc_status=0
+    say "cargo build --benches (benchmarks must keep compiling)"
+    cargo build --benches --all-features || status=$?
     if [ "$USE_NEXTEST" -eq 1 ]; then
         say "cargo nextest run"
         cargo nextest run --workspace --lib --bins --tests --all-features --no-fail-fast "$@" || status=$?
