@@ -255,7 +255,13 @@ impl Config {
             &raw.supabase_service_role_key,
             true,
         );
-        let supabase_key = key_f.present().map(Secret::new);
+        let supabase_key = match key_f.present() {
+            Some(key) => {
+                crate::supabase::check_service_key(key).map_err(|why| key_f.fail(why))?;
+                Some(Secret::new(key))
+            }
+            None => None,
+        };
         if supabase_key.is_some() != supabase_url.is_some() {
             return Err(ConfigError(if supabase_url.is_some() {
                 "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not: set both, or neither"

@@ -6,13 +6,14 @@
 //! - [`cli`]: the command line; `main` only calls [`cli::main`].
 //! - [`config`]: settings from flags, environment and `.env`, validated at start-up.
 //! - [`queue`]: the [`queue::JobQueue`] trait and its backends ([`queue::postgres`],
-//!   [`queue::sqlite`]); `migrations/` holds the reference SQL.
+//!   [`queue::sqlite`], [`queue::rest`]); `migrations/` holds the reference SQL.
 //! - [`migrate`]: the embedded schema migrations.
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
 //! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
 //! - [`error`]: job errors that know whether a retry can help.
 //! - [`retry`]: exponential backoff with full jitter.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
+//! - [`supabase`]: what kind a Supabase API key is.
 //! - [`shutdown`], [`telemetry`]: signals and logging.
 
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod retry;
 pub mod shutdown;
+pub mod supabase;
 pub mod telemetry;
 pub mod workdir;
 pub mod worker;

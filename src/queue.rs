@@ -9,7 +9,9 @@
 //! - [`sqlite`]: the embedded default, one machine, the same tables in a SQLite file.
 
 pub mod postgres;
+pub mod rest;
 pub mod sqlite;
+mod wire;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -598,11 +600,15 @@ pub async fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn JobQ
             q.check_schema().await?;
             Ok(std::sync::Arc::new(q))
         }
-        QueueBackend::Supabase => Err(QueueError::Rejected(
-            "the queue over the Supabase REST API is not available in this version: set \
-             DATABASE_URL to the project's PostgreSQL connection string (Supabase dashboard → \
-             Connect), or unset SUPABASE_URL to use the embedded SQLite queue"
-                .into(),
-        )),
+        QueueBackend::Supabase => {
+            let (Some(url), Some(key)) = (&cfg.supabase_url, &cfg.supabase_key) else {
+                return Err(QueueError::Rejected(
+                    "Supabase mode needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY".into(),
+                ));
+            };
+            let q = rest::RestQueue::new(url, key.clone())?;
+            q.check_schema().await?;
+            Ok(std::sync::Arc::new(q))
+        }
     }
 }

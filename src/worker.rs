@@ -182,6 +182,9 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     /// Cancelled when the grace period is over: running jobs stop.
     hard_cancel: CancellationToken,
+    /// Wakes the dispatcher; the reporter uses it for the retries it schedules itself (a
+    /// backend without push wake-ups would otherwise find them only at the next poll).
+    signal: Arc<JobSignal>,
     outcomes: mpsc::UnboundedSender<reporter::Msg>,
 }
 
@@ -255,6 +258,7 @@ impl Worker {
             );
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let signal = Arc::new(JobSignal::new());
         let shared = Arc::new(Shared {
             queue: self.queue,
             handler: self.handler,
@@ -264,10 +268,10 @@ impl Worker {
             progress: Arc::default(),
             counters: self.counters,
             hard_cancel: CancellationToken::new(),
+            signal: signal.clone(),
             outcomes: tx,
         });
         let background = CancellationToken::new();
-        let signal = Arc::new(JobSignal::new());
         if let Err(e) = shared
             .queue
             .subscribe(signal.clone(), background.clone())

@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
     FailOutcome, Failure, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL, QueueError,
-    ReleaseOutcome, Rescued, SCHEMA_VERSION, VideoInfo, WorkerStats, retry_seconds,
+    ReleaseOutcome, Rescued, SCHEMA_VERSION, VideoInfo, WorkerStats,
 };
 
 /// The queue in a PostgreSQL database (self-hosted or Supabase's).
@@ -55,15 +56,6 @@ impl PgQueue {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn lease_json(leases: &[Lease]) -> Value {
-    Value::Array(
-        leases
-            .iter()
-            .map(|l| json!({"job_id": l.job_id, "lease_id": l.lease_id}))
-            .collect(),
-    )
 }
 
 fn lease_secs(lease: Duration) -> i32 {
@@ -123,38 +115,6 @@ fn job_from_row(r: &PgRow) -> Result<JobRecord, sqlx::Error> {
         video_download_progress: r.try_get("video_download_progress")?,
         video_in_progress_by: r.try_get("video_in_progress_by")?,
         video_object_key: r.try_get("video_object_key")?,
-    })
-}
-
-/// The JSON item `complete_download_jobs` takes for one completion.
-pub(crate) fn completion_json(c: &Completion) -> Value {
-    json!({
-        "job_id": c.lease.job_id,
-        "lease_id": c.lease.lease_id,
-        "bucket": c.stored.bucket,
-        "object_key": c.stored.object_key,
-        "storage_etag": c.stored.storage_etag,
-        "filesize": c.stored.filesize,
-        "mime_type": c.stored.mime_type,
-        "storage_provider": c.stored.storage_provider,
-        "storage_metadata": c.stored.storage_metadata,
-        "douyin_id": c.video.douyin_id,
-        "title": c.video.title,
-        "thumbnail_url": c.video.thumbnail_url,
-        "video_url_direct": c.video.video_url_direct,
-        "video_url_meta": c.video.video_url_meta,
-    })
-}
-
-/// The JSON item `fail_download_jobs` takes for one failure.
-pub(crate) fn failure_json(f: &Failure) -> Value {
-    json!({
-        "job_id": f.lease.job_id,
-        "lease_id": f.lease.lease_id,
-        "error": f.error,
-        "error_code": f.code,
-        "error_class": f.class.as_str(),
-        "retry_in_seconds": retry_seconds(f),
     })
 }
 

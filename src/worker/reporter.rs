@@ -120,6 +120,7 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             match outcome {
                 FailOutcome::RetryScheduled(at) => {
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    shared.signal.job_due_at(*at);
                     tracing::info!(job_id = %id, video_id, douyin_id, next_attempt_at = %at, "retry scheduled");
                 }
                 FailOutcome::Failed => {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use douyin_worker::config::Secret;
 use douyin_worker::queue::postgres::PgQueue;
+use douyin_worker::queue::rest::RestQueue;
 use douyin_worker::queue::sqlite::SqliteQueue;
 use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest, JobQueue};
 use uuid::Uuid;
@@ -14,6 +16,8 @@ use crate::helpers::{TestDb, fresh_pg, fresh_sqlite, init_tracing};
 pub enum Kind {
     Postgres,
     Sqlite,
+    /// The SQL functions over the Supabase REST API (the PostgREST emulator on PostgreSQL).
+    Rest,
 }
 
 /// A fresh queue and what keeps it alive.
@@ -22,6 +26,7 @@ pub struct Backend {
     /// How another process reaches the same queue: `("postgres", url)` or `("sqlite", path)`.
     pub locator: (String, String),
     pub pg: Option<TestDb>,
+    pub rest: Option<crate::postgrest::PostgrestEmulator>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -37,6 +42,21 @@ impl Backend {
                     queue: Arc::new(queue),
                     locator: ("postgres".into(), db.url.clone()),
                     pg: Some(db),
+                    rest: None,
+                    _dir: None,
+                }
+            }
+            Kind::Rest => {
+                let db = fresh_pg().await;
+                let emulator = crate::postgrest::PostgrestEmulator::start(db.pool.clone()).await;
+                let key = crate::postgrest::jwt("service_role");
+                let queue = RestQueue::new(&emulator.url.parse().unwrap(), Secret::new(&key))
+                    .expect("rest queue");
+                Backend {
+                    queue: Arc::new(queue),
+                    locator: ("rest".into(), format!("{} {key}", emulator.url)),
+                    pg: Some(db),
+                    rest: Some(emulator),
                     _dir: None,
                 }
             }
@@ -47,6 +67,7 @@ impl Backend {
                     queue: Arc::new(queue),
                     locator: ("sqlite".into(), path.display().to_string()),
                     pg: None,
+                    rest: None,
                     _dir: Some(dir),
                 }
             }
@@ -85,22 +106,31 @@ impl Backend {
 /// Runs each named async test fn (taking a [`Kind`]) once per backend.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::backends::Kind::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::backends::Kind::Sqlite).await
-                }
-            )*
-        }
+        crate::backends::on_backends!([postgres: Postgres, sqlite: Sqlite, rest: Rest] $($name),*);
     };
 }
 pub(crate) use on_every_backend;
+
+/// Runs each named test on the backends that push wake-ups (not the REST API, which polls).
+macro_rules! on_push_backends {
+    ($($name:ident),* $(,)?) => {
+        crate::backends::on_backends!([postgres: Postgres, sqlite: Sqlite] $($name),*);
+    };
+}
+pub(crate) use on_push_backends;
+
+macro_rules! on_backends {
+    ([] $($name:ident),*) => {};
+    ([$module:ident : $kind:ident $(, $rest_module:ident : $rest_kind:ident)*] $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::backends::Kind::$kind).await
+                }
+            )*
+        }
+        crate::backends::on_backends!([$($rest_module : $rest_kind),*] $($name),*);
+    };
+}
+pub(crate) use on_backends;

@@ -5,6 +5,8 @@ mod backends;
 mod cli;
 mod helpers;
 mod migrations;
+mod postgrest;
 mod queue;
 mod stages;
+mod supabase;
 mod worker;

@@ -11,7 +11,7 @@ use douyin_worker::queue::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::{Backend, Kind, on_every_backend};
+use crate::backends::{Backend, Kind, on_every_backend, on_push_backends};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -56,9 +56,13 @@ on_every_backend!(
     release_puts_the_job_back_without_counting_the_attempt,
     completion_fills_the_video_row,
     progress_reaches_the_job_and_video_rows,
-    a_new_job_wakes_a_subscribed_signal,
     claim_returns_only_due_jobs_and_respects_the_limit,
 );
+
+mod push {
+    use super::*;
+    on_push_backends!(a_new_job_wakes_a_subscribed_signal);
+}
 
 async fn eight_concurrent_claimers_claim_each_of_2000_jobs_exactly_once(kind: Kind) {
     let b = Backend::new(kind).await;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::backends::{Backend, Kind, on_every_backend};
+use crate::backends::{Backend, Kind, on_every_backend, on_push_backends};
 use crate::stages::{FailTimes, Hang, Panic, Succeed};
 
 pub fn options(worker_id: &str, temp_dir: PathBuf) -> WorkerOptions {
@@ -83,13 +83,17 @@ on_every_backend!(
     transient_failures_are_retried_until_they_succeed,
     permanent_failures_are_not_retried,
     a_panicking_handler_fails_the_attempt_not_the_worker,
-    a_new_job_wakes_an_idle_worker_long_before_the_poll_interval,
     shutdown_releases_running_jobs_and_removes_their_temp_files,
     shutdown_lets_jobs_finish_within_the_grace_period,
     a_killed_worker_process_leaves_its_job_to_another_process,
     sigterm_releases_running_jobs_after_the_grace_period_and_exits_0,
     a_second_signal_exits_at_once_and_the_lease_covers_the_job,
 );
+
+mod push {
+    use super::*;
+    on_push_backends!(a_new_job_wakes_an_idle_worker_long_before_the_poll_interval);
+}
 
 async fn jobs_complete_and_the_video_row_follows(kind: Kind) {
     let b = Backend::new(kind).await;
@@ -329,6 +333,15 @@ async fn child_worker_process() {
     let queue: Arc<dyn JobQueue> = if backend == "postgres" {
         let pool = sqlx::PgPool::connect(&target).await.unwrap();
         Arc::new(douyin_worker::queue::postgres::PgQueue::from_pool(pool))
+    } else if backend == "rest" {
+        let (url, key) = target.split_once(' ').unwrap();
+        Arc::new(
+            douyin_worker::queue::rest::RestQueue::new(
+                &url.parse().unwrap(),
+                douyin_worker::config::Secret::new(key),
+            )
+            .unwrap(),
+        )
     } else {
         Arc::new(
             douyin_worker::queue::sqlite::SqliteQueue::open(std::path::Path::new(&target))
