@@ -162,6 +162,17 @@ pub enum CompleteOutcome {
     LeaseLost,
 }
 
+impl CompleteOutcome {
+    /// Reads the `outcome` column of `complete_download_jobs`.
+    pub fn from_sql(outcome: &str) -> Self {
+        if outcome == "completed" {
+            Self::Completed
+        } else {
+            Self::LeaseLost
+        }
+    }
+}
+
 /// What recording a failure did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOutcome {
@@ -173,6 +184,17 @@ pub enum FailOutcome {
     LeaseLost,
 }
 
+impl FailOutcome {
+    /// Reads the `outcome` and `scheduled_at` columns of `fail_download_jobs`.
+    pub fn from_sql(outcome: &str, scheduled_at: Option<DateTime<Utc>>) -> Self {
+        match (outcome, scheduled_at) {
+            ("retry_scheduled", Some(at)) => Self::RetryScheduled(at),
+            ("failed", _) => Self::Failed,
+            _ => Self::LeaseLost,
+        }
+    }
+}
+
 /// What releasing a job did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReleaseOutcome {
@@ -180,6 +202,17 @@ pub enum ReleaseOutcome {
     Released,
     /// The lease had expired and the job was taken over: nothing was changed.
     LeaseLost,
+}
+
+impl ReleaseOutcome {
+    /// Reads the `outcome` column of `release_download_jobs`.
+    pub fn from_sql(outcome: &str) -> Self {
+        if outcome == "released" {
+            Self::Released
+        } else {
+            Self::LeaseLost
+        }
+    }
 }
 
 /// What the rescue did with one job whose lease had expired.

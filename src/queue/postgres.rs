@@ -212,14 +212,7 @@ impl JobQueue for PgQueue {
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, o)| {
-                let outcome = if o == "completed" {
-                    CompleteOutcome::Completed
-                } else {
-                    CompleteOutcome::LeaseLost
-                };
-                (id, outcome)
-            })
+            .map(|(id, o)| (id, CompleteOutcome::from_sql(&o)))
             .collect())
     }
 
@@ -241,14 +234,7 @@ impl JobQueue for PgQueue {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, o, at)| {
-                let outcome = match (o.as_str(), at) {
-                    ("retry_scheduled", Some(at)) => FailOutcome::RetryScheduled(at),
-                    ("failed", _) => FailOutcome::Failed,
-                    _ => FailOutcome::LeaseLost,
-                };
-                (id, outcome)
-            })
+            .map(|(id, o, at)| (id, FailOutcome::from_sql(&o, at)))
             .collect())
     }
 
@@ -268,14 +254,7 @@ impl JobQueue for PgQueue {
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, o)| {
-                let outcome = if o == "released" {
-                    ReleaseOutcome::Released
-                } else {
-                    ReleaseOutcome::LeaseLost
-                };
-                (id, outcome)
-            })
+            .map(|(id, o)| (id, ReleaseOutcome::from_sql(&o)))
             .collect())
     }
 

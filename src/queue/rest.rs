@@ -338,14 +338,7 @@ impl JobQueue for RestQueue {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let o = if r.outcome == "completed" {
-                    CompleteOutcome::Completed
-                } else {
-                    CompleteOutcome::LeaseLost
-                };
-                (r.job_id, o)
-            })
+            .map(|r| (r.job_id, CompleteOutcome::from_sql(&r.outcome)))
             .collect())
     }
 
@@ -366,14 +359,7 @@ impl JobQueue for RestQueue {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let o = match (r.outcome.as_str(), r.scheduled_at) {
-                    ("retry_scheduled", Some(at)) => FailOutcome::RetryScheduled(at),
-                    ("failed", _) => FailOutcome::Failed,
-                    _ => FailOutcome::LeaseLost,
-                };
-                (r.job_id, o)
-            })
+            .map(|r| (r.job_id, FailOutcome::from_sql(&r.outcome, r.scheduled_at)))
             .collect())
     }
 
@@ -393,14 +379,7 @@ impl JobQueue for RestQueue {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let o = if r.outcome == "released" {
-                    ReleaseOutcome::Released
-                } else {
-                    ReleaseOutcome::LeaseLost
-                };
-                (r.job_id, o)
-            })
+            .map(|r| (r.job_id, ReleaseOutcome::from_sql(&r.outcome)))
             .collect())
     }
 
