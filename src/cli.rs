@@ -13,6 +13,12 @@ use crate::worker::{Worker, WorkerOptions};
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure at run time (database unreachable, migration failed).
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of `extract` when retrying cannot help.
+pub const EXIT_PERMANENT: u8 = 3;
+/// Exit code of `extract` when a retry later may work.
+pub const EXIT_TRANSIENT: u8 = 4;
+/// Exit code of `extract` when Douyin answered in a shape no parser knows.
+pub const EXIT_DRIFT: u8 = 5;
 
 /// Downloads Douyin videos queued in PostgreSQL, Supabase or SQLite and stores them.
 #[derive(Parser, Debug)]
@@ -35,6 +41,13 @@ pub enum Command {
     Run,
     /// Create or upgrade the database schema (PostgreSQL via DATABASE_URL, or the SQLite file).
     Migrate,
+    /// Resolve a Douyin link, share text or id and print what would be downloaded, as JSON.
+    /// Exit code 0 found, 3 permanent failure (unsupported link, unavailable video), 4
+    /// transient failure (network, captcha), 5 drift (Douyin answered in an unknown shape).
+    Extract {
+        /// The link, share text or aweme id.
+        link: String,
+    },
 }
 
 /// An error with the exit code it maps to.
@@ -115,6 +128,7 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
     match command {
         Command::Run => run(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Extract { link } => extract(config, &link).await,
     }
 }
 
@@ -130,7 +144,14 @@ async fn run(config: Config) -> Result<(), Failure> {
     );
     // The stages arrive with their own modules; until each has a real implementation the
     // worker refuses to take jobs rather than claim them and fail them.
-    let pipeline = Pipeline::build(Stages::default()).map_err(usage)?;
+    let extractor =
+        crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::from_config(&config))
+            .map_err(usage_msg)?;
+    let pipeline = Pipeline::build(Stages {
+        extractor: Some(std::sync::Arc::new(extractor)),
+        ..Stages::default()
+    })
+    .map_err(usage)?;
     let shutdown = crate::shutdown::on_signals()?;
     let worker = Worker::new(
         queue,
@@ -166,6 +187,38 @@ async fn migrate(config: Config) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+async fn extract(config: Config, link: &str) -> Result<(), Failure> {
+    use crate::error::ErrorClass;
+    use crate::extract::{DouyinExtractor, ExtractOptions};
+    let extractor =
+        DouyinExtractor::new(ExtractOptions::from_config(&config)).map_err(usage_msg)?;
+    match extractor.extract(link).await {
+        Ok(found) => {
+            println!("{}", serde_json::to_string_pretty(&found)?);
+            Ok(())
+        }
+        Err(e) => {
+            let class = e.class();
+            let answer = serde_json::json!({
+                "error": {"class": class, "code": e.code(), "message": e.to_string()}
+            });
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Err(Failure {
+                code: match class {
+                    ErrorClass::Permanent => EXIT_PERMANENT,
+                    ErrorClass::Transient => EXIT_TRANSIENT,
+                    ErrorClass::Drift => EXIT_DRIFT,
+                },
+                error: e.into(),
+            })
+        }
+    }
+}
+
+fn usage_msg(msg: String) -> Failure {
+    usage(anyhow::anyhow!(msg))
 }
 
 fn print_report(report: &crate::migrate::MigrationReport) {

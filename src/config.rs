@@ -93,6 +93,30 @@ pub struct RawSettings {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "LOG_FORMAT", global = true, value_name = "FORMAT")]
     pub log_format: Option<String>,
+
+    /// A browser cookie string sent to Douyin hosts only (helps when Douyin asks for a
+    /// captcha). Never logged.
+    #[arg(
+        long,
+        env = "DOUYIN_COOKIE",
+        global = true,
+        value_name = "COOKIE",
+        hide_env_values = true
+    )]
+    pub douyin_cookie: Option<String>,
+
+    /// Testing aid: send every request to a Douyin host to `{URL}/{host}{path}` instead
+    /// (a local fixture server).
+    #[arg(long, env = "DOUYIN_UPSTREAM", global = true, value_name = "URL")]
+    pub douyin_upstream: Option<String>,
+
+    /// Prefer H.264 over H.265 when both exist (true/false) [default: true].
+    #[arg(long, env = "PREFER_H264", global = true, value_name = "BOOL")]
+    pub prefer_h264: Option<String>,
+
+    /// Timeout of one request to Douyin, in seconds [default: 15].
+    #[arg(long, env = "EXTRACT_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    pub extract_timeout_seconds: Option<String>,
 }
 
 /// A configuration value that must not be printed.
@@ -178,6 +202,14 @@ pub struct Config {
     pub debug: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Cookie for Douyin hosts.
+    pub douyin_cookie: Option<Secret>,
+    /// Where Douyin requests go instead of Douyin (tests).
+    pub douyin_upstream: Option<Url>,
+    /// Prefer H.264.
+    pub prefer_h264: bool,
+    /// Timeout of one request to Douyin.
+    pub extract_timeout: Duration,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -361,7 +393,34 @@ impl Config {
             Some(_) => return Err(format_f.fail("expected text or json")),
         };
 
+        let douyin_cookie = field("douyin_cookie", "DOUYIN_COOKIE", &raw.douyin_cookie, true)
+            .present()
+            .map(Secret::new);
+        let upstream_f = field(
+            "douyin_upstream",
+            "DOUYIN_UPSTREAM",
+            &raw.douyin_upstream,
+            false,
+        );
+        let douyin_upstream = match upstream_f.present() {
+            None => None,
+            Some(s) => Some(parse_http_url(s).map_err(|why| upstream_f.fail(why))?),
+        };
+        let prefer_h264 =
+            field("prefer_h264", "PREFER_H264", &raw.prefer_h264, false).boolean(true)?;
+        let extract_timeout_s: u64 = field(
+            "extract_timeout_seconds",
+            "EXTRACT_TIMEOUT_SECONDS",
+            &raw.extract_timeout_seconds,
+            false,
+        )
+        .number(15, 1, 600)?;
+
         Ok(Config {
+            douyin_cookie,
+            douyin_upstream,
+            prefer_h264,
+            extract_timeout: Duration::from_secs(extract_timeout_s),
             supabase_url,
             supabase_key,
             queue,

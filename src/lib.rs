@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod migrate;
 pub mod pipeline;
 pub mod queue;

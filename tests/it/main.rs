@@ -3,6 +3,8 @@
 
 mod backends;
 mod cli;
+mod douyin_server;
+mod extract;
 mod helpers;
 mod migrations;
 mod postgrest;

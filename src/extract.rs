@@ -1,0 +1,439 @@
+//! Douyin extraction: from a link as users paste it to a direct, watermark-free media URL.
+//!
+//! - [`link`]: every link form (share text, short links, page links, bare ids) to an aweme id.
+//! - [`aweme`]: the tolerant model of Douyin's "aweme" record and the pure parsers of the
+//!   pages and APIs that carry it (share page, H5 item info, slides info, web detail).
+//! - [`media`]: which file to download: candidates, ranking, expiry of CDN URLs, metadata.
+//! - [`reflow`]: the encrypted `reflow_id` the H5 item-info API wants.
+//! - [`upstream`]: which hosts are Douyin's, and the `DOUYIN_UPSTREAM` test rewrite.
+//! - [`client`]: HTTP sessions with Douyin's cookies; [`strategy`]: the chain of strategies.
+//!
+//! [`DouyinExtractor`] ties them together and is the pipeline's extraction stage.
+
+pub mod aweme;
+pub mod client;
+pub mod link;
+pub mod media;
+pub mod reflow;
+pub mod strategy;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{ErrorClass, JobError};
+use crate::pipeline::{JobContext, MediaSource};
+use crate::queue::{ClaimedJob, VideoUpdate};
+use aweme::ParseError;
+use client::{ClientOptions, DouyinClient, Session};
+use link::{Link, PostKind, UnsupportedLink};
+use media::{Choice, ChoiceError, ImagePolicy};
+use strategy::{Context, Strategy, StrategyError, Target};
+
+/// How extraction behaves.
+#[derive(Clone, Debug)]
+pub struct ExtractOptions {
+    /// HTTP settings (upstream rewrite, user cookie, timeout).
+    pub client: ClientOptions,
+    /// Rank H.264 above H.265 (players everywhere can play it).
+    pub prefer_h264: bool,
+    /// What to do with image posts.
+    pub images: ImagePolicy,
+    /// A cached direct URL is reused only when it stays valid at least this long.
+    pub cache_margin: Duration,
+}
+
+impl ExtractOptions {
+    /// Options from the validated configuration.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            client: ClientOptions {
+                upstream: match &cfg.douyin_upstream {
+                    Some(url) => upstream::Upstream::rewrite_to(url.clone()),
+                    None => upstream::Upstream::direct(),
+                },
+                cookie: cfg.douyin_cookie.clone(),
+                timeout: cfg.extract_timeout,
+            },
+            prefer_h264: cfg.prefer_h264,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            client: ClientOptions::default(),
+            prefer_h264: true,
+            images: ImagePolicy::Refuse,
+            cache_margin: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How one strategy fared in one extraction.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    /// The strategy.
+    pub strategy: &'static str,
+    /// Milliseconds it took.
+    pub ms: u64,
+    /// `ok`, or why it gave no record.
+    pub outcome: String,
+}
+
+/// What an extraction found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Extraction {
+    /// The aweme id.
+    pub aweme_id: String,
+    /// The kind the link said, if it said.
+    pub link_kind: Option<PostKind>,
+    /// The description.
+    pub title: Option<String>,
+    /// The strategy that answered.
+    pub strategy: &'static str,
+    /// What to download.
+    pub choice: Choice,
+    /// The cover image.
+    pub cover_url: Option<String>,
+    /// Author, music, statistics, dimensions, codec.
+    pub metadata: Value,
+    /// Each strategy tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// Milliseconds to resolve a short link (0 when there was none).
+    pub resolve_ms: u64,
+    /// Milliseconds in all.
+    pub total_ms: u64,
+    /// The Cookie header the CDN may want (Douyin's and the user's). Never printed.
+    #[serde(skip)]
+    pub cookie: Option<String>,
+}
+
+/// A failed extraction; [`ExtractError::class`] says whether a retry can help.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Not a link to a Douyin post.
+    #[error(transparent)]
+    Unsupported(#[from] UnsupportedLink),
+    /// Douyin says the post is gone, private, prohibited or region blocked.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The post has nothing this worker downloads.
+    #[error(transparent)]
+    Choice(#[from] ChoiceError),
+    /// A short link could not be resolved now.
+    #[error("short link: {0}")]
+    ShortLink(String),
+    /// No strategy gave the record.
+    #[error("no strategy answered: {summary}")]
+    Exhausted {
+        /// One clause per strategy.
+        summary: String,
+        /// Some strategy saw a shape no parser knows: the code needs a fix.
+        drift: bool,
+    },
+}
+
+impl ExtractError {
+    /// Whether a retry can help.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ExtractError::Unsupported(_)
+            | ExtractError::Unavailable(_)
+            | ExtractError::Choice(_) => ErrorClass::Permanent,
+            ExtractError::ShortLink(_) => ErrorClass::Transient,
+            ExtractError::Exhausted { drift: true, .. } => ErrorClass::Drift,
+            ExtractError::Exhausted { .. } => ErrorClass::Transient,
+        }
+    }
+
+    /// A stable code for the job row and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExtractError::Unsupported(_) => "unsupported-link",
+            ExtractError::Unavailable(r) if r.contains("copyright_foreign") => "region-blocked",
+            ExtractError::Unavailable(_) => "video-unavailable",
+            ExtractError::Choice(ChoiceError::ImagePost(_)) => "image-post",
+            ExtractError::Choice(_) => "nothing-downloadable",
+            ExtractError::ShortLink(_) => "short-link",
+            ExtractError::Exhausted { drift: true, .. } => "extract-drift",
+            ExtractError::Exhausted { .. } => "extract-failed",
+        }
+    }
+}
+
+impl From<ExtractError> for JobError {
+    fn from(e: ExtractError) -> Self {
+        JobError::new(e.class(), e.code(), e.to_string())
+    }
+}
+
+/// The extraction stage: links in, media sources out.
+pub struct DouyinExtractor {
+    client: DouyinClient,
+    chain: Vec<Box<dyn Strategy>>,
+    opts: ExtractOptions,
+    answered: Vec<AtomicU64>,
+    drifted: AtomicU64,
+}
+
+impl DouyinExtractor {
+    /// An extractor with the default chain of strategies.
+    pub fn new(opts: ExtractOptions) -> Result<Self, String> {
+        Self::with_chain(opts, strategy::default_chain())
+    }
+
+    /// An extractor with another chain (the browser strategy appends itself).
+    pub fn with_chain(opts: ExtractOptions, chain: Vec<Box<dyn Strategy>>) -> Result<Self, String> {
+        let client = DouyinClient::new(opts.client.clone())?;
+        let answered = chain.iter().map(|_| AtomicU64::new(0)).collect();
+        Ok(Self {
+            client,
+            chain,
+            opts,
+            answered,
+            drifted: AtomicU64::new(0),
+        })
+    }
+
+    /// How many extractions each strategy answered, by name.
+    pub fn answered_by(&self) -> Vec<(&'static str, u64)> {
+        self.chain
+            .iter()
+            .zip(&self.answered)
+            .map(|(s, n)| (s.name(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// How many times a strategy met a shape no parser knows.
+    pub fn drift_count(&self) -> u64 {
+        self.drifted.load(Ordering::Relaxed)
+    }
+
+    /// Extracts what `input` (a link, share text or id) points at.
+    pub async fn extract(&self, input: &str) -> Result<Extraction, ExtractError> {
+        let started = Instant::now();
+        let mut session = self.client.session();
+        let (target, resolve_ms) = self.target(input, &mut session).await?;
+        let mut cx = Context::new(&mut session);
+        let mut attempts = Vec::new();
+        let mut clauses = Vec::new();
+        let mut drift = false;
+        let mut found = None;
+        for (i, s) in self.chain.iter().enumerate() {
+            let t = Instant::now();
+            let result = s.fetch(&target, &mut cx).await;
+            let ms = t.elapsed().as_millis() as u64;
+            match result {
+                Ok(record) => {
+                    attempts.push(Attempt {
+                        strategy: s.name(),
+                        ms,
+                        outcome: "ok".into(),
+                    });
+                    self.answered[i].fetch_add(1, Ordering::Relaxed);
+                    found = Some((s.name(), record));
+                    break;
+                }
+                Err(StrategyError::Parse(ParseError::Unavailable { reason })) => {
+                    return Err(ExtractError::Unavailable(reason));
+                }
+                Err(e) => {
+                    if let StrategyError::Parse(ParseError::Drift { what, excerpt }) = &e {
+                        drift = true;
+                        self.drifted.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            strategy = s.name(),
+                            aweme_id = %target.aweme_id,
+                            what = %what,
+                            excerpt = %excerpt,
+                            "Douyin answered in a shape no parser knows (drift): the parser needs a fix"
+                        );
+                    } else {
+                        tracing::debug!(strategy = s.name(), error = %e, "strategy gave no record");
+                    }
+                    clauses.push(format!("{}: {e}", s.name()));
+                    attempts.push(Attempt {
+                        strategy: s.name(),
+                        ms,
+                        outcome: e.to_string(),
+                    });
+                }
+            }
+        }
+        let Some((strategy, record)) = found else {
+            return Err(ExtractError::Exhausted {
+                summary: clauses.join("; "),
+                drift,
+            });
+        };
+        aweme::check_status(&record).map_err(|e| match e {
+            ParseError::Unavailable { reason } => ExtractError::Unavailable(reason),
+            other => ExtractError::Unavailable(other.to_string()),
+        })?;
+        let choice = media::choose(&record, self.opts.images, self.opts.prefer_h264)?;
+        let chosen = match &choice {
+            Choice::Video { best, .. } => Some(best),
+            Choice::Images { .. } => None,
+        };
+        let metadata = media::metadata(&record, chosen);
+        let cookie = session_cookie(&cx);
+        Ok(Extraction {
+            aweme_id: target.aweme_id.clone(),
+            link_kind: target.kind,
+            title: record.desc.clone().filter(|d| !d.trim().is_empty()),
+            strategy,
+            cover_url: media::cover_url(&record),
+            choice,
+            metadata,
+            attempts,
+            resolve_ms,
+            total_ms: started.elapsed().as_millis() as u64,
+            cookie,
+        })
+    }
+
+    /// The aweme id of `input`, resolving a short link with one GET.
+    async fn target(
+        &self,
+        input: &str,
+        session: &mut Session<'_>,
+    ) -> Result<(Target, u64), ExtractError> {
+        match link::parse(input)? {
+            Link::Id { aweme_id, kind } => Ok((Target { aweme_id, kind }, 0)),
+            Link::Short { url } => {
+                let t = Instant::now();
+                let page = session
+                    .get_once(&url, &[])
+                    .await
+                    .map_err(|e| ExtractError::ShortLink(format!("{url}: {e}")))?;
+                let ms = t.elapsed().as_millis() as u64;
+                match (page.status, page.location) {
+                    (300..=399, Some(location)) => match link::id_from_url(&location) {
+                        Some((aweme_id, kind)) => Ok((Target { aweme_id, kind }, ms)),
+                        None => Err(UnsupportedLink(format!(
+                            "{url} leads to {location}, which names no video"
+                        ))
+                        .into()),
+                    },
+                    (404 | 410, _) => Err(UnsupportedLink(format!(
+                        "{url} does not exist (HTTP {})",
+                        page.status
+                    ))
+                    .into()),
+                    (status, _) => Err(ExtractError::ShortLink(format!(
+                        "{url} answered HTTP {status} without a redirect"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+impl DouyinExtractor {
+    /// The direct URL an earlier extraction cached on the video row, if it stays valid for
+    /// [`ExtractOptions::cache_margin`]; CDN URLs carry their expiry.
+    fn cached_source(&self, job: &ClaimedJob) -> Option<MediaSource> {
+        let url = job.video.video_url_direct.as_deref()?;
+        let douyin_id = job.video.douyin_id.clone()?;
+        if !media::still_valid(url, chrono::Utc::now(), self.opts.cache_margin) {
+            return None;
+        }
+        let meta = job.video.video_url_meta.clone().unwrap_or(Value::Null);
+        let candidate = &meta["candidate"];
+        let mut urls = vec![url.to_string()];
+        for mirror in candidate["urls"].as_array().into_iter().flatten() {
+            if let Some(m) = mirror.as_str()
+                && !urls.iter().any(|u| u == m)
+            {
+                urls.push(m.to_string());
+            }
+        }
+        Some(MediaSource {
+            douyin_id: douyin_id.clone(),
+            urls,
+            headers: vec![
+                ("User-Agent".to_string(), client::IPHONE_UA.to_string()),
+                ("Referer".to_string(), "https://www.douyin.com/".to_string()),
+            ],
+            expected_size: candidate["data_size"].as_u64(),
+            strategy: "cache".to_string(),
+            video: VideoUpdate {
+                douyin_id: Some(douyin_id),
+                ..VideoUpdate::default()
+            },
+            metadata: meta["metadata"].clone(),
+        })
+    }
+}
+
+fn session_cookie(cx: &Context<'_, '_>) -> Option<String> {
+    cx.session.cookie_header()
+}
+
+#[async_trait]
+impl crate::pipeline::Extractor for DouyinExtractor {
+    async fn extract(&self, job: &ClaimedJob, _ctx: &JobContext) -> Result<MediaSource, JobError> {
+        if let Some(cached) = self.cached_source(job) {
+            tracing::info!("using the cached direct URL, still valid");
+            return Ok(cached);
+        }
+        let input = link::job_link(
+            job.payload.as_ref(),
+            job.video.video_url.as_deref(),
+            job.video.douyin_id.as_deref(),
+        )
+        .ok_or_else(|| {
+            JobError::permanent(
+                "unsupported-link",
+                "unsupported link: the job has no payload link, video_url or douyin_id",
+            )
+        })?;
+        let x = DouyinExtractor::extract(self, &input).await?;
+        let Choice::Video { best, .. } = &x.choice else {
+            return Err(ExtractError::Choice(ChoiceError::Nothing(
+                "storing image posts is not available in this version".into(),
+            ))
+            .into());
+        };
+        tracing::info!(strategy = x.strategy, codec = ?best.codec, "extraction answered");
+        let mut headers = vec![
+            ("User-Agent".to_string(), client::IPHONE_UA.to_string()),
+            ("Referer".to_string(), "https://www.douyin.com/".to_string()),
+        ];
+        if let Some(cookie) = &x.cookie {
+            headers.push(("Cookie".to_string(), cookie.clone()));
+        }
+        let expires = best.urls.first().and_then(|u| media::url_expiry(u));
+        Ok(MediaSource {
+            douyin_id: x.aweme_id.clone(),
+            urls: best.urls.clone(),
+            headers,
+            expected_size: best.data_size,
+            strategy: x.strategy.to_string(),
+            video: VideoUpdate {
+                douyin_id: Some(x.aweme_id.clone()),
+                title: x.title.clone(),
+                thumbnail_url: x.cover_url.clone(),
+                video_url_direct: best.urls.first().cloned(),
+                video_url_meta: Some(json!({
+                    "expires_at": expires,
+                    "candidate": best,
+                    "strategy": x.strategy,
+                    "metadata": x.metadata,
+                })),
+            },
+            metadata: x.metadata.clone(),
+        })
+    }
+}
+
+/// An extractor shared by the pipeline and the CLI.
+pub type SharedExtractor = Arc<DouyinExtractor>;

@@ -1,0 +1,229 @@
+//! HTTP to Douyin: one shared client, one [`Session`] per extraction.
+//!
+//! A session keeps the cookies Douyin sets (the share page's cookies are what the item-info
+//! API checks), adds the user's `DOUYIN_COOKIE` on Douyin hosts only, follows redirects
+//! itself (so every hop goes through the `DOUYIN_UPSTREAM` rewrite and stays on allowed
+//! schemes), and bounds every request by the extraction timeout. Cookie values are secrets:
+//! they are never logged.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use url::Url;
+
+use super::upstream::{Upstream, is_douyin_host};
+use crate::config::Secret;
+
+/// The User-Agent of the mobile share pages and APIs (an iPhone's Safari).
+pub const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+    AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// Settings of the Douyin client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Where Douyin requests go (`DOUYIN_UPSTREAM`).
+    pub upstream: Upstream,
+    /// The user's browser cookie string (`DOUYIN_COOKIE`), for Douyin hosts only.
+    pub cookie: Option<Secret>,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            upstream: Upstream::direct(),
+            cookie: None,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The shared HTTP client (connection pools live here).
+#[derive(Clone, Debug)]
+pub struct DouyinClient {
+    http: reqwest::Client,
+    opts: ClientOptions,
+}
+
+/// Why a request failed before an answer arrived.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// Network, TLS or timeout.
+    #[error("{0}")]
+    Network(String),
+    /// Too many redirects, or a redirect to somewhere not allowed.
+    #[error("{0}")]
+    Redirect(String),
+}
+
+/// An answer.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The URL that answered, in its Douyin form (not the rewritten one).
+    pub url: Url,
+    /// HTTP status.
+    pub status: u16,
+    /// `Location` of a redirect that was not followed.
+    pub location: Option<Url>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl DouyinClient {
+    /// A client with these options.
+    pub fn new(opts: ClientOptions) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(opts.timeout)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { http, opts })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// A new session with an empty cookie jar.
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            client: self,
+            cookies: BTreeMap::new(),
+        }
+    }
+}
+
+/// One extraction's requests: cookies set by Douyin are kept and sent back.
+#[derive(Debug)]
+pub struct Session<'a> {
+    client: &'a DouyinClient,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Session<'_> {
+    /// GET `url`, following redirects (up to five, each rewritten), with `headers`.
+    pub async fn get(&mut self, url: &Url, headers: &[(&str, &str)]) -> Result<Page, FetchError> {
+        let mut current = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let page = self.get_once(&current, headers).await?;
+            match page.location.clone() {
+                Some(next) if (300..400).contains(&page.status) => current = next,
+                _ => return Ok(page),
+            }
+        }
+        Err(FetchError::Redirect(format!(
+            "more than {MAX_REDIRECTS} redirects from {}",
+            url.host_str().unwrap_or("?")
+        )))
+    }
+
+    /// GET `url` once, without following a redirect (short links: read the `Location`).
+    pub async fn get_once(
+        &mut self,
+        url: &Url,
+        headers: &[(&str, &str)],
+    ) -> Result<Page, FetchError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::Redirect(format!(
+                "refusing a {}:// URL",
+                url.scheme()
+            )));
+        }
+        let upstream = &self.client.opts.upstream;
+        let target = upstream.apply(url);
+        let douyin = url.host_str().is_some_and(is_douyin_host);
+        let mut request = self
+            .client
+            .http
+            .get(target.clone())
+            .header(header::USER_AGENT, IPHONE_UA)
+            .header(header::ACCEPT_LANGUAGE, "zh-CN,zh;q=0.9");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if douyin && let Some(cookie) = self.cookie_header() {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.map_err(|e| network_error(url, &e))?;
+        let status = response.status().as_u16();
+        self.keep_cookies(response.headers());
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| target.join(l).ok())
+            .map(|l| upstream.original(&l));
+        let body = response.text().await.map_err(|e| network_error(url, &e))?;
+        Ok(Page {
+            url: url.clone(),
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// The cookies to send: the user's `DOUYIN_COOKIE`, then those Douyin set (which win).
+    pub fn cookie_header(&self) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(user) = &self.client.opts.cookie {
+            let user = user.expose().trim().trim_end_matches(';');
+            if !user.is_empty() {
+                parts.push(user.to_string());
+            }
+        }
+        parts.extend(self.cookies.iter().map(|(k, v)| format!("{k}={v}")));
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Cookie header value for the downloader (same rules), or none.
+    pub fn cookies_for_media(&self) -> Option<HeaderValue> {
+        self.cookie_header()
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+    }
+
+    fn keep_cookies(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(header::SET_COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            let pair = value.split(';').next().unwrap_or_default();
+            if let Some((name, val)) = pair.split_once('=') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    self.cookies
+                        .insert(name.to_string(), val.trim().to_string());
+                }
+            }
+        }
+    }
+}
+
+/// A reqwest error named by host only (queries may carry tokens).
+fn network_error(url: &Url, e: &reqwest::Error) -> FetchError {
+    let host = url.host_str().unwrap_or("?");
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken answer"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    FetchError::Network(if detail.is_empty() {
+        format!("{host}: {what}")
+    } else {
+        format!("{host}: {what}: {detail}")
+    })
+}

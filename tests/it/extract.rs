@@ -1,0 +1,329 @@
+//! Extraction end to end: every link form through the strategies against the loopback
+//! Douyin fixture server (reached through the `DOUYIN_UPSTREAM` rewrite).
+
+use douyin_worker::error::ErrorClass;
+use douyin_worker::extract::client::ClientOptions;
+use douyin_worker::extract::media::Choice;
+use douyin_worker::extract::upstream::Upstream;
+use douyin_worker::extract::{DouyinExtractor, ExtractError, ExtractOptions};
+
+use crate::douyin_server::{Behaviour, DouyinServer, image_post, video_post};
+
+const ID: &str = "7412345678901234567";
+
+fn extractor(server: &DouyinServer) -> DouyinExtractor {
+    DouyinExtractor::new(ExtractOptions {
+        client: ClientOptions {
+            upstream: Upstream::rewrite_to(server.url.parse().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn best_url(choice: &Choice) -> &str {
+    match choice {
+        Choice::Video { best, .. } => &best.urls[0],
+        other => panic!("not a video: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_link_form_reaches_the_record() {
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::OldSharePage)]).await;
+    server.add_short_link(
+        "iRNBho6u",
+        &format!("https://www.iesdouyin.com/share/video/{ID}/?region=CN&mid=1"),
+    );
+    server.add_short_link(
+        "Ab_c-9",
+        &format!("https://www.iesdouyin.com/share/video/{ID}/?region=CN"),
+    );
+    let x = extractor(&server);
+    for input in [
+        format!(
+            "7.43 复制打开抖音，看看【作者的作品】旅行 # 日常 https://v.douyin.com/iRNBho6u/ 12/25 x@A.Gv vSy:/"
+        ),
+        "https://v.douyin.com/iRNBho6u/".to_string(),
+        "https://jx.douyin.com/Ab_c-9/".to_string(),
+        format!("https://www.douyin.com/video/{ID}"),
+        format!("https://www.douyin.com/note/{ID}"),
+        format!("https://www.douyin.com/discover?modal_id={ID}"),
+        format!("https://www.douyin.com/user/MS4wLjABAAAA?modal_id={ID}&vid={ID}"),
+        format!("https://m.douyin.com/share/video/{ID}/"),
+        format!("https://www.iesdouyin.com/share/video/{ID}/?region=CN"),
+        format!("https://www.iesdouyin.com/share/slides/{ID}/"),
+        format!("https://jingxuan.douyin.com/m/video/{ID}"),
+        ID.to_string(),
+    ] {
+        let got = x
+            .extract(&input)
+            .await
+            .unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(got.aweme_id, ID, "{input}");
+        assert!(!best_url(&got.choice).contains("watermark=1"), "{input}");
+        assert!(!best_url(&got.choice).contains("playwm"), "{input}");
+    }
+}
+
+#[tokio::test]
+async fn the_new_share_page_goes_through_item_info_with_its_tokens_and_cookies() {
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let x = extractor(&server);
+    let got = x.extract(ID).await.unwrap();
+    assert_eq!(got.strategy, "h5_iteminfo");
+    assert_eq!(got.attempts[0].strategy, "share_page");
+    let headers = server.last_headers("/web/api/v2/aweme/iteminfo/").unwrap();
+    assert!(headers["cookie"].to_str().unwrap().contains("ttwid="));
+    assert!(
+        headers["referer"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("/share/video/{ID}/"))
+    );
+    assert!(headers["user-agent"].to_str().unwrap().contains("iPhone"));
+    // The cookies travel on to the downloader.
+    assert!(got.cookie.unwrap().contains("ttwid="));
+}
+
+#[tokio::test]
+async fn encrypt_data_miss_fetches_the_page_again_once_then_goes_on() {
+    let server = DouyinServer::start(vec![
+        video_post(ID, Behaviour::EncryptDataMiss(1)),
+        video_post("7412345678901234568", Behaviour::SlidesOnly),
+    ])
+    .await;
+    let x = extractor(&server);
+    let got = x.extract(ID).await.unwrap();
+    assert_eq!(got.strategy, "h5_iteminfo");
+    let pages = server
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&format!("/share/video/{ID}/")))
+        .count();
+    assert_eq!(pages, 2, "{:?}", server.requests());
+    let got = x.extract("7412345678901234568").await.unwrap();
+    assert_eq!(got.strategy, "slidesinfo");
+}
+
+#[tokio::test]
+async fn region_blocked_posts_fail_permanently_with_douyins_reason() {
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::RegionBlocked)]).await;
+    let e = extractor(&server).extract(ID).await.unwrap_err();
+    assert!(matches!(e, ExtractError::Unavailable(_)), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert_eq!(e.code(), "region-blocked");
+    assert!(e.to_string().contains("copyright_foreign"), "{e}");
+}
+
+#[tokio::test]
+async fn the_captcha_page_is_transient_and_named() {
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::Captcha)]).await;
+    let e = extractor(&server).extract(ID).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Transient, "{e}");
+    assert!(e.to_string().contains("captcha"), "{e}");
+}
+
+#[tokio::test]
+async fn unknown_links_are_permanent_and_say_what_was_wrong() {
+    let server = DouyinServer::start(vec![]).await;
+    let x = extractor(&server);
+    for input in [
+        "https://example.com/video/1",
+        "hello",
+        "https://v.douyin.com/unknown/",
+    ] {
+        let e = x.extract(input).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent, "{input}: {e}");
+        assert!(
+            e.to_string().starts_with("unsupported link:"),
+            "{input}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn image_posts_are_refused_by_default_with_their_count() {
+    let server = DouyinServer::start(vec![image_post(ID, Behaviour::OldSharePage)]).await;
+    let e = extractor(&server).extract(ID).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert!(e.to_string().contains("image post (3 images)"), "{e}");
+}
+
+#[tokio::test]
+async fn a_page_in_an_unknown_shape_is_drift() {
+    // The server answers unknown posts with a page that has neither record nor tokens.
+    let server = DouyinServer::start(vec![]).await;
+    let e = extractor(&server).extract(ID).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Drift, "{e}");
+    assert_eq!(e.code(), "extract-drift");
+}
+
+/// Runs `douyin-worker extract` against the fixture server.
+async fn extract_cli(server: &DouyinServer, link: &str) -> (Option<i32>, serde_json::Value) {
+    let upstream = server.url.clone();
+    let link = link.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+            .args(["extract", &link])
+            .current_dir(dir.path())
+            .env("DOUYIN_UPSTREAM", upstream)
+            .env_remove("DATABASE_URL")
+            .env_remove("SUPABASE_URL")
+            .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+#[tokio::test]
+async fn the_extract_command_prints_the_choice_and_exit_codes_tell_failures_apart() {
+    let blocked = "7412345678901234568";
+    let captcha = "7412345678901234569";
+    let server = DouyinServer::start(vec![
+        video_post(ID, Behaviour::NewSharePage),
+        video_post(blocked, Behaviour::RegionBlocked),
+        video_post(captcha, Behaviour::Captcha),
+    ])
+    .await;
+    let (code, json) = extract_cli(&server, &format!("https://www.douyin.com/video/{ID}")).await;
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["aweme_id"], ID);
+    assert_eq!(json["strategy"], "h5_iteminfo");
+    assert_eq!(json["choice"]["kind"], "video");
+    let best = &json["choice"]["best"];
+    assert!(best["urls"].as_array().unwrap().len() >= 1, "{json}");
+    assert!(best["codec"].is_string());
+    assert!(json["choice"]["candidates"].as_array().unwrap().len() >= 1);
+    assert!(json["attempts"].as_array().unwrap().len() >= 2);
+    assert!(json["total_ms"].is_number());
+    assert!(json.get("cookie").is_none(), "cookies are never printed");
+
+    let (code, json) = extract_cli(&server, blocked).await;
+    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(json["error"]["class"], "permanent");
+    assert_eq!(json["error"]["code"], "region-blocked");
+    let (code, json) = extract_cli(&server, captcha).await;
+    assert_eq!(code, Some(4), "{json}");
+    assert_eq!(json["error"]["class"], "transient");
+    let (code, json) = extract_cli(&server, "7412345678901234560").await;
+    assert_eq!(code, Some(5), "{json}");
+    assert_eq!(json["error"]["class"], "drift");
+    let (code, json) = extract_cli(&server, "https://example.com/x").await;
+    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(json["error"]["code"], "unsupported-link");
+}
+
+fn job(
+    payload: Option<serde_json::Value>,
+    video: douyin_worker::queue::VideoInfo,
+) -> douyin_worker::queue::ClaimedJob {
+    use douyin_worker::queue::{ClaimedJob, Lease};
+    ClaimedJob {
+        lease: Lease {
+            job_id: uuid::Uuid::new_v4(),
+            lease_id: uuid::Uuid::new_v4(),
+        },
+        video_id: uuid::Uuid::new_v4(),
+        lease_expires_at: chrono::Utc::now(),
+        attempts: 1,
+        max_attempts: 5,
+        priority: 0,
+        payload,
+        scheduled_at: chrono::Utc::now(),
+        created_at: chrono::Utc::now(),
+        video,
+    }
+}
+
+#[tokio::test]
+async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_url() {
+    use douyin_worker::pipeline::{Extractor, JobContext, ProgressBoard};
+    use douyin_worker::queue::VideoInfo;
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let x = extractor(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx_for = |j: &douyin_worker::queue::ClaimedJob| {
+        JobContext::new(
+            j.lease,
+            std::sync::Arc::from("w"),
+            tokio_util::sync::CancellationToken::new(),
+            tmp.path(),
+            std::sync::Arc::new(ProgressBoard::default()),
+        )
+    };
+
+    // The payload's link wins over the row's.
+    let j = job(
+        Some(serde_json::json!({"url": format!("https://www.douyin.com/video/{ID}")})),
+        VideoInfo {
+            video_url: Some("https://www.douyin.com/video/1111111111111111111".into()),
+            ..Default::default()
+        },
+    );
+    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    assert_eq!(source.douyin_id, ID);
+    assert_eq!(source.strategy, "h5_iteminfo");
+    assert!(
+        source.urls[0].contains("douyinvod.com"),
+        "{:?}",
+        source.urls
+    );
+    assert!(
+        source
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Cookie" && v.contains("ttwid="))
+    );
+    assert!(
+        source
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Referer" && v == "https://www.douyin.com/")
+    );
+    assert_eq!(source.video.douyin_id.as_deref(), Some(ID));
+    assert!(source.video.title.is_some());
+    let cached_url = source.video.video_url_direct.clone().unwrap();
+    let meta = source.video.video_url_meta.clone().unwrap();
+    assert!(meta["expires_at"].is_string(), "{meta}");
+
+    // The cache the completion writes is reused while valid: no request to Douyin.
+    let before = server.requests().len();
+    let j = job(
+        None,
+        VideoInfo {
+            douyin_id: Some(ID.into()),
+            video_url_direct: Some(cached_url.clone()),
+            video_url_meta: Some(meta.clone()),
+            ..Default::default()
+        },
+    );
+    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    assert_eq!(source.strategy, "cache");
+    assert_eq!(source.urls[0], cached_url);
+    assert_eq!(server.requests().len(), before);
+
+    // An expired cache (the fixture's 2023 URL) is extracted again.
+    let j = job(
+        None,
+        VideoInfo {
+            douyin_id: Some(ID.into()),
+            video_url_direct: Some("https://v26-web.douyinvod.com/22428bfcf501653e1ba980825a63593a/64134b44/video/tos/cn/x/".into()),
+            ..Default::default()
+        },
+    );
+    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    assert_eq!(source.strategy, "h5_iteminfo");
+}
