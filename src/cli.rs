@@ -147,8 +147,13 @@ async fn run(config: Config) -> Result<(), Failure> {
     let extractor =
         crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::from_config(&config))
             .map_err(usage_msg)?;
+    let downloader = crate::download::HttpDownloader::new(
+        crate::download::DownloadOptions::from_config(&config),
+    )
+    .map_err(usage_msg)?;
     let pipeline = Pipeline::build(Stages {
         extractor: Some(std::sync::Arc::new(extractor)),
+        downloader: Some(std::sync::Arc::new(downloader)),
         ..Stages::default()
     })
     .map_err(usage)?;

@@ -117,6 +117,50 @@ pub struct RawSettings {
     /// Timeout of one request to Douyin, in seconds [default: 15].
     #[arg(long, env = "EXTRACT_TIMEOUT_SECONDS", global = true, value_name = "S")]
     pub extract_timeout_seconds: Option<String>,
+
+    /// Largest media file accepted, in bytes [default: 2147483648].
+    #[arg(long, env = "MAX_VIDEO_BYTES", global = true, value_name = "BYTES")]
+    pub max_video_bytes: Option<String>,
+
+    /// Connect timeout of downloads, in seconds [default: 10].
+    #[arg(
+        long,
+        env = "DOWNLOAD_CONNECT_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
+    pub download_connect_timeout_seconds: Option<String>,
+
+    /// A download with no byte for this many seconds is resumed [default: 30].
+    #[arg(
+        long,
+        env = "DOWNLOAD_IDLE_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
+    pub download_idle_timeout_seconds: Option<String>,
+
+    /// Longest time for one whole download, in seconds [default: 3600].
+    #[arg(
+        long,
+        env = "DOWNLOAD_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
+    pub download_timeout_seconds: Option<String>,
+
+    /// Resumes of one download after dropped connections [default: 5].
+    #[arg(long, env = "DOWNLOAD_MAX_RESUMES", global = true, value_name = "N")]
+    pub download_max_resumes: Option<String>,
+
+    /// Let downloads reach private, loopback and link-local addresses (tests only) [default: false].
+    #[arg(
+        long,
+        env = "ALLOW_PRIVATE_NETWORKS",
+        global = true,
+        value_name = "BOOL"
+    )]
+    pub allow_private_networks: Option<String>,
 }
 
 /// A configuration value that must not be printed.
@@ -210,6 +254,18 @@ pub struct Config {
     pub prefer_h264: bool,
     /// Timeout of one request to Douyin.
     pub extract_timeout: Duration,
+    /// Largest media file.
+    pub max_video_bytes: u64,
+    /// Download connect timeout.
+    pub download_connect_timeout: Duration,
+    /// Download idle timeout.
+    pub download_idle_timeout: Duration,
+    /// Whole-download timeout.
+    pub download_timeout: Duration,
+    /// Resumes per download.
+    pub download_max_resumes: u32,
+    /// SSRF guard lifted.
+    pub allow_private_networks: bool,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -416,7 +472,61 @@ impl Config {
         )
         .number(15, 1, 600)?;
 
+        let max_video_bytes: u64 = field(
+            "max_video_bytes",
+            "MAX_VIDEO_BYTES",
+            &raw.max_video_bytes,
+            false,
+        )
+        .number(2 * 1024 * 1024 * 1024, 1, u64::MAX / 2)?;
+        let secs = |id: &str, env: &str, value: &'r Option<String>, default: u64, max: u64| {
+            field_of(matches, id, env, value, false)
+                .number(default, 1, max)
+                .map(Duration::from_secs)
+        };
+        let download_connect_timeout = secs(
+            "download_connect_timeout_seconds",
+            "DOWNLOAD_CONNECT_TIMEOUT_SECONDS",
+            &raw.download_connect_timeout_seconds,
+            10,
+            600,
+        )?;
+        let download_idle_timeout = secs(
+            "download_idle_timeout_seconds",
+            "DOWNLOAD_IDLE_TIMEOUT_SECONDS",
+            &raw.download_idle_timeout_seconds,
+            30,
+            3600,
+        )?;
+        let download_timeout = secs(
+            "download_timeout_seconds",
+            "DOWNLOAD_TIMEOUT_SECONDS",
+            &raw.download_timeout_seconds,
+            3600,
+            7 * 86_400,
+        )?;
+        let download_max_resumes: u32 = field(
+            "download_max_resumes",
+            "DOWNLOAD_MAX_RESUMES",
+            &raw.download_max_resumes,
+            false,
+        )
+        .number(5, 0, 1000)?;
+        let allow_private_networks = field(
+            "allow_private_networks",
+            "ALLOW_PRIVATE_NETWORKS",
+            &raw.allow_private_networks,
+            false,
+        )
+        .boolean(false)?;
+
         Ok(Config {
+            max_video_bytes,
+            download_connect_timeout,
+            download_idle_timeout,
+            download_timeout,
+            download_max_resumes,
+            allow_private_networks,
             douyin_cookie,
             douyin_upstream,
             prefer_h264,

@@ -385,6 +385,14 @@ impl crate::pipeline::Extractor for DouyinExtractor {
             tracing::info!("using the cached direct URL, still valid");
             return Ok(cached);
         }
+        self.extract_fresh(job, _ctx).await
+    }
+
+    async fn extract_fresh(
+        &self,
+        job: &ClaimedJob,
+        _ctx: &JobContext,
+    ) -> Result<MediaSource, JobError> {
         let input = link::job_link(
             job.payload.as_ref(),
             job.video.video_url.as_deref(),

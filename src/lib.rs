@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod migrate;

@@ -196,6 +196,15 @@ pub struct MediaInfo {
 pub trait Extractor: Send + Sync + 'static {
     /// Extracts the media source for the job.
     async fn extract(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<MediaSource, JobError>;
+
+    /// Extracts again without any cached answer (the last URLs were refused as expired).
+    async fn extract_fresh(
+        &self,
+        job: &ClaimedJob,
+        ctx: &JobContext,
+    ) -> Result<MediaSource, JobError> {
+        self.extract(job, ctx).await
+    }
 }
 
 /// Stage 2: streams the media into the job's temp folder.
@@ -294,9 +303,17 @@ impl Pipeline {
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
-        let source = self.extractor.extract(job, ctx).await?;
+        let mut source = self.extractor.extract(job, ctx).await?;
         tracing::info!(strategy = %source.strategy, mirrors = source.urls.len(), "extracted");
-        let file = self.downloader.download(&source, ctx).await?;
+        let file = match self.downloader.download(&source, ctx).await {
+            // Every mirror refused the signed URL: extract once more for fresh ones.
+            Err(e) if e.code == crate::download::CDN_FORBIDDEN => {
+                tracing::info!(error = %e, "media URLs expired; extracting again");
+                source = self.extractor.extract_fresh(job, ctx).await?;
+                self.downloader.download(&source, ctx).await?
+            }
+            other => other?,
+        };
         tracing::info!(bytes = file.size, "downloaded");
         let validator = self.validator.clone();
         let to_check = file.clone();

@@ -2,8 +2,10 @@
 //! SQLite from temp files.
 
 mod backends;
+mod cdn;
 mod cli;
 mod douyin_server;
+mod download;
 mod extract;
 mod helpers;
 mod migrations;

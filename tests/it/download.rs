@@ -1,0 +1,371 @@
+//! The downloader against the loopback CDN: resume, mirrors, limits, timeouts, the SSRF
+//! guard, headers, and no temp file left behind.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use douyin_worker::download::{CDN_FORBIDDEN, DownloadOptions, HttpDownloader};
+use douyin_worker::error::ErrorClass;
+use douyin_worker::extract::upstream::Upstream;
+use douyin_worker::pipeline::{DownloadedFile, MediaSource};
+use sha2::{Digest, Sha256};
+
+use crate::cdn::{Cdn, Serve, bytes};
+
+fn opts() -> DownloadOptions {
+    DownloadOptions {
+        idle_timeout: Duration::from_millis(500),
+        allow_private_networks: true,
+        ..Default::default()
+    }
+}
+
+fn source(urls: Vec<String>) -> MediaSource {
+    MediaSource {
+        douyin_id: "7412345678901234567".into(),
+        urls,
+        headers: vec![
+            ("User-Agent".into(), "test-agent/1".into()),
+            ("Referer".into(), "https://www.douyin.com/".into()),
+            ("Cookie".into(), "ttwid=secret-cookie".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+async fn get(
+    opts: DownloadOptions,
+    source: &MediaSource,
+    dir: &Path,
+) -> (
+    Result<DownloadedFile, douyin_worker::error::JobError>,
+    Vec<(u64, Option<u64>)>,
+) {
+    let d = HttpDownloader::new(opts).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let progress = move |done: u64, total: Option<u64>| s2.lock().unwrap().push((done, total));
+    let r = d.download_to(source, dir, &progress).await;
+    let seen = seen.lock().unwrap().clone();
+    (r, seen)
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+#[tokio::test]
+async fn streams_to_a_private_file_with_its_checksum_and_progress() {
+    use std::os::unix::fs::PermissionsExt;
+    let cdn = Cdn::start().await;
+    let body = bytes(1_500_000, 1);
+    cdn.add("/video/a.mp4", body.clone(), Serve::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = source(vec![cdn.url("/video/a.mp4")]);
+    src.expected_size = Some(body.len() as u64);
+    let (r, progress) = get(opts(), &src, dir.path()).await;
+    let file = r.unwrap();
+    assert_eq!(file.size, body.len() as u64);
+    assert_eq!(file.sha256, sha(&body));
+    assert_eq!(std::fs::read(&file.path).unwrap(), body);
+    let mode = std::fs::metadata(&file.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        progress.last(),
+        Some(&(body.len() as u64, Some(body.len() as u64)))
+    );
+    // Cookies go to Douyin hosts only; this CDN is 127.0.0.1.
+    let headers = cdn.last_headers("/video/a.mp4").unwrap();
+    let get_h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(get_h("user-agent").as_deref(), Some("test-agent/1"));
+    assert_eq!(get_h("referer").as_deref(), Some("https://www.douyin.com/"));
+    assert_eq!(get_h("cookie"), None);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_from_what_is_on_disk() {
+    let cdn = Cdn::start().await;
+    let body = bytes(1_000_000, 2);
+    cdn.add(
+        "/v.mp4",
+        body.clone(),
+        Serve::DropAfter {
+            after: 300_000,
+            times: 2,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = get(opts(), &source(vec![cdn.url("/v.mp4")]), dir.path()).await;
+    let file = r.unwrap();
+    assert_eq!(file.sha256, sha(&body));
+    let ranges: Vec<_> = cdn
+        .requests()
+        .into_iter()
+        .map(|(_, _, range)| range)
+        .collect();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    assert!(
+        ranges[1]
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-"),
+        "{ranges:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_200_to_a_resume_starts_the_file_over() {
+    let cdn = Cdn::start().await;
+    let body = bytes(800_000, 3);
+    cdn.add(
+        "/v.mp4",
+        body.clone(),
+        Serve::DropAfter {
+            after: 200_000,
+            times: 1,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = HttpDownloader::new(opts()).unwrap();
+    // Once bytes arrive, the server turns into one that ignores Range: the resume after
+    // the drop gets a 200 with the whole file.
+    let switched = std::sync::atomic::AtomicBool::new(false);
+    let progress = |_: u64, _: Option<u64>| {
+        if !switched.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            cdn.set("/v.mp4", Serve::IgnoresRange);
+        }
+    };
+    let file = d
+        .download_to(&source(vec![cdn.url("/v.mp4")]), dir.path(), &progress)
+        .await
+        .unwrap();
+    assert_eq!(file.size, body.len() as u64);
+    assert_eq!(file.sha256, sha(&body));
+    assert_eq!(std::fs::read(&file.path).unwrap(), body);
+    let ranges: Vec<_> = cdn.requests().into_iter().map(|(_, _, r)| r).collect();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(
+        ranges[1].is_some(),
+        "the second request asked for a range: {ranges:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_transfer_is_given_up_after_bounded_resumes_and_leaves_nothing() {
+    let cdn = Cdn::start().await;
+    cdn.add(
+        "/v.mp4",
+        bytes(500_000, 4),
+        Serve::StallAfter {
+            after: 100_000,
+            stall: Duration::from_secs(30),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.idle_timeout = Duration::from_millis(200);
+    o.max_resumes = 2;
+    let (r, _) = get(o, &source(vec![cdn.url("/v.mp4")]), dir.path()).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert!(e.message.contains("gave up after 2 resumes"), "{e}");
+    assert_eq!(files_in(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn a_lying_content_length_is_never_stored() {
+    let cdn = Cdn::start().await;
+    let body = bytes(300_000, 5);
+    cdn.add(
+        "/short.mp4",
+        body.clone(),
+        Serve::LyingLength {
+            content_length: 400_000,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.max_resumes = 1;
+    let (r, _) = get(o, &source(vec![cdn.url("/short.mp4")]), dir.path()).await;
+    assert!(r.is_err(), "a short body must not pass");
+    assert_eq!(files_in(dir.path()), 0);
+
+    // The record's data_size must match too.
+    cdn.add("/ok.mp4", body.clone(), Serve::Normal);
+    let mut src = source(vec![cdn.url("/ok.mp4")]);
+    src.expected_size = Some(body.len() as u64 + 1);
+    let (r, _) = get(opts(), &src, dir.path()).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code, "size-mismatch");
+    assert_eq!(files_in(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn forbidden_and_missing_mirrors_fall_through_to_the_next() {
+    let cdn = Cdn::start().await;
+    let body = bytes(200_000, 6);
+    cdn.add("/m1.mp4", body.clone(), Serve::Status(403));
+    cdn.add("/m2.mp4", body.clone(), Serve::Status(503));
+    cdn.add("/m3.mp4", body.clone(), Serve::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let urls = vec![cdn.url("/m1.mp4"), cdn.url("/m2.mp4"), cdn.url("/m3.mp4")];
+    let (r, _) = get(opts(), &source(urls), dir.path()).await;
+    assert_eq!(r.unwrap().sha256, sha(&body));
+
+    // Every mirror 403: the URL expired, and the error says so.
+    cdn.set("/m2.mp4", Serve::Status(403));
+    cdn.set("/m3.mp4", Serve::Status(403));
+    let urls = vec![cdn.url("/m1.mp4"), cdn.url("/m2.mp4"), cdn.url("/m3.mp4")];
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = get(opts(), &source(urls), dir.path()).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code, CDN_FORBIDDEN);
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert_eq!(files_in(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn files_over_the_limit_are_refused_at_the_header_or_in_the_stream() {
+    let cdn = Cdn::start().await;
+    cdn.add("/big.mp4", bytes(2 * 1024 * 1024, 7), Serve::Normal);
+    // No Content-Length: the limit trips while streaming.
+    cdn.add(
+        "/big-unannounced.mp4",
+        bytes(2 * 1024 * 1024, 7),
+        Serve::NoLength,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.max_bytes = 1024 * 1024;
+    let (r, _) = get(o.clone(), &source(vec![cdn.url("/big.mp4")]), dir.path()).await;
+    let e = r.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("too-large", ErrorClass::Permanent),
+        "{e}"
+    );
+    let (r, progress) = get(
+        o,
+        &source(vec![cdn.url("/big-unannounced.mp4")]),
+        dir.path(),
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("too-large", ErrorClass::Permanent),
+        "{e}"
+    );
+    let (last, total) = *progress.last().unwrap();
+    assert!(
+        last <= 1024 * 1024 && total.is_none(),
+        "stopped as soon as it passed: {last}"
+    );
+    assert_eq!(files_in(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_including_redirect_hops() {
+    let cdn = Cdn::start().await;
+    let body = bytes(10_000, 8);
+    // Through the Douyin rewrite the first hop is a public CDN name; its redirect is not.
+    cdn.add(
+        "/v26-web.douyinvod.com/video/a.mp4",
+        body.clone(),
+        Serve::Redirect {
+            location: "http://169.254.169.254/latest/meta-data/".into(),
+        },
+    );
+    cdn.add(
+        "/v26-web.douyinvod.com/video/b.mp4",
+        body.clone(),
+        Serve::Normal,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.allow_private_networks = false;
+    o.upstream = Upstream::rewrite_to(cdn.url.parse().unwrap());
+    let (r, _) = get(
+        o.clone(),
+        &source(vec!["https://v26-web.douyinvod.com/video/a.mp4".into()]),
+        dir.path(),
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(e.message.contains("169.254.169.254"), "{e}");
+    // The rewritten Douyin host works, and gets the cookie (a Douyin host).
+    let (r, _) = get(
+        o.clone(),
+        &source(vec!["https://v26-web.douyinvod.com/video/b.mp4".into()]),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(r.unwrap().sha256, sha(&body));
+    let headers = cdn
+        .last_headers("/v26-web.douyinvod.com/video/b.mp4")
+        .unwrap();
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "cookie" && v.contains("ttwid=secret-cookie"))
+    );
+    // A loopback URL itself is refused before any connection.
+    let before = cdn.requests().len();
+    let (r, _) = get(
+        o.clone(),
+        &source(vec![cdn.url("/video/x.mp4")]),
+        dir.path(),
+    )
+    .await;
+    assert!(r.unwrap_err().message.contains("127.0.0.1"));
+    assert_eq!(cdn.requests().len(), before);
+    // Only http and https.
+    let (r, _) = get(o, &source(vec!["file:///etc/passwd".into()]), dir.path()).await;
+    assert!(r.unwrap_err().message.contains("file://"));
+}
+
+#[tokio::test]
+async fn cancelling_a_job_mid_download_leaves_no_temp_file() {
+    use douyin_worker::pipeline::{Downloader, JobContext, ProgressBoard};
+    use douyin_worker::queue::Lease;
+    let cdn = Cdn::start().await;
+    cdn.add(
+        "/v.mp4",
+        bytes(400_000, 9),
+        Serve::StallAfter {
+            after: 200_000,
+            stall: Duration::from_secs(30),
+        },
+    );
+    let root = tempfile::tempdir().unwrap();
+    let ctx = JobContext::new(
+        Lease {
+            job_id: uuid::Uuid::new_v4(),
+            lease_id: uuid::Uuid::new_v4(),
+        },
+        Arc::from("w"),
+        tokio_util::sync::CancellationToken::new(),
+        root.path(),
+        Arc::new(ProgressBoard::default()),
+    );
+    let mut o = opts();
+    o.idle_timeout = Duration::from_secs(30);
+    let d = HttpDownloader::new(o).unwrap();
+    let src = source(vec![cdn.url("/v.mp4")]);
+    let work = d.download(&src, &ctx);
+    // The worker drops the job's future when it cancels the job.
+    let r = tokio::time::timeout(Duration::from_millis(700), work).await;
+    assert!(r.is_err(), "the download should still be stalled");
+    assert_eq!(
+        files_in(root.path()),
+        1,
+        "the job folder exists while the job runs"
+    );
+    drop(ctx);
+    assert_eq!(files_in(root.path()), 0, "the job folder goes with the job");
+}
