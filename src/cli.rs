@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, QueueBackend, RawSettings};
+use crate::error::{ErrorClass, JobError};
 use crate::pipeline::{Pipeline, Stages};
 use crate::queue;
 use crate::worker::{Worker, WorkerOptions};
@@ -13,7 +14,7 @@ use crate::worker::{Worker, WorkerOptions};
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure at run time (database unreachable, migration failed).
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of `extract` when retrying cannot help.
+/// Exit code of `extract` and `get` when the video is unavailable (retrying cannot help).
 pub const EXIT_PERMANENT: u8 = 3;
 /// Exit code of `extract` when a retry later may work.
 pub const EXIT_TRANSIENT: u8 = 4;
@@ -42,11 +43,21 @@ pub enum Command {
     /// Create or upgrade the database schema (PostgreSQL via DATABASE_URL, or the SQLite file).
     Migrate,
     /// Resolve a Douyin link, share text or id and print what would be downloaded, as JSON.
-    /// Exit code 0 found, 3 permanent failure (unsupported link, unavailable video), 4
-    /// transient failure (network, captcha), 5 drift (Douyin answered in an unknown shape).
+    /// Exit code 0 found, 2 bad input (not a Douyin link), 3 unavailable (deleted, private,
+    /// region blocked, image post), 4 transient failure (network, captcha), 5 drift (Douyin
+    /// answered in a shape no parser knows).
     Extract {
         /// The link, share text or aweme id.
         link: String,
+    },
+    /// Extract, download and validate to a local file (exit codes as for `extract`; a file
+    /// that fails validation is a transient failure).
+    Get {
+        /// The link, share text or aweme id.
+        link: String,
+        /// Where to write: a file, or an existing folder [default: the current folder].
+        #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -129,6 +140,12 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
         Command::Run => run(config).await,
         Command::Migrate => migrate(config).await,
         Command::Extract { link } => extract(config, &link).await,
+        Command::Get { link, output } => crate::get::run(config, &link, output.as_deref())
+            .await
+            .map_err(|e| Failure {
+                code: exit_code(&e),
+                error: anyhow::anyhow!("{e}"),
+            }),
     }
 }
 
@@ -154,6 +171,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let pipeline = Pipeline::build(Stages {
         extractor: Some(std::sync::Arc::new(extractor)),
         downloader: Some(std::sync::Arc::new(downloader)),
+        validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
         ..Stages::default()
     })
     .map_err(usage)?;
@@ -195,7 +213,6 @@ async fn migrate(config: Config) -> Result<(), Failure> {
 }
 
 async fn extract(config: Config, link: &str) -> Result<(), Failure> {
-    use crate::error::ErrorClass;
     use crate::extract::{DouyinExtractor, ExtractOptions};
     let extractor =
         DouyinExtractor::new(ExtractOptions::from_config(&config)).map_err(usage_msg)?;
@@ -211,14 +228,21 @@ async fn extract(config: Config, link: &str) -> Result<(), Failure> {
             });
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Err(Failure {
-                code: match class {
-                    ErrorClass::Permanent => EXIT_PERMANENT,
-                    ErrorClass::Transient => EXIT_TRANSIENT,
-                    ErrorClass::Drift => EXIT_DRIFT,
-                },
+                code: exit_code(&JobError::from(e.clone())),
                 error: e.into(),
             })
         }
+    }
+}
+
+/// The exit code of `extract` and `get` for a failure: 2 bad input, 3 unavailable, 4
+/// transient, 5 drift.
+pub fn exit_code(e: &JobError) -> u8 {
+    match e.class {
+        _ if e.code == "unsupported-link" => EXIT_USAGE,
+        ErrorClass::Permanent => EXIT_PERMANENT,
+        ErrorClass::Transient => EXIT_TRANSIENT,
+        ErrorClass::Drift => EXIT_DRIFT,
     }
 }
 

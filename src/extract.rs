@@ -405,40 +405,48 @@ impl crate::pipeline::Extractor for DouyinExtractor {
             )
         })?;
         let x = DouyinExtractor::extract(self, &input).await?;
-        let Choice::Video { best, .. } = &x.choice else {
+        tracing::info!(strategy = x.strategy, "extraction answered");
+        Ok(x.media_source()?)
+    }
+}
+
+impl Extraction {
+    /// What the downloader needs: the best file's mirrors, the headers the CDN expects
+    /// (User-Agent, Referer, Douyin's cookies), the announced size, and what to fill in on
+    /// the video row. Image posts have no single file: an error.
+    pub fn media_source(&self) -> Result<MediaSource, ExtractError> {
+        let Choice::Video { best, .. } = &self.choice else {
             return Err(ExtractError::Choice(ChoiceError::Nothing(
                 "storing image posts is not available in this version".into(),
-            ))
-            .into());
+            )));
         };
-        tracing::info!(strategy = x.strategy, codec = ?best.codec, "extraction answered");
         let mut headers = vec![
             ("User-Agent".to_string(), client::IPHONE_UA.to_string()),
             ("Referer".to_string(), "https://www.douyin.com/".to_string()),
         ];
-        if let Some(cookie) = &x.cookie {
+        if let Some(cookie) = &self.cookie {
             headers.push(("Cookie".to_string(), cookie.clone()));
         }
         let expires = best.urls.first().and_then(|u| media::url_expiry(u));
         Ok(MediaSource {
-            douyin_id: x.aweme_id.clone(),
+            douyin_id: self.aweme_id.clone(),
             urls: best.urls.clone(),
             headers,
             expected_size: best.data_size,
-            strategy: x.strategy.to_string(),
+            strategy: self.strategy.to_string(),
             video: VideoUpdate {
-                douyin_id: Some(x.aweme_id.clone()),
-                title: x.title.clone(),
-                thumbnail_url: x.cover_url.clone(),
+                douyin_id: Some(self.aweme_id.clone()),
+                title: self.title.clone(),
+                thumbnail_url: self.cover_url.clone(),
                 video_url_direct: best.urls.first().cloned(),
                 video_url_meta: Some(json!({
                     "expires_at": expires,
                     "candidate": best,
-                    "strategy": x.strategy,
-                    "metadata": x.metadata,
+                    "strategy": self.strategy,
+                    "metadata": self.metadata,
                 })),
             },
-            metadata: x.metadata.clone(),
+            metadata: self.metadata.clone(),
         })
     }
 }

@@ -173,7 +173,9 @@ pub enum ValidationError {
         available: u64,
     },
     /// A box declares a size smaller than its own header.
-    #[error("bad box size: {box_type} box at byte {offset} declares {size} bytes, less than its header")]
+    #[error(
+        "bad box size: {box_type} box at byte {offset} declares {size} bytes, less than its header"
+    )]
     BadBoxSize {
         /// The box type, printable.
         box_type: String,
@@ -300,7 +302,9 @@ fn markup_message(xml: &bool, title: &Option<String>, snippet: &str, instead_of:
 }
 
 fn looks_like_suffix(looks_like: &Option<&'static str>) -> String {
-    looks_like.map(|l| format!(" (looks like {l})")).unwrap_or_default()
+    looks_like
+        .map(|l| format!(" (looks like {l})"))
+        .unwrap_or_default()
 }
 
 fn missing_message(kind: &str) -> String {
@@ -404,7 +408,10 @@ fn sniff_text<R: Read + Seek>(
 
 fn skip_bom_and_space(b: &[u8]) -> &[u8] {
     let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     &b[start..]
 }
 
@@ -507,9 +514,12 @@ pub fn validate_media<R: Read + Seek>(r: &mut R) -> Result<MediaInfo, Validation
 }
 
 /// [`validate_media`] on a file; `expected_size`, when given, must be its size on disk.
-pub fn validate_file(path: &Path, expected_size: Option<u64>) -> Result<MediaInfo, ValidationError> {
-    let mut file = File::open(path)
-        .map_err(|e| ValidationError::Io(format!("{}: {e}", path.display())))?;
+pub fn validate_file(
+    path: &Path,
+    expected_size: Option<u64>,
+) -> Result<MediaInfo, ValidationError> {
+    let mut file =
+        File::open(path).map_err(|e| ValidationError::Io(format!("{}: {e}", path.display())))?;
     if let Some(expected) = expected_size {
         let actual = file.metadata()?.len();
         if actual != expected {

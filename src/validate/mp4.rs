@@ -25,8 +25,6 @@ pub(super) const IMAGE_BRANDS: &[&[u8; 4]] = &[
 pub(super) struct BoxHeader {
     /// Its type.
     pub kind: [u8; 4],
-    /// Where it starts.
-    pub offset: u64,
     /// 8, or 16 with a 64-bit size.
     pub header_len: u64,
     /// Its whole size, header included (size 0 resolved to the end of the file).
@@ -83,7 +81,6 @@ pub(super) fn box_header<R: Read + Seek>(
     }
     Ok(BoxHeader {
         kind,
-        offset,
         header_len,
         size,
     })
@@ -94,9 +91,14 @@ pub(super) fn plausible_type(kind: &[u8]) -> bool {
     kind.iter().all(|&b| b.is_ascii_alphanumeric() || b == b' ')
 }
 
-/// Validates an MP4 (ISO-BMFF) video; see the module docs of [`super`].
+/// Validates an MP4 (ISO-BMFF) video and describes it.
 ///
-/// Reads the box headers and `moov` only: `mdat` is seeked over, never read.
+/// Rejects an empty file, an HTML/JSON body, a file not starting with `ftyp` (or with a
+/// non-printable or image major brand), box sizes that do not add up to the file size
+/// (a truncated last box, trailing garbage, a size below the header), zeros where a box
+/// should start, a missing `moov`, `mdat` or `mvhd`, no video or audio track, and a zero
+/// duration. Reads the top-level box headers and `moov` (at most 64 MiB) only: `mdat` is
+/// seeked over, never read.
 pub fn validate_mp4<R: Read + Seek>(r: &mut R) -> Result<VideoInfo, ValidationError> {
     let len = file_len(r)?;
     if len == 0 {
@@ -192,13 +194,14 @@ fn parse_ftyp<R: Read>(
     header: &BoxHeader,
 ) -> Result<(String, Vec<String>), ValidationError> {
     let n = header.payload_len();
-    if !(8..=4096).contains(&n) || n % 4 != 0 {
+    if !(8..=4096).contains(&n) || !n.is_multiple_of(4) {
         return Err(malformed("ftyp", format!("payload of {n} bytes")));
     }
     let mut p = vec![0u8; n as usize];
     r.read_exact(&mut p)?;
     let major = &p[0..4];
-    if !major.iter().all(|b| (0x20..0x7f).contains(b)) || IMAGE_BRANDS.iter().any(|b| &b[..] == major)
+    if !major.iter().all(|b| (0x20..0x7f).contains(b))
+        || IMAGE_BRANDS.iter().any(|b| &b[..] == major)
     {
         return Err(ValidationError::UnknownBrand(printable(major)));
     }
@@ -343,11 +346,11 @@ fn parse_moov(buf: &[u8]) -> Result<Moov, ValidationError> {
             b"trak" => moov.tracks.push(parse_trak(p)?),
             b"mvex" => {
                 if let Some(m) = child(p, "mvex", b"mehd")? {
-                    moov.fragment_duration = match m.first() {
+                    let d = match m.first() {
                         Some(1) => need("mehd", m, 12).map(|_| be64(m, 4))?,
                         _ => need("mehd", m, 8).map(|_| u64::from(be32(m, 4)))?,
                     };
-                    moov.fragment_duration = moov.fragment_duration.filter(|&d| d > 0);
+                    moov.fragment_duration = (d > 0).then_some(d);
                 }
             }
             _ => {}

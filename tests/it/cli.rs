@@ -111,7 +111,7 @@ async fn migrate_then_run_says_it_cannot_process_jobs_yet() {
     let err = stderr(&o);
     assert!(err.contains("queue ready"), "{err}");
     assert!(
-        err.contains("cannot process jobs yet: no implementation for validation, storage"),
+        err.contains("cannot process jobs yet: no implementation for storage"),
         "{err}"
     );
 }

@@ -296,10 +296,29 @@ fn base_aweme(id: &str) -> Value {
 /// `id`, its video `uri` by [`video_uri`]`(id)`, and CDN URLs pointing at this server's CDN
 /// route with an expiry one hour from now.
 pub fn video_post(id: &str, behaviour: Behaviour) -> Post {
+    let mut aweme = base_aweme(id);
+    // The CDN serves the small fixture video: every rendition announces its real size.
+    set_data_sizes(&mut aweme, fake_mp4("").len() as u64);
     Post {
         aweme_id: id.to_string(),
-        aweme: base_aweme(id),
+        aweme,
         behaviour,
+    }
+}
+
+fn set_data_sizes(v: &mut Value, size: u64) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "data_size" && child.is_number() {
+                    *child = json!(size);
+                } else {
+                    set_data_sizes(child, size);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| set_data_sizes(c, size)),
+        _ => {}
     }
 }
 
@@ -958,18 +977,114 @@ fn fill(out: &mut Vec<u8>, len: usize, text: &str) {
     }
 }
 
-/// 4 KiB: an `ftyp` box, then a `free` box naming the file.
+/// A small, structurally valid MP4 (about 4 KiB): `ftyp`, a `free` box naming the file (so
+/// tests can see which rendition, watermarked or not, was fetched), a `moov` with one
+/// 720x1280 H.264 video track of 10 s, and an `mdat` of filler. Not playable; valid for the
+/// box-walk validation.
 fn fake_mp4(tag: &str) -> Vec<u8> {
-    const LEN: usize = 4096;
-    let mut b = Vec::with_capacity(LEN);
-    b.extend_from_slice(&32u32.to_be_bytes());
-    b.extend_from_slice(b"ftypisom");
-    b.extend_from_slice(&0x200u32.to_be_bytes());
-    b.extend_from_slice(b"isomiso2avc1mp41");
-    b.extend_from_slice(&((LEN - 32) as u32).to_be_bytes());
-    b.extend_from_slice(b"free");
-    fill(&mut b, LEN, &format!("douyin-worker fixture video {tag}\n"));
-    b
+    fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(payload.len() + 8);
+        b.extend_from_slice(&((payload.len() + 8) as u32).to_be_bytes());
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+    fn full(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 4]; // version 0, flags 0
+        p.extend_from_slice(payload);
+        bx(kind, &p)
+    }
+    let matrix: [u32; 9] = [0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x4000_0000];
+    let matrix: Vec<u8> = matrix.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let (w, h, timescale, duration) = (720u32, 1280u32, 1000u32, 10_000u32);
+    let mut mvhd = Vec::new();
+    mvhd.extend_from_slice(&[0; 8]); // creation, modification
+    mvhd.extend_from_slice(&timescale.to_be_bytes());
+    mvhd.extend_from_slice(&duration.to_be_bytes());
+    mvhd.extend_from_slice(&0x10000u32.to_be_bytes()); // rate
+    mvhd.extend_from_slice(&0x100u16.to_be_bytes()); // volume
+    mvhd.extend_from_slice(&[0; 10]);
+    mvhd.extend_from_slice(&matrix);
+    mvhd.extend_from_slice(&[0; 24]);
+    mvhd.extend_from_slice(&2u32.to_be_bytes()); // next track id
+    let mut tkhd = Vec::new();
+    tkhd.extend_from_slice(&[0; 8]);
+    tkhd.extend_from_slice(&1u32.to_be_bytes()); // track id
+    tkhd.extend_from_slice(&[0; 4]);
+    tkhd.extend_from_slice(&duration.to_be_bytes());
+    tkhd.extend_from_slice(&[0; 8]);
+    tkhd.extend_from_slice(&[0; 8]); // layer, group, volume, reserved
+    tkhd.extend_from_slice(&matrix);
+    tkhd.extend_from_slice(&(w << 16).to_be_bytes());
+    tkhd.extend_from_slice(&(h << 16).to_be_bytes());
+    let mut mdhd = Vec::new();
+    mdhd.extend_from_slice(&[0; 8]);
+    mdhd.extend_from_slice(&timescale.to_be_bytes());
+    mdhd.extend_from_slice(&duration.to_be_bytes());
+    mdhd.extend_from_slice(&[0x55, 0xc4, 0, 0]); // language "und"
+    let mut hdlr = vec![0; 4];
+    hdlr.extend_from_slice(b"vide");
+    hdlr.extend_from_slice(&[0; 12]);
+    hdlr.extend_from_slice(b"VideoHandler\0");
+    let mut avc1 = vec![0; 6];
+    avc1.extend_from_slice(&1u16.to_be_bytes()); // data reference index
+    avc1.extend_from_slice(&[0; 16]);
+    avc1.extend_from_slice(&(w as u16).to_be_bytes());
+    avc1.extend_from_slice(&(h as u16).to_be_bytes());
+    avc1.extend_from_slice(&0x0048_0000u32.to_be_bytes());
+    avc1.extend_from_slice(&0x0048_0000u32.to_be_bytes());
+    avc1.extend_from_slice(&[0; 4]);
+    avc1.extend_from_slice(&1u16.to_be_bytes()); // frame count
+    avc1.extend_from_slice(&[0; 32]);
+    avc1.extend_from_slice(&0x18u16.to_be_bytes());
+    avc1.extend_from_slice(&0xffffu16.to_be_bytes());
+    let mut stsd = 1u32.to_be_bytes().to_vec();
+    stsd.extend_from_slice(&bx(b"avc1", &avc1));
+    let stbl = [
+        full(b"stsd", &stsd),
+        full(b"stts", &0u32.to_be_bytes()),
+        full(b"stsc", &0u32.to_be_bytes()),
+        full(b"stsz", &[0; 8]),
+        full(b"stco", &0u32.to_be_bytes()),
+    ]
+    .concat();
+    let mut dref = 1u32.to_be_bytes().to_vec();
+    dref.extend_from_slice(&bx(b"url ", &[0, 0, 0, 1]));
+    let minf = [
+        full(b"vmhd", &[0; 8]),
+        bx(b"dinf", &full(b"dref", &dref)),
+        bx(b"stbl", &stbl),
+    ]
+    .concat();
+    let mdia = [
+        full(b"mdhd", &mdhd),
+        full(b"hdlr", &hdlr),
+        bx(b"minf", &minf),
+    ]
+    .concat();
+    let trak = [full(b"tkhd", &tkhd), bx(b"mdia", &mdia)].concat();
+    let moov = bx(
+        b"moov",
+        &[full(b"mvhd", &mvhd), bx(b"trak", &trak)].concat(),
+    );
+    let mut ftyp = b"isom".to_vec();
+    ftyp.extend_from_slice(&0x200u32.to_be_bytes());
+    ftyp.extend_from_slice(b"isomiso2avc1mp41");
+    let mut free = Vec::new();
+    fill(
+        &mut free,
+        200,
+        &format!("douyin-worker fixture video {tag}\n"),
+    );
+    let mut mdat = Vec::new();
+    fill(&mut mdat, 3000, "mdat-filler ");
+    [
+        bx(b"ftyp", &ftyp),
+        bx(b"free", &free),
+        moov,
+        bx(b"mdat", &mdat),
+    ]
+    .concat()
 }
 
 fn fake_webp(tag: &str) -> Vec<u8> {
@@ -1496,9 +1611,19 @@ mod tests {
         let r = get(&s, &loc).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "video/mp4");
-        assert_eq!(r.headers()["content-length"], "4096");
+        let announced: usize = r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), announced);
         assert_eq!(&body[4..8], b"ftyp");
+        // A structurally valid MP4, as the validation stage checks it.
+        let info =
+            douyin_worker::validate::validate_media(&mut std::io::Cursor::new(body.to_vec()))
+                .expect("the fixture video passes validation");
+        assert_eq!(info.mime_type, "video/mp4");
 
         // Range.
         let r = client()
@@ -1508,7 +1633,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 206);
-        assert_eq!(r.headers()["content-range"], "bytes 0-7/4096");
+        assert_eq!(
+            r.headers()["content-range"].to_str().unwrap(),
+            format!("bytes 0-7/{announced}")
+        );
         assert_eq!(r.bytes().await.unwrap().len(), 8);
 
         // aweme.snssdk.com, the H.265-only play_addr_265 (no CDN URL in its list).

@@ -222,7 +222,7 @@ async fn the_extract_command_prints_the_choice_and_exit_codes_tell_failures_apar
     assert_eq!(code, Some(5), "{json}");
     assert_eq!(json["error"]["class"], "drift");
     let (code, json) = extract_cli(&server, "https://example.com/x").await;
-    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(code, Some(2), "{json}");
     assert_eq!(json["error"]["code"], "unsupported-link");
 }
 
@@ -326,4 +326,74 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
     );
     let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
     assert_eq!(source.strategy, "h5_iteminfo");
+}
+
+#[tokio::test]
+async fn get_saves_a_validated_file_and_exit_codes_tell_failures_apart() {
+    use sha2::Digest;
+    let blocked = "7412345678901234568";
+    let server = DouyinServer::start(vec![
+        video_post(ID, Behaviour::NewSharePage),
+        video_post(blocked, Behaviour::RegionBlocked),
+    ])
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let run = |link: String| {
+        let upstream = server.url.clone();
+        let dir = out.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+                .args(["get", &link, "-o"])
+                .arg(&dir)
+                .current_dir(&dir)
+                .env("DOUYIN_UPSTREAM", upstream)
+                .env_remove("DATABASE_URL")
+                .env_remove("SUPABASE_URL")
+                .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run(format!("https://www.douyin.com/video/{ID}"))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let path = out.path().join(format!("{ID}.mp4"));
+    assert_eq!(summary["path"].as_str(), Some(path.to_str().unwrap()));
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(summary["size"], bytes.len());
+    assert_eq!(
+        summary["sha256"],
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    );
+    assert_eq!(summary["mime_type"], "video/mp4");
+    assert!(!String::from_utf8_lossy(&bytes).contains("watermark=1"));
+    assert!(
+        err.contains("downloaded"),
+        "plain progress lines off a terminal: {err}"
+    );
+    // Only the file: no partial download left beside it.
+    let names: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let o = run(blocked.to_string()).await.unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run("https://example.com/nope".to_string()).await.unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
 }
