@@ -172,7 +172,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         extractor: Some(std::sync::Arc::new(extractor)),
         downloader: Some(std::sync::Arc::new(downloader)),
         validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
-        ..Stages::default()
+        storage: storage_stage(&config),
     })
     .map_err(usage)?;
     let shutdown = crate::shutdown::on_signals()?;
@@ -183,6 +183,25 @@ async fn run(config: Config) -> Result<(), Failure> {
     );
     worker.run(shutdown).await;
     Ok(())
+}
+
+/// The storage stage the configuration names: the local folder when no object store is
+/// configured. (Supabase Storage is not available in this version: none then.)
+fn storage_stage(config: &Config) -> Option<std::sync::Arc<dyn crate::pipeline::Storage>> {
+    if config.supabase_url.is_some() {
+        return None;
+    }
+    let backend =
+        crate::storage::local::LocalFolder::new(&config.storage_dir, &config.storage_bucket);
+    tracing::info!(folder = %config.storage_dir.display(), "storing videos in a local folder");
+    Some(std::sync::Arc::new(crate::storage::StorageStage::new(
+        std::sync::Arc::new(backend),
+        crate::storage::StorageOptions {
+            key_template: config.object_key_template.clone(),
+            cache_control: format!("max-age={}", config.cache_control_seconds),
+            ..Default::default()
+        },
+    )))
 }
 
 async fn migrate(config: Config) -> Result<(), Failure> {

@@ -153,6 +153,27 @@ pub struct RawSettings {
     #[arg(long, env = "DOWNLOAD_MAX_RESUMES", global = true, value_name = "N")]
     pub download_max_resumes: Option<String>,
 
+    /// Storage bucket (Supabase Storage) or folder name of the local store [default: videos].
+    #[arg(long, env = "STORAGE_BUCKET", global = true, value_name = "NAME")]
+    pub storage_bucket: Option<String>,
+
+    /// Folder of the local store [default: DATA_DIR/STORAGE_BUCKET].
+    #[arg(long, env = "STORAGE_DIR", global = true, value_name = "DIR")]
+    pub storage_dir: Option<String>,
+
+    /// Object key template with {douyin_id}, {video_id}, {ext} [default: {douyin_id}/{douyin_id}.{ext}].
+    #[arg(
+        long,
+        env = "OBJECT_KEY_TEMPLATE",
+        global = true,
+        value_name = "TEMPLATE"
+    )]
+    pub object_key_template: Option<String>,
+
+    /// Cache lifetime of stored objects, in seconds [default: 3600].
+    #[arg(long, env = "CACHE_CONTROL_SECONDS", global = true, value_name = "S")]
+    pub cache_control_seconds: Option<String>,
+
     /// Let downloads reach private, loopback and link-local addresses (tests only) [default: false].
     #[arg(
         long,
@@ -266,6 +287,14 @@ pub struct Config {
     pub download_max_resumes: u32,
     /// SSRF guard lifted.
     pub allow_private_networks: bool,
+    /// Bucket name.
+    pub storage_bucket: String,
+    /// Local store folder.
+    pub storage_dir: PathBuf,
+    /// Object key template.
+    pub object_key_template: String,
+    /// Cache lifetime of stored objects.
+    pub cache_control_seconds: u64,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -520,7 +549,58 @@ impl Config {
         )
         .boolean(false)?;
 
+        let bucket_f = field(
+            "storage_bucket",
+            "STORAGE_BUCKET",
+            &raw.storage_bucket,
+            false,
+        );
+        let storage_bucket = bucket_f.present().unwrap_or("videos").to_string();
+        if storage_bucket.len() > 63
+            || !storage_bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(
+                bucket_f.fail("expected a bucket name of letters, digits, '-', '_' and '.'")
+            );
+        }
+        let storage_dir = field("storage_dir", "STORAGE_DIR", &raw.storage_dir, false)
+            .present()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join(&storage_bucket));
+        let template_f = field(
+            "object_key_template",
+            "OBJECT_KEY_TEMPLATE",
+            &raw.object_key_template,
+            false,
+        );
+        let object_key_template = template_f
+            .present()
+            .unwrap_or(crate::storage::DEFAULT_KEY_TEMPLATE)
+            .to_string();
+        if crate::storage::object_key(&object_key_template, "7400000000000000001", "v", "mp4")
+            .is_err()
+            || !object_key_template.contains("{douyin_id}")
+                && !object_key_template.contains("{video_id}")
+        {
+            return Err(template_f.fail(
+                "expected a key with {douyin_id} or {video_id}, e.g. {douyin_id}/{douyin_id}.{ext}",
+            ));
+        }
+        let cache_control_seconds: u64 = field(
+            "cache_control_seconds",
+            "CACHE_CONTROL_SECONDS",
+            &raw.cache_control_seconds,
+            false,
+        )
+        .number(3600, 0, 31_536_000)?;
+
         Ok(Config {
+            storage_bucket,
+            storage_dir,
+            object_key_template,
+            cache_control_seconds,
             max_video_bytes,
             download_connect_timeout,
             download_idle_timeout,

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod retry;
 pub mod shutdown;
+pub mod storage;
 pub mod supabase;
 pub mod telemetry;
 pub mod validate;

@@ -77,7 +77,7 @@ fn a_database_password_never_reaches_the_output() {
 }
 
 #[tokio::test]
-async fn migrate_then_run_says_it_cannot_process_jobs_yet() {
+async fn migrate_is_needed_once_and_idempotent() {
     init_tracing();
     let db = fresh_pg_empty().await;
     let env = [("DATABASE_URL", db.url.as_str())];
@@ -89,7 +89,6 @@ async fn migrate_then_run_says_it_cannot_process_jobs_yet() {
         "{}",
         stderr(&o)
     );
-
     let o = worker(&["migrate"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -105,36 +104,220 @@ async fn migrate_then_run_says_it_cannot_process_jobs_yet() {
             .count(),
         3
     );
-
-    let o = worker(&["run"], &env);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("queue ready"), "{err}");
-    assert!(
-        err.contains("cannot process jobs yet: no implementation for storage"),
-        "{err}"
-    );
 }
 
-#[test]
-fn the_embedded_default_needs_no_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let o = worker(&["migrate"], &[("DATA_DIR", data.to_str().unwrap())]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(data.join("douyin-worker.db").exists());
-    let o = worker(&["run"], &[("DATA_DIR", data.to_str().unwrap())]);
-    assert_eq!(o.status.code(), Some(2));
+/// The binary running as a worker, stopped with SIGTERM.
+struct RunningBinary {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningBinary {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
+        cmd.arg("run").current_dir(dir.path());
+        for var in [
+            "DATABASE_URL",
+            "SUPABASE_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "DATA_DIR",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("LOG_FORMAT", "json")
+            .env("POLL_INTERVAL", "200")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        RunningBinary {
+            child: cmd.spawn().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then the exit code and the log lines.
+    fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().unwrap();
+        let lines = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (out.status.code(), lines)
+    }
+}
+
+/// Waits until the job is `completed`.
+async fn wait_completed(
+    q: &dyn douyin_worker::queue::JobQueue,
+    id: uuid::Uuid,
+) -> douyin_worker::queue::JobRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rec = q.job(id).await.unwrap().unwrap();
+        if rec.status == "completed" {
+            return rec;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not completed: {rec:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+const ID: &str = "7412345678901234567";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    init_tracing();
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let db = crate::helpers::fresh_pg().await;
+    let data = tempfile::tempdir().unwrap();
+    let bin = RunningBinary::start(&[
+        ("DATABASE_URL", &db.url),
+        ("DOUYIN_UPSTREAM", &server.url),
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("WORKER_ID", "e2e-worker"),
+    ]);
+    let q = douyin_worker::queue::postgres::PgQueue::from_pool(db.pool.clone());
+    let r = q
+        .enqueue(&EnqueueRequest {
+            url: Some(format!("https://www.douyin.com/video/{ID}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rec = wait_completed(&q, r.job_id.unwrap()).await;
+    assert_eq!(rec.video_status, "ready");
+    let key = format!("{ID}/{ID}.mp4");
+    assert_eq!(rec.video_object_key.as_deref(), Some(key.as_str()));
+    assert_eq!(rec.worker_id.as_deref(), Some("e2e-worker"));
+    let file = data.path().join("videos").join(&key);
+    let bytes = std::fs::read(&file).unwrap();
+    let row: (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        serde_json::Value,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "select bucket, storage_provider, filesize, mime_type, storage_etag, storage_metadata,
+                    title, thumbnail_url, video_url_direct
+               from public.videos where id = $1",
+    )
+    .bind(rec.video_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    use sha2::Digest;
+    let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+    assert_eq!((row.0.as_str(), row.1.as_str()), ("videos", "local"));
+    assert_eq!(row.2, bytes.len() as i64);
+    assert_eq!(row.3, "video/mp4");
+    assert_eq!(row.4, sha);
+    assert_eq!(row.5["sha256"], sha);
+    assert_eq!(row.5["media"]["width"], 720);
     assert!(
-        stderr(&o).contains("backend=\"sqlite\"") || stderr(&o).contains("sqlite"),
-        "{}",
-        stderr(&o)
+        row.6.is_some_and(|t| !t.is_empty()),
+        "title filled from the description"
     );
+    assert!(row.7.is_some(), "thumbnail filled from the cover");
+    assert!(row.8.is_some(), "direct URL cached");
+    // Enqueued again: already stored, nothing added.
+    let again = q
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some(ID.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, douyin_worker::queue::EnqueueOutcome::Ready);
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0));
     assert!(
-        stderr(&o).contains("cannot process jobs yet"),
-        "{}",
-        stderr(&o)
+        lines.iter().any(|l| l["message"] == "job done"),
+        "{lines:?}"
     );
+    // The job's temp folders are gone.
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&rec.id.simple().to_string())
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_runs_jobs_with_no_configuration_but_a_folder() {
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::OldSharePage)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let bin = RunningBinary::start(&[
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("DOUYIN_UPSTREAM", &server.url),
+        ("WORKER_ID", "json-test"),
+    ]);
+    // Another process (this test) queues into the same SQLite file.
+    let db = data.path().join("douyin-worker.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !db.exists() {
+        assert!(std::time::Instant::now() < deadline, "no queue file");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let q = douyin_worker::queue::sqlite::SqliteQueue::open(&db)
+        .await
+        .unwrap();
+    let r = q
+        .enqueue(&EnqueueRequest {
+            url: Some(format!(
+                "7.43 复制打开抖音，看看 https://www.iesdouyin.com/share/video/{ID}/ 好看"
+            )),
+            douyin_id: Some(ID.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rec = wait_completed(&q, r.job_id.unwrap()).await;
+    assert_eq!(rec.video_status, "ready");
+    assert!(
+        data.path()
+            .join("videos")
+            .join(format!("{ID}/{ID}.mp4"))
+            .exists()
+    );
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0));
+    // JSON logs: one object per line, settings without secrets, job lines with their ids.
+    let start = lines
+        .iter()
+        .find(|v| v["message"] == "douyin-worker starting")
+        .expect("a start-up line");
+    assert!(
+        start["settings"]
+            .as_str()
+            .unwrap()
+            .contains("worker_id=json-test")
+    );
+    assert!(start["settings"].as_str().unwrap().contains("sqlite"));
+    let done = lines
+        .iter()
+        .find(|v| v["message"] == "job done")
+        .expect("a job line");
+    assert_eq!(done["span"]["douyin_id"], ID);
 }
 
 #[test]
@@ -169,36 +352,4 @@ fn a_dot_env_file_is_read_and_real_variables_win() {
     let o = worker_in(dir.path(), &["migrate"], &[("MAX_CONCURRENT", "3")]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("from-dotenv/douyin-worker.db").exists());
-}
-
-#[test]
-fn json_logs_are_one_object_per_line_without_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let o = worker(
-        &["run"],
-        &[
-            ("DATA_DIR", data.to_str().unwrap()),
-            ("LOG_FORMAT", "json"),
-            ("WORKER_ID", "json-test"),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    let lines: Vec<serde_json::Value> = err
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let start = lines
-        .iter()
-        .find(|v| v["message"] == "douyin-worker starting")
-        .unwrap_or_else(|| panic!("no start-up line in {err}"));
-    assert!(
-        start["settings"]
-            .as_str()
-            .unwrap()
-            .contains("worker_id=json-test")
-    );
-    assert_eq!(start["level"], "INFO");
 }

@@ -1,0 +1,291 @@
+//! The storage stage: one trait for the backends, and the stage that names the object,
+//! uploads the validated file with its metadata, retries transient failures, and checks the
+//! object arrived before the job may complete.
+//!
+//! - [`local`]: a local folder, the embedded default (`./data/videos`).
+//! (Supabase Storage and other object stores implement the same [`ObjectBackend`].)
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::error::{ErrorClass, JobError};
+use crate::pipeline::{DownloadedFile, JobContext, MediaInfo, MediaSource, Storage};
+use crate::queue::{ClaimedJob, StoredObject};
+
+/// An upload.
+#[derive(Clone, Debug)]
+pub struct PutRequest<'a> {
+    /// The object key.
+    pub key: &'a str,
+    /// The validated file.
+    pub file: &'a DownloadedFile,
+    /// `Content-Type`.
+    pub content_type: &'a str,
+    /// `Cache-Control`.
+    pub cache_control: &'a str,
+    /// User metadata (Douyin id, checksum, dimensions, source, worker).
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// What a backend knows about a stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag.
+    pub etag: Option<String>,
+}
+
+/// A storage failure, transient or not.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    /// Whether a retry can help.
+    pub class: ErrorClass,
+    /// Stable code.
+    pub code: &'static str,
+    /// What went wrong (no secrets).
+    pub message: String,
+}
+
+impl StorageError {
+    /// A failure that may pass.
+    pub fn transient(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that will not.
+    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Permanent,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StorageError> for JobError {
+    fn from(e: StorageError) -> Self {
+        JobError::new(e.class, e.code, e.message)
+    }
+}
+
+/// A place objects go.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync + 'static {
+    /// `videos.storage_provider`: `local`, `supabase`, `s3`, ...
+    fn provider(&self) -> &'static str;
+    /// `videos.bucket`.
+    fn bucket(&self) -> &str;
+    /// Stores the file under the key, replacing what is there (a retry never adds a copy).
+    async fn put(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError>;
+    /// What is stored under the key, if anything.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+}
+
+/// The default object key template.
+pub const DEFAULT_KEY_TEMPLATE: &str = "{douyin_id}/{douyin_id}.{ext}";
+
+/// The object key for a video: the template with `{douyin_id}`, `{video_id}` and `{ext}`
+/// filled in, made safe: only letters, digits, `.`, `_`, `-` and `/`; no empty or `..`
+/// segments; no leading `/`.
+pub fn object_key(
+    template: &str,
+    douyin_id: &str,
+    video_id: &str,
+    ext: &str,
+) -> Result<String, JobError> {
+    let raw = template
+        .replace("{douyin_id}", douyin_id)
+        .replace("{video_id}", video_id)
+        .replace("{ext}", ext);
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let segments: Vec<&str> = cleaned.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() || segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(JobError::permanent(
+            "bad-object-key",
+            format!("object key {raw:?} from template {template:?} is not usable"),
+        ));
+    }
+    Ok(segments.join("/"))
+}
+
+/// How the storage stage behaves.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// Object key template.
+    pub key_template: String,
+    /// `Cache-Control` of stored objects.
+    pub cache_control: String,
+    /// Attempts at a transient failure before the job's attempt fails.
+    pub attempts: u32,
+    /// First backoff between them.
+    pub backoff: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            key_template: DEFAULT_KEY_TEMPLATE.into(),
+            cache_control: "max-age=3600".into(),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The pipeline's storage stage over one backend.
+pub struct StorageStage {
+    backend: Arc<dyn ObjectBackend>,
+    opts: StorageOptions,
+}
+
+impl StorageStage {
+    /// A stage over `backend`.
+    pub fn new(backend: Arc<dyn ObjectBackend>, opts: StorageOptions) -> Self {
+        Self { backend, opts }
+    }
+
+    async fn put_with_retries(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError> {
+        let mut wait = self.opts.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.backend.put(req).await {
+                Ok(info) => return Ok(info),
+                Err(e) if e.class != ErrorClass::Permanent && attempt < self.opts.attempts => {
+                    tracing::warn!(error = %e, attempt, retry_in = ?wait, "upload failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for StorageStage {
+    async fn store(
+        &self,
+        job: &ClaimedJob,
+        source: &MediaSource,
+        file: &DownloadedFile,
+        info: &MediaInfo,
+        ctx: &JobContext,
+    ) -> Result<StoredObject, JobError> {
+        let douyin_id = if source.douyin_id.is_empty() {
+            job.video
+                .douyin_id
+                .clone()
+                .unwrap_or_else(|| job.video_id.to_string())
+        } else {
+            source.douyin_id.clone()
+        };
+        let key = object_key(
+            &self.opts.key_template,
+            &douyin_id,
+            &job.video_id.to_string(),
+            &info.extension,
+        )?;
+        let mut metadata = BTreeMap::new();
+        metadata.insert("douyin_id".to_string(), douyin_id.clone());
+        metadata.insert("sha256".to_string(), file.sha256.clone());
+        metadata.insert("worker_id".to_string(), ctx.worker_id().to_string());
+        for field in ["duration_seconds", "width", "height"] {
+            if let Some(v) = info.metadata.get(field).filter(|v| !v.is_null()) {
+                metadata.insert(field.to_string(), v.to_string());
+            }
+        }
+        if let Some(url) = source.urls.first() {
+            // The host only: signed URLs carry tokens.
+            if let Ok(u) = url::Url::parse(url) {
+                metadata.insert("source_host".into(), u.host_str().unwrap_or("").to_string());
+            }
+        }
+        if let Some(link) = job.video.video_url.as_deref() {
+            metadata.insert("source_link".into(), link.to_string());
+        }
+        let req = PutRequest {
+            key: &key,
+            file,
+            content_type: &info.mime_type,
+            cache_control: &self.opts.cache_control,
+            metadata: &metadata,
+        };
+        let put = self.put_with_retries(&req).await?;
+        // The job completes only once the object is there with the right size.
+        let stored = self.backend.head(&key).await?.ok_or_else(|| {
+            JobError::transient(
+                "upload-missing",
+                format!("{key} is not in the store after the upload"),
+            )
+        })?;
+        if stored.size != file.size {
+            return Err(JobError::transient(
+                "upload-size-mismatch",
+                format!(
+                    "{key} holds {} bytes, the file has {}",
+                    stored.size, file.size
+                ),
+            ));
+        }
+        let storage_metadata: Value = json!({
+            "sha256": file.sha256,
+            "media": info.metadata,
+            "source": source.metadata,
+            "strategy": source.strategy,
+            "worker_id": ctx.worker_id(),
+            "cache_control": self.opts.cache_control,
+            "user_metadata": metadata,
+        });
+        Ok(StoredObject {
+            storage_provider: self.backend.provider().to_string(),
+            bucket: self.backend.bucket().to_string(),
+            object_key: key,
+            storage_etag: stored.etag.or(put.etag),
+            filesize: file.size as i64,
+            mime_type: info.mime_type.clone(),
+            storage_metadata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_deterministic_and_safe() {
+        assert_eq!(
+            object_key(DEFAULT_KEY_TEMPLATE, "7412345678901234567", "v", "mp4").unwrap(),
+            "7412345678901234567/7412345678901234567.mp4"
+        );
+        assert_eq!(
+            object_key("/{video_id}//{douyin_id} x.{ext}", "1", "uuid-1", "mp4").unwrap(),
+            "uuid-1/1_x.mp4"
+        );
+        assert!(object_key("{douyin_id}/../etc/passwd", "1", "v", "mp4").is_err());
+        assert!(object_key("{douyin_id}", "..", "v", "mp4").is_err());
+        assert!(object_key("/", "", "", "").is_err());
+    }
+}
