@@ -50,6 +50,23 @@ pub enum Command {
         /// The link, share text or aweme id.
         link: String,
     },
+    /// Queue downloads of Douyin links, share texts, aweme ids or video row ids (UUIDs). A
+    /// video already queued is reported, not queued twice; one already stored is reported
+    /// as ready unless --force.
+    Enqueue {
+        /// Links, share texts, aweme ids or `videos.id` UUIDs.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Claim priority (higher first) [default: from the video's ranking].
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Queue even videos that are already stored.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Extract, download and validate to a local file (exit codes as for `extract`; a file
     /// that fails validation is a transient failure).
     Get {
@@ -140,6 +157,12 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
         Command::Run => run(config).await,
         Command::Migrate => migrate(config).await,
         Command::Extract { link } => extract(config, &link).await,
+        Command::Enqueue {
+            inputs,
+            priority,
+            force,
+            json,
+        } => enqueue(config, &inputs, priority, force, json).await,
         Command::Get { link, output } => crate::get::run(config, &link, output.as_deref())
             .await
             .map_err(|e| Failure {
@@ -263,6 +286,80 @@ pub fn exit_code(e: &JobError) -> u8 {
         ErrorClass::Transient => EXIT_TRANSIENT,
         ErrorClass::Drift => EXIT_DRIFT,
     }
+}
+
+async fn enqueue(
+    config: Config,
+    inputs: &[String],
+    priority: Option<i32>,
+    force: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::extract::link::{self, Link};
+    use crate::queue::EnqueueRequest;
+    let queue = queue::open(&config).await.map_err(queue_failure)?;
+    let mut rows = Vec::new();
+    let mut refused = 0;
+    for input in inputs {
+        let mut req = EnqueueRequest {
+            priority,
+            force,
+            max_attempts: Some(config.max_attempts),
+            ..Default::default()
+        };
+        if let Ok(video_id) = uuid::Uuid::parse_str(input.trim()) {
+            req.video_id = Some(video_id);
+        } else {
+            match link::parse(input) {
+                Ok(Link::Id { aweme_id, .. }) => {
+                    let url = url::Url::parse(input.trim())
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|_| format!("https://www.douyin.com/video/{aweme_id}"));
+                    req.url = Some(url);
+                    req.douyin_id = Some(aweme_id);
+                }
+                Ok(Link::Short { url }) => req.url = Some(url.to_string()),
+                Err(e) => {
+                    refused += 1;
+                    rows.push(serde_json::json!({"input": input, "outcome": "refused", "error": e.to_string()}));
+                    continue;
+                }
+            }
+        }
+        let r = queue.enqueue(&req).await.map_err(queue_failure)?;
+        rows.push(serde_json::json!({
+            "input": input,
+            "outcome": r.outcome,
+            "job_id": r.job_id,
+            "video_id": r.video_id,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for r in &rows {
+            let cell = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            let detail = if r["error"].is_string() {
+                cell("error")
+            } else {
+                cell("input")
+            };
+            println!(
+                "{:<20} {:<36} {:<36} {}",
+                cell("outcome"),
+                cell("job_id"),
+                cell("video_id"),
+                detail
+            );
+        }
+    }
+    if refused > 0 {
+        return Err(usage(anyhow::anyhow!(
+            "{refused} of {} inputs were refused",
+            inputs.len()
+        )));
+    }
+    Ok(())
 }
 
 fn usage_msg(msg: String) -> Failure {

@@ -353,3 +353,41 @@ fn a_dot_env_file_is_read_and_real_variables_win() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("from-dotenv/douyin-worker.db").exists());
 }
+
+#[test]
+fn enqueue_queues_links_reports_duplicates_and_refuses_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("DATA_DIR", data.to_str().unwrap())];
+    let o = worker(
+        &[
+            "enqueue",
+            "--json",
+            "https://www.douyin.com/video/7412345678901234567",
+            "7.43 复制打开抖音 https://www.iesdouyin.com/share/video/7412345678901234567/ 看看",
+            "https://v.douyin.com/iRNBho6u/",
+            "https://example.com/not-douyin",
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["queued", "duplicate", "queued", "refused"]);
+    assert_eq!(rows[0]["job_id"], rows[1]["job_id"]);
+    assert!(
+        rows[3]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported link:")
+    );
+    assert!(stderr(&o).contains("1 of 4 inputs were refused"));
+    // A video row id works too.
+    let video_id = rows[0]["video_id"].as_str().unwrap();
+    let o = worker(&["enqueue", video_id], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("duplicate"));
+}
