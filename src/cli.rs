@@ -208,17 +208,34 @@ async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The storage stage the configuration names: the local folder when no object store is
-/// configured. (Supabase Storage is not available in this version: none then.)
+/// The storage stage the configuration names: Supabase Storage with the Supabase settings,
+/// else the local folder.
 fn storage_stage(config: &Config) -> Option<std::sync::Arc<dyn crate::pipeline::Storage>> {
-    if config.supabase_url.is_some() {
-        return None;
-    }
-    let backend =
-        crate::storage::local::LocalFolder::new(&config.storage_dir, &config.storage_bucket);
-    tracing::info!(folder = %config.storage_dir.display(), "storing videos in a local folder");
+    let backend: std::sync::Arc<dyn crate::storage::ObjectBackend> = match (
+        &config.supabase_url,
+        &config.supabase_key,
+    ) {
+        (Some(url), Some(key)) => {
+            let s = crate::storage::supabase::SupabaseStorage::new(
+                url,
+                key.clone(),
+                &config.storage_bucket,
+            )
+            .map_err(|e| tracing::error!(error = %e, "Supabase Storage"))
+            .ok()?;
+            tracing::info!(bucket = %config.storage_bucket, "storing videos in Supabase Storage");
+            std::sync::Arc::new(s)
+        }
+        _ => {
+            tracing::info!(folder = %config.storage_dir.display(), "storing videos in a local folder");
+            std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+                &config.storage_dir,
+                &config.storage_bucket,
+            ))
+        }
+    };
     Some(std::sync::Arc::new(crate::storage::StorageStage::new(
-        std::sync::Arc::new(backend),
+        backend,
         crate::storage::StorageOptions {
             key_template: config.object_key_template.clone(),
             cache_control: format!("max-age={}", config.cache_control_seconds),

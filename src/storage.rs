@@ -3,9 +3,10 @@
 //! object arrived before the job may complete.
 //!
 //! - [`local`]: a local folder, the embedded default (`./data/videos`).
-//! (Supabase Storage and other object stores implement the same [`ObjectBackend`].)
+//! - [`supabase`]: Supabase Storage (standard uploads and TUS).
 
 pub mod local;
+pub mod supabase;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -107,13 +107,13 @@ async fn migrate_is_needed_once_and_idempotent() {
 }
 
 /// The binary running as a worker, stopped with SIGTERM.
-struct RunningBinary {
+pub(crate) struct RunningBinary {
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl RunningBinary {
-    fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
         cmd.arg("run").current_dir(dir.path());
@@ -137,7 +137,7 @@ impl RunningBinary {
     }
 
     /// SIGTERM, then the exit code and the log lines.
-    fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
+    pub(crate) fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let out = self.child.wait_with_output().unwrap();
         let lines = String::from_utf8_lossy(&out.stderr)

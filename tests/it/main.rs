@@ -12,5 +12,7 @@ mod migrations;
 mod postgrest;
 mod queue;
 mod stages;
+mod storage;
+mod storage_api;
 mod supabase;
 mod worker;

@@ -218,10 +218,138 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
         assert!(err.contains("SUPABASE_SERVICE_ROLE_KEY"), "{err}");
         assert!(!err.contains(&key), "the key leaked: {err}");
     }
+    // With the service key it runs: queue over REST, videos to Supabase Storage.
     let key = jwt("service_role");
-    let o = run(key.clone()).await.unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("backend=\"supabase\""), "{err}");
-    assert!(err.contains("cannot process jobs yet"), "{err}");
-    assert!(!err.contains(&key), "the key leaked: {err}");
+    let bin = crate::cli::RunningBinary::start(&[
+        ("SUPABASE_URL", &url),
+        ("SUPABASE_SERVICE_ROLE_KEY", &key),
+    ]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0), "{lines:?}");
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(text.contains("\"backend\":\"supabase\""), "{text}");
+    assert!(
+        text.contains("storing videos in Supabase Storage"),
+        "{text}"
+    );
+    assert!(!text.contains(&key), "the key leaked: {text}");
+}
+
+/// One SUPABASE_URL for two emulators: `/rest/...` to the PostgREST emulator, `/storage/...`
+/// to the Storage emulator, as Supabase's gateway routes them.
+async fn gateway(rest: String, storage: String) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        let (rest, storage) = (rest.clone(), storage.clone());
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            let base = if path.starts_with("/rest/") {
+                rest
+            } else {
+                storage
+            };
+            let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+            let mut upstream = client.request(method, format!("{base}{path}"));
+            for (name, value) in req.headers() {
+                if name != "host" {
+                    upstream = upstream.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let answer = upstream.body(body).send().await.unwrap();
+            let mut out = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                out = out.header(name.as_str(), value.as_bytes());
+            }
+            out.body(Body::from(answer.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_storage() {
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use sha2::Digest;
+    const ID: &str = "7412345678901234567";
+    let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let db = fresh_pg().await;
+    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let storage = crate::storage_api::StorageApi::start().await;
+    storage.create_bucket("videos", false, None, None);
+    let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
+    let key = "sb_secret_end_to_end".to_string();
+    let bin = crate::cli::RunningBinary::start(&[
+        ("SUPABASE_URL", &url),
+        ("SUPABASE_SERVICE_ROLE_KEY", &key),
+        ("DOUYIN_UPSTREAM", &douyin.url),
+    ]);
+    let q = rest_queue(&rest, &key);
+    let r = q
+        .enqueue(&EnqueueRequest {
+            url: Some(format!("https://www.douyin.com/video/{ID}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = r.job_id.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rec = loop {
+        let rec = q.job(id).await.unwrap().unwrap();
+        if rec.status == "completed" {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "{rec:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (code, _lines) = bin.stop();
+    assert_eq!(code, Some(0));
+    let key_path = format!("{ID}/{ID}.mp4");
+    assert_eq!(rec.video_object_key.as_deref(), Some(key_path.as_str()));
+    let (bytes, content_type, cache_control, meta) =
+        storage.object("videos", &key_path).expect("stored");
+    assert_eq!(content_type, "video/mp4");
+    assert_eq!(cache_control, "max-age=3600");
+    assert_eq!(meta["douyin_id"], ID);
+    assert_eq!(
+        meta["sha256"],
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    );
+    let row: (String, String, i64) = sqlx::query_as(
+        "select storage_provider, bucket, filesize from public.videos where id = $1",
+    )
+    .bind(rec.video_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "supabase".to_string(),
+            "videos".to_string(),
+            bytes.len() as i64
+        )
+    );
+    assert_eq!(storage.object_count("videos"), 1);
+    proxy.abort();
 }

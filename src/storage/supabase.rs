@@ -1,0 +1,371 @@
+//! Supabase Storage: standard uploads up to a threshold, the TUS resumable protocol above it,
+//! always streamed from the validated file.
+//!
+//! Wire facts (from the storage-api contract): the key goes in `apikey` and
+//! `Authorization: Bearer`, opaque; REST routes answer errors as HTTP 400 with the real status
+//! inside the body (`statusCode`, `code`); TUS routes answer real statuses with plain-text
+//! bodies; TUS needs 6 MiB chunks except the last, `x-upsert` on every request, and after an
+//! interrupted `PATCH` the server's `HEAD` offset is the truth.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use url::Url;
+
+use super::{ObjectBackend, ObjectInfo, PutRequest, StorageError};
+use crate::config::Secret;
+
+/// The chunk size hosted Supabase Storage requires for every TUS chunk but the last.
+pub const TUS_CHUNK: u64 = 6 * 1024 * 1024;
+
+/// A bucket of a Supabase project's Storage.
+#[derive(Clone)]
+pub struct SupabaseStorage {
+    client: reqwest::Client,
+    root: Url,
+    key: Secret,
+    bucket: String,
+    /// Files above this size go through TUS.
+    pub tus_threshold: u64,
+    /// Attempts at a TUS chunk before the upload fails.
+    pub chunk_attempts: u32,
+}
+
+impl std::fmt::Debug for SupabaseStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupabaseStorage")
+            .field("root", &self.root.as_str())
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+/// The REST routes' error body.
+#[derive(Debug, Default, Deserialize)]
+struct RestError {
+    #[serde(rename = "statusCode")]
+    status_code: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl SupabaseStorage {
+    /// The bucket `bucket` of the project at `supabase_url`.
+    pub fn new(supabase_url: &Url, key: Secret, bucket: &str) -> Result<Self, String> {
+        let mut base = supabase_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let root = base
+            .join("storage/v1/")
+            .map_err(|e| format!("SUPABASE_URL: {e}"))?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("douyin-worker/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            root,
+            key,
+            bucket: bucket.to_string(),
+            tus_threshold: TUS_CHUNK,
+            chunk_attempts: 5,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.root.join(path).expect("a relative storage path")
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        rb.header("apikey", self.key.expose())
+            .bearer_auth(self.key.expose())
+    }
+
+    /// `[offset, offset + len)` of the file as a streamed request body.
+    async fn body(
+        path: &std::path::Path,
+        offset: u64,
+        len: u64,
+    ) -> Result<reqwest::Body, StorageError> {
+        let mut f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| StorageError::transient("temp-file", format!("temp file: {e}")))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| StorageError::transient("temp-file", format!("temp file: {e}")))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
+        Ok(reqwest::Body::wrap_stream(stream))
+    }
+
+    async fn put_standard(&self, req: &PutRequest<'_>) -> Result<(), StorageError> {
+        let url = self.url(&format!("object/{}/{}", self.bucket, req.key));
+        let metadata = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(req.metadata).unwrap_or_default());
+        let response = self
+            .authed(self.client.post(url))
+            .header(reqwest::header::CONTENT_TYPE, req.content_type)
+            .header(reqwest::header::CACHE_CONTROL, req.cache_control)
+            .header(reqwest::header::CONTENT_LENGTH, req.file.size)
+            .header("x-upsert", "true")
+            .header("x-metadata", metadata)
+            .body(Self::body(&req.file.path, 0, req.file.size).await?)
+            .send()
+            .await
+            .map_err(network)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(rest_error(response).await)
+    }
+
+    async fn put_tus(&self, req: &PutRequest<'_>) -> Result<(), StorageError> {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let seconds = req
+            .cache_control
+            .trim_start_matches("max-age=")
+            .parse::<u64>()
+            .unwrap_or(3600)
+            .to_string();
+        let meta_json = serde_json::to_string(req.metadata).unwrap_or_default();
+        let upload_metadata = format!(
+            "bucketName {},objectName {},contentType {},cacheControl {},metadata {}",
+            b64(&self.bucket),
+            b64(req.key),
+            b64(req.content_type),
+            b64(&seconds),
+            b64(&meta_json)
+        );
+        let response = self
+            .authed(self.client.post(self.url("upload/resumable")))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", req.file.size)
+            .header("Upload-Metadata", upload_metadata)
+            .header("x-upsert", "true")
+            .send()
+            .await
+            .map_err(network)?;
+        if response.status() != StatusCode::CREATED {
+            return Err(tus_error("creating the upload", response).await);
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| self.root.join(l).ok())
+            .ok_or_else(|| {
+                StorageError::transient("tus", "the TUS create answer had no Location")
+            })?;
+        let size = req.file.size;
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        while offset < size {
+            let len = TUS_CHUNK.min(size - offset);
+            let sent = self
+                .authed(self.client.patch(location.clone()))
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", offset)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/offset+octet-stream",
+                )
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .header("x-upsert", "true")
+                .body(Self::body(&req.file.path, offset, len).await?)
+                .send()
+                .await;
+            let why = match sent {
+                Ok(r) if r.status() == StatusCode::NO_CONTENT => {
+                    offset = upload_offset(r.headers()).unwrap_or(offset + len);
+                    failures = 0;
+                    continue;
+                }
+                Ok(r) if matches!(r.status().as_u16(), 413 | 415) => {
+                    return Err(tus_error("uploading", r).await);
+                }
+                Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                Err(e) => network(e).message,
+            };
+            failures += 1;
+            if failures >= self.chunk_attempts {
+                return Err(StorageError::transient(
+                    "tus",
+                    format!("TUS upload stopped at byte {offset} of {size}: {why}"),
+                ));
+            }
+            tracing::info!(offset, why = %why, "TUS chunk failed; asking the server where to resume");
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
+            // The server's offset is the truth after an interrupted PATCH.
+            let head = self
+                .authed(self.client.head(location.clone()))
+                .header("Tus-Resumable", "1.0.0")
+                .send()
+                .await
+                .map_err(network)?;
+            match head.status() {
+                StatusCode::OK => {
+                    offset = upload_offset(head.headers()).unwrap_or(offset);
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(StorageError::transient(
+                        "tus",
+                        "the TUS upload expired or vanished; the next attempt starts over",
+                    ));
+                }
+                s => {
+                    return Err(StorageError::transient(
+                        "tus",
+                        format!("HEAD of the TUS upload answered HTTP {}", s.as_u16()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn upload_offset(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get("upload-offset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn network(e: reqwest::Error) -> StorageError {
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect to Supabase Storage"
+    } else {
+        "request to Supabase Storage failed"
+    };
+    StorageError::transient("storage-network", format!("{what}: {detail}"))
+}
+
+/// Maps a REST error: the real status is `statusCode` in the body.
+async fn rest_error(response: reqwest::Response) -> StorageError {
+    let http = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    let e: RestError = serde_json::from_slice(&body).unwrap_or_default();
+    let status: u16 = e
+        .status_code
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(http);
+    let code = e.code.unwrap_or_default();
+    let message = e
+        .message
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+    let text = format!("Supabase Storage: {message} ({code}, {status})");
+    match code.as_str() {
+        "NoSuchBucket" => StorageError::permanent(
+            "no-such-bucket",
+            format!("{text}: create the bucket (douyin-worker setup-storage, or the dashboard)"),
+        ),
+        "EntityTooLarge" => StorageError::permanent("entity-too-large", text),
+        "InvalidMimeType" => StorageError::permanent("invalid-mime-type", text),
+        "AccessDenied" | "InvalidJWT" | "InvalidRequest" => StorageError::permanent(
+            "storage-access-denied",
+            format!("{text}: SUPABASE_SERVICE_ROLE_KEY must be the service role key"),
+        ),
+        "KeyAlreadyExists" => StorageError::transient("key-exists", text),
+        "SlowDown" => StorageError::transient("slow-down", text),
+        _ if status >= 500 || status == 429 || status == 408 => {
+            StorageError::transient("storage-unavailable", text)
+        }
+        _ => StorageError::transient("storage-error", text),
+    }
+}
+
+/// Maps a TUS error: real statuses, plain-text bodies.
+async fn tus_error(what: &str, response: reqwest::Response) -> StorageError {
+    let status = response.status().as_u16();
+    let body: String = response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
+    let text = format!(
+        "Supabase Storage TUS {what}: HTTP {status}: {}",
+        body.trim()
+    );
+    match status {
+        413 => StorageError::permanent("entity-too-large", text),
+        415 => StorageError::permanent("invalid-mime-type", text),
+        401 | 403 => StorageError::permanent("storage-access-denied", text),
+        404 => StorageError::permanent(
+            "no-such-bucket",
+            format!("{text}: create the bucket (douyin-worker setup-storage, or the dashboard)"),
+        ),
+        _ => StorageError::transient("tus", text),
+    }
+}
+
+#[derive(Deserialize)]
+struct Info {
+    size: u64,
+    etag: Option<String>,
+}
+
+#[async_trait]
+impl ObjectBackend for SupabaseStorage {
+    fn provider(&self) -> &'static str {
+        "supabase"
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError> {
+        if req.file.size <= self.tus_threshold {
+            self.put_standard(req).await?;
+        } else {
+            self.put_tus(req).await?;
+        }
+        Ok(ObjectInfo {
+            size: req.file.size,
+            etag: None,
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let url = self.url(&format!("object/info/{}/{key}", self.bucket));
+        let response = self
+            .authed(self.client.get(url))
+            .send()
+            .await
+            .map_err(network)?;
+        if response.status().is_success() {
+            let info: Info = response.json().await.map_err(|e| {
+                StorageError::transient("storage-error", format!("object info: {e}"))
+            })?;
+            return Ok(Some(ObjectInfo {
+                size: info.size,
+                etag: info.etag.map(|e| e.trim_matches('"').to_string()),
+            }));
+        }
+        let err = rest_error(response).await;
+        if err.message.contains("NoSuchKey") {
+            return Ok(None);
+        }
+        Err(err)
+    }
+}

@@ -1,0 +1,300 @@
+//! The storage stage over the local folder and over Supabase Storage (the emulator built from
+//! the storage-api contract): standard and TUS uploads, resume after an interrupted PATCH,
+//! retries, typed errors, idempotent keys, metadata.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use douyin_worker::config::Secret;
+use douyin_worker::error::ErrorClass;
+use douyin_worker::pipeline::{
+    DownloadedFile, JobContext, MediaInfo, MediaSource, ProgressBoard, Storage,
+};
+use douyin_worker::queue::{ClaimedJob, Lease, VideoInfo};
+use douyin_worker::storage::local::LocalFolder;
+use douyin_worker::storage::supabase::SupabaseStorage;
+use douyin_worker::storage::{ObjectBackend, PutRequest, StorageOptions, StorageStage};
+use sha2::Digest;
+
+use crate::cdn::bytes;
+use crate::storage_api::{SERVICE_KEY, StorageApi};
+
+const ID: &str = "7412345678901234567";
+
+fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
+    let path = dir.join("media.part");
+    std::fs::write(&path, data).unwrap();
+    DownloadedFile {
+        path,
+        size: data.len() as u64,
+        sha256: format!("{:x}", sha2::Sha256::digest(data)),
+    }
+}
+
+fn job() -> ClaimedJob {
+    ClaimedJob {
+        lease: Lease {
+            job_id: uuid::Uuid::new_v4(),
+            lease_id: uuid::Uuid::new_v4(),
+        },
+        video_id: uuid::Uuid::new_v4(),
+        lease_expires_at: chrono::Utc::now(),
+        attempts: 1,
+        max_attempts: 5,
+        priority: 0,
+        payload: None,
+        scheduled_at: chrono::Utc::now(),
+        created_at: chrono::Utc::now(),
+        video: VideoInfo {
+            douyin_id: Some(ID.into()),
+            video_url: Some(format!("https://www.douyin.com/video/{ID}")),
+            ..Default::default()
+        },
+    }
+}
+
+fn info() -> MediaInfo {
+    MediaInfo {
+        mime_type: "video/mp4".into(),
+        extension: "mp4".into(),
+        metadata: serde_json::json!({"duration_seconds": 10.0, "width": 720, "height": 1280}),
+    }
+}
+
+fn source() -> MediaSource {
+    MediaSource {
+        douyin_id: ID.into(),
+        urls: vec!["https://v26-web.douyinvod.com/a/b/video/x/?sig=secret".into()],
+        strategy: "h5_iteminfo".into(),
+        ..Default::default()
+    }
+}
+
+fn ctx(root: &std::path::Path, job: &ClaimedJob) -> JobContext {
+    JobContext::new(
+        job.lease,
+        Arc::from("worker-7"),
+        tokio_util::sync::CancellationToken::new(),
+        root,
+        Arc::new(ProgressBoard::default()),
+    )
+}
+
+fn supabase(api: &StorageApi) -> SupabaseStorage {
+    SupabaseStorage::new(
+        &api.url.parse().unwrap(),
+        Secret::new(SERVICE_KEY),
+        "videos",
+    )
+    .unwrap()
+}
+
+fn stage(backend: Arc<dyn ObjectBackend>) -> StorageStage {
+    StorageStage::new(
+        backend,
+        StorageOptions {
+            backoff: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn local_folder_stores_under_a_deterministic_key_and_a_retry_replaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("videos");
+    let folder = Arc::new(LocalFolder::new(&root, "videos"));
+    let stage = stage(folder.clone());
+    let j = job();
+    let data = bytes(100_000, 1);
+    let file = file_of(tmp.path(), &data);
+    let stored = stage
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert_eq!(stored.object_key, format!("{ID}/{ID}.mp4"));
+    assert_eq!(stored.storage_provider, "local");
+    assert_eq!(stored.bucket, "videos");
+    assert_eq!(stored.filesize, data.len() as i64);
+    assert_eq!(stored.storage_etag.as_deref(), Some(file.sha256.as_str()));
+    assert_eq!(stored.storage_metadata["sha256"], file.sha256);
+    assert_eq!(
+        stored.storage_metadata["user_metadata"]["worker_id"],
+        "worker-7"
+    );
+    // The signed URL's query never reaches the metadata.
+    assert!(!stored.storage_metadata.to_string().contains("secret"));
+    // Again (a retried job): same key, replaced, one object.
+    let data2 = bytes(120_000, 2);
+    let file2 = file_of(tmp.path(), &data2);
+    stage
+        .store(&j, &source(), &file2, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(root.join(format!("{ID}/{ID}.mp4"))).unwrap(),
+        data2
+    );
+    let entries: Vec<_> = std::fs::read_dir(root.join(ID))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "the object and its metadata sidecar: {entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn supabase_standard_upload_with_metadata_and_verification() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", true, None, Some(vec!["video/mp4".into()]));
+    let tmp = tempfile::tempdir().unwrap();
+    let j = job();
+    let data = bytes(1_000_000, 3);
+    let file = file_of(tmp.path(), &data);
+    let stored = stage(Arc::new(supabase(&api)))
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert_eq!(stored.storage_provider, "supabase");
+    assert!(stored.storage_etag.is_some());
+    let (got, ct, cc, meta) = api.object("videos", &stored.object_key).unwrap();
+    assert_eq!(got, data);
+    assert_eq!((ct.as_str(), cc.as_str()), ("video/mp4", "max-age=3600"));
+    assert_eq!(meta["douyin_id"], ID);
+    assert_eq!(meta["sha256"], file.sha256);
+    let headers = api.last_headers("/object/videos/").unwrap();
+    let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(h("apikey").as_deref(), Some(SERVICE_KEY));
+    assert_eq!(h("authorization"), Some(format!("Bearer {SERVICE_KEY}")));
+    assert_eq!(h("x-upsert").as_deref(), Some("true"));
+    // A retry overwrites the same key.
+    stage(Arc::new(supabase(&api)))
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert_eq!(api.object_count("videos"), 1);
+}
+
+#[tokio::test]
+async fn supabase_large_files_go_through_tus_and_resume_after_an_interrupted_patch() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(13 * 1024 * 1024, 4);
+    let file = file_of(tmp.path(), &data);
+    let s = supabase(&api);
+    let metadata = BTreeMap::from([("douyin_id".to_string(), ID.to_string())]);
+    let req = PutRequest {
+        key: "tus/big.mp4",
+        file: &file,
+        content_type: "video/mp4",
+        cache_control: "max-age=600",
+        metadata: &metadata,
+    };
+    api.interrupt_next_patch(1024 * 1024 + 17);
+    s.put(&req).await.unwrap();
+    let (got, _, cc, meta) = api.object("videos", "tus/big.mp4").unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "byte-identical after the resume");
+    assert_eq!(cc, "max-age=600");
+    assert_eq!(meta["douyin_id"], ID);
+    let methods: Vec<String> = api.requests().into_iter().map(|(m, _)| m).collect();
+    assert!(
+        methods.contains(&"HEAD".to_string()),
+        "the offset was asked after the interruption: {methods:?}"
+    );
+    let head = s.head("tus/big.mp4").await.unwrap().unwrap();
+    assert_eq!(head.size, data.len() as u64);
+}
+
+#[tokio::test]
+async fn transient_storage_errors_are_retried_within_the_attempt() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    api.fail_next("/object/videos/", 503, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let j = job();
+    let file = file_of(tmp.path(), &bytes(50_000, 5));
+    let stored = stage(Arc::new(supabase(&api)))
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert!(api.object("videos", &stored.object_key).is_some());
+    // Still down after the retries: the attempt fails as transient.
+    api.fail_next("/object/videos/", 500, 10);
+    let e = stage(Arc::new(supabase(&api)))
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+}
+
+#[tokio::test]
+async fn storage_errors_are_typed() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, Some(10_000), Some(vec!["image/*".into()]));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = file_of(tmp.path(), &bytes(5_000, 6));
+    let metadata = BTreeMap::new();
+    let put = |s: SupabaseStorage, content_type: &'static str| {
+        let file = file.clone();
+        let metadata = metadata.clone();
+        async move {
+            s.put(&PutRequest {
+                key: "k.mp4",
+                file: &file,
+                content_type,
+                cache_control: "max-age=3600",
+                metadata: &metadata,
+            })
+            .await
+        }
+    };
+    let e = put(supabase(&api), "video/mp4").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("invalid-mime-type", ErrorClass::Permanent),
+        "{e}"
+    );
+    let missing =
+        SupabaseStorage::new(&api.url.parse().unwrap(), Secret::new(SERVICE_KEY), "nope").unwrap();
+    let e = put(missing, "image/png").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("no-such-bucket", ErrorClass::Permanent),
+        "{e}"
+    );
+    let anon = SupabaseStorage::new(
+        &api.url.parse().unwrap(),
+        Secret::new("sb_publishable_x"),
+        "videos",
+    )
+    .unwrap();
+    let e = put(anon, "image/png").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-access-denied", ErrorClass::Permanent),
+        "{e}"
+    );
+    let big = file_of(tmp.path(), &bytes(20_000, 7));
+    let e = supabase(&api)
+        .put(&PutRequest {
+            key: "big.png",
+            file: &big,
+            content_type: "image/png",
+            cache_control: "max-age=3600",
+            metadata: &metadata,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("entity-too-large", ErrorClass::Permanent),
+        "{e}"
+    );
+    assert_eq!(supabase(&api).head("absent.mp4").await.unwrap(), None);
+}
