@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the storage bucket if it is missing (public or private, size limit and content
+    /// types from the settings) and call `ensure_videos_bucket()` where it exists.
+    SetupStorage,
     /// Extract, download and validate to a local file (exit codes as for `extract`; a file
     /// that fails validation is a transient failure).
     Get {
@@ -157,6 +160,7 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
         Command::Run => run(config).await,
         Command::Migrate => migrate(config).await,
         Command::Extract { link } => extract(config, &link).await,
+        Command::SetupStorage => setup_storage(config).await,
         Command::Enqueue {
             inputs,
             priority,
@@ -191,11 +195,19 @@ async fn run(config: Config) -> Result<(), Failure> {
         crate::download::DownloadOptions::from_config(&config),
     )
     .map_err(usage_msg)?;
+    let backend = storage_backend(&config)?;
+    let outcome = ensure_bucket(&config, backend.as_ref()).await?;
+    tracing::info!(
+        bucket = %config.storage_bucket,
+        provider = backend.provider(),
+        created = outcome == crate::storage::BucketOutcome::Created,
+        "storage ready"
+    );
     let pipeline = Pipeline::build(Stages {
         extractor: Some(std::sync::Arc::new(extractor)),
         downloader: Some(std::sync::Arc::new(downloader)),
         validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
-        storage: storage_stage(&config),
+        storage: Some(storage_stage(&config, backend)),
     })
     .map_err(usage)?;
     let shutdown = crate::shutdown::on_signals()?;
@@ -208,40 +220,77 @@ async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The storage stage the configuration names: Supabase Storage with the Supabase settings,
-/// else the local folder.
-fn storage_stage(config: &Config) -> Option<std::sync::Arc<dyn crate::pipeline::Storage>> {
-    let backend: std::sync::Arc<dyn crate::storage::ObjectBackend> = match (
-        &config.supabase_url,
-        &config.supabase_key,
-    ) {
-        (Some(url), Some(key)) => {
-            let s = crate::storage::supabase::SupabaseStorage::new(
+/// The storage backend the configuration names: Supabase Storage with the Supabase
+/// settings, else the local folder.
+fn storage_backend(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, Failure> {
+    Ok(match (&config.supabase_url, &config.supabase_key) {
+        (Some(url), Some(key)) => std::sync::Arc::new(
+            crate::storage::supabase::SupabaseStorage::new(
                 url,
                 key.clone(),
                 &config.storage_bucket,
             )
-            .map_err(|e| tracing::error!(error = %e, "Supabase Storage"))
-            .ok()?;
-            tracing::info!(bucket = %config.storage_bucket, "storing videos in Supabase Storage");
-            std::sync::Arc::new(s)
-        }
-        _ => {
-            tracing::info!(folder = %config.storage_dir.display(), "storing videos in a local folder");
-            std::sync::Arc::new(crate::storage::local::LocalFolder::new(
-                &config.storage_dir,
-                &config.storage_bucket,
-            ))
-        }
-    };
-    Some(std::sync::Arc::new(crate::storage::StorageStage::new(
+            .map_err(usage_msg)?,
+        ),
+        _ => std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+            &config.storage_dir,
+            &config.storage_bucket,
+        )),
+    })
+}
+
+/// The storage stage over `backend`.
+fn storage_stage(
+    config: &Config,
+    backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
+) -> std::sync::Arc<dyn crate::pipeline::Storage> {
+    std::sync::Arc::new(crate::storage::StorageStage::new(
         backend,
         crate::storage::StorageOptions {
             key_template: config.object_key_template.clone(),
             cache_control: format!("max-age={}", config.cache_control_seconds),
             ..Default::default()
         },
-    )))
+    ))
+}
+
+/// Creates the bucket when it is missing; the error says what to do.
+async fn ensure_bucket(
+    config: &Config,
+    backend: &dyn crate::storage::ObjectBackend,
+) -> Result<crate::storage::BucketOutcome, Failure> {
+    backend
+        .ensure_bucket(&config.bucket_spec)
+        .await
+        .map_err(|e| {
+            usage(anyhow::anyhow!(
+                "storage bucket {}: {e}",
+                config.storage_bucket
+            ))
+        })
+}
+
+async fn setup_storage(config: Config) -> Result<(), Failure> {
+    let backend = storage_backend(&config)?;
+    let outcome = ensure_bucket(&config, backend.as_ref()).await?;
+    println!(
+        "bucket {} ({}): {}",
+        config.storage_bucket,
+        backend.provider(),
+        match outcome {
+            crate::storage::BucketOutcome::Exists => "exists",
+            crate::storage::BucketOutcome::Created => "created",
+        }
+    );
+    if !matches!(config.queue, QueueBackend::Sqlite { .. }) {
+        let queue = queue::open(&config).await.map_err(queue_failure)?;
+        if queue.ensure_videos_bucket().await? {
+            println!("ensure_videos_bucket(): called");
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(config: Config) -> Result<(), Failure> {

@@ -170,6 +170,28 @@ pub struct RawSettings {
     )]
     pub object_key_template: Option<String>,
 
+    /// A bucket created by the worker is public (readable without a key) [default: true].
+    #[arg(long, env = "STORAGE_PUBLIC", global = true, value_name = "BOOL")]
+    pub storage_public: Option<String>,
+
+    /// File size limit of a bucket created by the worker, in bytes [default: MAX_VIDEO_BYTES].
+    #[arg(
+        long,
+        env = "STORAGE_FILE_SIZE_LIMIT",
+        global = true,
+        value_name = "BYTES"
+    )]
+    pub storage_file_size_limit: Option<String>,
+
+    /// Content types a bucket created by the worker accepts, comma-separated [default: video/mp4,video/quicktime,audio/mp4,image/jpeg,image/png,image/webp,image/heic].
+    #[arg(
+        long,
+        env = "STORAGE_ALLOWED_MIME_TYPES",
+        global = true,
+        value_name = "TYPES"
+    )]
+    pub storage_allowed_mime_types: Option<String>,
+
     /// Cache lifetime of stored objects, in seconds [default: 3600].
     #[arg(long, env = "CACHE_CONTROL_SECONDS", global = true, value_name = "S")]
     pub cache_control_seconds: Option<String>,
@@ -295,6 +317,8 @@ pub struct Config {
     pub object_key_template: String,
     /// Cache lifetime of stored objects.
     pub cache_control_seconds: u64,
+    /// How a bucket the worker creates is set up.
+    pub bucket_spec: crate::storage::BucketSpec,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -596,7 +620,48 @@ impl Config {
         )
         .number(3600, 0, 31_536_000)?;
 
+        let storage_public = field(
+            "storage_public",
+            "STORAGE_PUBLIC",
+            &raw.storage_public,
+            false,
+        )
+        .boolean(true)?;
+        let storage_file_size_limit: u64 = field(
+            "storage_file_size_limit",
+            "STORAGE_FILE_SIZE_LIMIT",
+            &raw.storage_file_size_limit,
+            false,
+        )
+        .number(max_video_bytes, 1, u64::MAX / 2)?;
+        let mime_f = field(
+            "storage_allowed_mime_types",
+            "STORAGE_ALLOWED_MIME_TYPES",
+            &raw.storage_allowed_mime_types,
+            false,
+        );
+        let allowed_mime_types: Vec<String> = mime_f
+            .present()
+            .unwrap_or(
+                "video/mp4,video/quicktime,audio/mp4,image/jpeg,image/png,image/webp,image/heic",
+            )
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if allowed_mime_types.iter().any(|t| {
+            t.split_once('/')
+                .is_none_or(|(a, b)| a.is_empty() || b.is_empty())
+        }) {
+            return Err(mime_f.fail("expected type/subtype entries separated by commas"));
+        }
+
         Ok(Config {
+            bucket_spec: crate::storage::BucketSpec {
+                public: storage_public,
+                file_size_limit: Some(storage_file_size_limit),
+                allowed_mime_types,
+            },
             storage_bucket,
             storage_dir,
             object_key_template,

@@ -591,6 +591,12 @@ pub trait JobQueue: Send + Sync + 'static {
     /// `get_worker_stats()`.
     async fn stats(&self) -> Result<WorkerStats, QueueError>;
 
+    /// Calls the application's `ensure_videos_bucket()` (storage policies on Supabase) where
+    /// it exists; returns whether it was called.
+    async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
+        Ok(false)
+    }
+
     /// One job with its video's download fields, if it exists.
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
         let _ = id;

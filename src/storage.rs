@@ -81,9 +81,32 @@ impl From<StorageError> for JobError {
     }
 }
 
+/// How the bucket should be set up when it is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// Readable without a key.
+    pub public: bool,
+    /// Largest object, in bytes.
+    pub file_size_limit: Option<u64>,
+    /// Content types accepted (`type/subtype` or `type/*`).
+    pub allowed_mime_types: Vec<String>,
+}
+
+/// What setting up the bucket did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketOutcome {
+    /// It was there.
+    Exists,
+    /// It was created.
+    Created,
+}
+
 /// A place objects go.
 #[async_trait]
 pub trait ObjectBackend: Send + Sync + 'static {
+    /// Creates the bucket (or folder) if it is missing.
+    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError>;
+
     /// `videos.storage_provider`: `local`, `supabase`, `s3`, ...
     fn provider(&self) -> &'static str;
     /// `videos.bucket`.

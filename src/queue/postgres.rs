@@ -338,6 +338,20 @@ impl JobQueue for PgQueue {
         })
     }
 
+    async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
+        let exists: bool = sqlx::query_scalar(
+            "select to_regprocedure('public.ensure_videos_bucket()') is not null",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if exists {
+            sqlx::query("select public.ensure_videos_bucket()")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(exists)
+    }
+
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
         let row = sqlx::query("select * from public.get_download_job($1)")
             .bind(id)

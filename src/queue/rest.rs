@@ -455,6 +455,14 @@ impl JobQueue for RestQueue {
             .ok_or_else(|| QueueError::Database("get_worker_stats returned no row".into()))
     }
 
+    async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
+        match self.call::<Value>("ensure_videos_bucket", json!({})).await {
+            Ok(_) => Ok(true),
+            Err(QueueError::Schema(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
         let rows: Vec<JobRecord> = self
             .call("get_download_job", json!({"p_job_id": id}))

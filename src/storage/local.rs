@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{ObjectBackend, ObjectInfo, PutRequest, StorageError};
+use super::{BucketOutcome, BucketSpec, ObjectBackend, ObjectInfo, PutRequest, StorageError};
 
 /// Objects in a folder.
 #[derive(Clone, Debug)]
@@ -50,6 +50,19 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
 
 #[async_trait]
 impl ObjectBackend for LocalFolder {
+    async fn ensure_bucket(&self, _spec: &BucketSpec) -> Result<BucketOutcome, StorageError> {
+        if tokio::fs::metadata(&self.root)
+            .await
+            .is_ok_and(|m| m.is_dir())
+        {
+            return Ok(BucketOutcome::Exists);
+        }
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io("cannot create", &self.root, e))?;
+        Ok(BucketOutcome::Created)
+    }
+
     fn provider(&self) -> &'static str {
         "local"
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use url::Url;
 
-use super::{ObjectBackend, ObjectInfo, PutRequest, StorageError};
+use super::{BucketOutcome, BucketSpec, ObjectBackend, ObjectInfo, PutRequest, StorageError};
 use crate::config::Secret;
 
 /// The chunk size hosted Supabase Storage requires for every TUS chunk but the last.
@@ -318,6 +318,22 @@ async fn tus_error(what: &str, response: reqwest::Response) -> StorageError {
     }
 }
 
+/// A refusal while setting up the bucket, with what to do about it.
+fn explain_rights(e: StorageError) -> StorageError {
+    if e.code == "storage-access-denied" {
+        StorageError::permanent(
+            e.code,
+            format!(
+                "{}: the key may not read or create buckets; use the project's service role key, \
+                 or create the bucket in the dashboard (Storage → New bucket)",
+                e.message
+            ),
+        )
+    } else {
+        e
+    }
+}
+
 #[derive(Deserialize)]
 struct Info {
     size: u64,
@@ -326,6 +342,47 @@ struct Info {
 
 #[async_trait]
 impl ObjectBackend for SupabaseStorage {
+    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError> {
+        let url = self.url(&format!("bucket/{}", self.bucket));
+        let got = self
+            .authed(self.client.get(url))
+            .send()
+            .await
+            .map_err(network)?;
+        if got.status().is_success() {
+            return Ok(BucketOutcome::Exists);
+        }
+        let err = rest_error(got).await;
+        if err.code != "no-such-bucket" {
+            return Err(explain_rights(err));
+        }
+        let body = serde_json::json!({
+            "id": self.bucket,
+            "name": self.bucket,
+            "public": spec.public,
+            "file_size_limit": spec.file_size_limit,
+            "allowed_mime_types": if spec.allowed_mime_types.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(spec.allowed_mime_types)
+            },
+        });
+        let created = self
+            .authed(self.client.post(self.url("bucket")))
+            .json(&body)
+            .send()
+            .await
+            .map_err(network)?;
+        if created.status().is_success() {
+            return Ok(BucketOutcome::Created);
+        }
+        let err = rest_error(created).await;
+        if err.message.contains("BucketAlreadyExists") {
+            return Ok(BucketOutcome::Exists);
+        }
+        Err(explain_rights(err))
+    }
+
     fn provider(&self) -> &'static str {
         "supabase"
     }

@@ -204,7 +204,9 @@ fn worker_bin(env: &[(&str, &str)]) -> Output {
 async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_keys() {
     let db = fresh_pg().await;
     let emulator = PostgrestEmulator::start(db.pool.clone()).await;
-    let url = emulator.url.clone();
+    let key = jwt("service_role");
+    let storage = crate::storage_api::StorageApi::start_with_key(&key).await;
+    let (url, proxy) = gateway(emulator.url.clone(), storage.url.clone()).await;
     let run = |key: String| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
@@ -218,8 +220,8 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
         assert!(err.contains("SUPABASE_SERVICE_ROLE_KEY"), "{err}");
         assert!(!err.contains(&key), "the key leaked: {err}");
     }
-    // With the service key it runs: queue over REST, videos to Supabase Storage.
-    let key = jwt("service_role");
+    // With the service key it runs: queue over REST, videos to Supabase Storage, whose
+    // bucket it creates at start-up.
     let bin = crate::cli::RunningBinary::start(&[
         ("SUPABASE_URL", &url),
         ("SUPABASE_SERVICE_ROLE_KEY", &key),
@@ -229,11 +231,11 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
     assert_eq!(code, Some(0), "{lines:?}");
     let text = serde_json::to_string(&lines).unwrap();
     assert!(text.contains("\"backend\":\"supabase\""), "{text}");
-    assert!(
-        text.contains("storing videos in Supabase Storage"),
-        "{text}"
-    );
+    assert!(text.contains("storage ready"), "{text}");
+    assert!(text.contains("\"provider\":\"supabase\""), "{text}");
+    assert!(text.contains("\"created\":true"), "{text}");
     assert!(!text.contains(&key), "the key leaked: {text}");
+    proxy.abort();
 }
 
 /// One SUPABASE_URL for two emulators: `/rest/...` to the PostgREST emulator, `/storage/...`
@@ -351,5 +353,89 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
         )
     );
     assert_eq!(storage.object_count("videos"), 1);
+    proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() {
+    let db = fresh_pg().await;
+    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let storage = crate::storage_api::StorageApi::start().await;
+    let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
+    let run = |key: &str, extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("SUPABASE_URL".to_string(), url.clone()),
+            ("SUPABASE_SERVICE_ROLE_KEY".to_string(), key.to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+                .arg("setup-storage")
+                .current_dir(dir.path())
+                .env_remove("DATABASE_URL")
+                .envs(env)
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run(
+        "sb_secret_setup",
+        &[
+            ("STORAGE_PUBLIC", "false"),
+            ("STORAGE_FILE_SIZE_LIMIT", "1048576"),
+        ],
+    )
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("bucket videos (supabase): created"), "{out}");
+    assert!(out.contains("ensure_videos_bucket(): called"), "{out}");
+    let o = run("sb_secret_setup", &[]).await.unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bucket videos (supabase): exists"));
+    // The bucket has the settings' limit: a 2 MB file is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big");
+    std::fs::write(&path, vec![0u8; 2_000_000]).unwrap();
+    let s = douyin_worker::storage::supabase::SupabaseStorage::new(
+        &url.parse().unwrap(),
+        Secret::new("sb_secret_setup"),
+        "videos",
+    )
+    .unwrap();
+    let file = douyin_worker::pipeline::DownloadedFile {
+        path,
+        size: 2_000_000,
+        sha256: "x".into(),
+    };
+    let meta = std::collections::BTreeMap::new();
+    let e = douyin_worker::storage::ObjectBackend::put(
+        &s,
+        &douyin_worker::storage::PutRequest {
+            key: "a.mp4",
+            file: &file,
+            content_type: "video/mp4",
+            cache_control: "max-age=3600",
+            metadata: &meta,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "entity-too-large", "{e}");
+    // A key that may not create buckets is told what to do.
+    let o = run("not-the-service-key", &[("STORAGE_BUCKET", "other")])
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("service role key") && err.contains("dashboard"),
+        "{err}"
+    );
     proxy.abort();
 }
