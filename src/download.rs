@@ -1,8 +1,9 @@
 //! The download stage: streams the media into the job's temp folder.
 //!
 //! - Streamed to an owner-only file with a unique name in the job's private temp folder,
-//!   hashing (SHA-256) and counting on the fly; memory stays at one chunk plus a 256 KiB
-//!   write buffer whatever the file size. The folder goes when the job ends, on every path.
+//!   hashing (SHA-256) and counting on the fly in a writer thread ([`sink`]), so the network
+//!   task never waits on the disk; memory stays at a few chunks plus a 256 KiB write buffer
+//!   whatever the file size. The folder goes when the job ends, on every path.
 //! - Timeouts: connect, idle (no byte for a while) and total.
 //! - Resume: a dropped connection continues with `Range: bytes=N-`; only a 206 whose
 //!   `Content-Range` starts at N is accepted, a 200 starts over; a bounded number of times.
@@ -15,8 +16,8 @@
 //! - Progress goes to the job row through the job context (throttled there).
 
 pub mod guard;
+mod sink;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
 
@@ -131,10 +131,12 @@ impl HttpDownloader {
                 "no media URL to download",
             ));
         }
-        let path = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let deadline = Instant::now() + self.opts.total_timeout;
         let mut ends = Vec::new();
         for (i, raw) in source.urls.iter().enumerate() {
+            // A file per mirror: the writer of a failed mirror may still be draining its
+            // queue, and must not write into the next mirror's file.
+            let path = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
             let url = Url::parse(raw).map_err(|e| {
                 JobError::permanent(
                     "bad-media-url",
@@ -148,12 +150,12 @@ impl HttpDownloader {
                     return Err(e);
                 }
                 Err(MirrorEnd::Next(why, status)) => {
+                    let _ = std::fs::remove_file(&path);
                     tracing::info!(mirror = i + 1, host = url.host_str().unwrap_or("?"), why = %why, "mirror failed; trying the next");
                     ends.push((why, status));
                 }
             }
         }
-        let _ = std::fs::remove_file(&path);
         let summary = ends
             .iter()
             .enumerate()
@@ -182,9 +184,8 @@ impl HttpDownloader {
         let io = |e: std::io::Error| {
             MirrorEnd::Stop(JobError::transient("temp-file", format!("temp file: {e}")))
         };
-        let mut file = open_private(path).map_err(io)?;
+        let mut sink = sink::Sink::start(sink::open_private(path).map_err(io)?);
         let mut written: u64 = 0;
-        let mut hasher = Sha256::new();
         let mut resumes: u32 = 0;
         loop {
             let mut response = self.request(url, source, written, deadline).await?;
@@ -195,7 +196,7 @@ impl HttpDownloader {
                     Some((start, total)) if start == written => (total, false),
                     // A range that does not continue the file: start over without one.
                     _ => {
-                        file = reset(path, &mut hasher).map_err(io)?;
+                        sink.reset().await.map_err(io)?;
                         written = 0;
                         continue;
                     }
@@ -216,7 +217,7 @@ impl HttpDownloader {
                 }
             };
             if restart {
-                file = reset(path, &mut hasher).map_err(io)?;
+                sink.reset().await.map_err(io)?;
                 written = 0;
             }
             if let Some(total) = total
@@ -224,7 +225,6 @@ impl HttpDownloader {
             {
                 return Err(MirrorEnd::Stop(too_large(total, self.opts.max_bytes)));
             }
-            let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut file);
             let dropped = loop {
                 let wait = self
                     .opts
@@ -254,12 +254,9 @@ impl HttpDownloader {
                         format!("the server sent more than the {total} bytes it announced"),
                     )));
                 }
-                hasher.update(&chunk);
-                out.write_all(&chunk).map_err(io)?;
+                sink.write(chunk).await.map_err(io)?;
                 progress(written, total);
             };
-            out.flush().map_err(io)?;
-            drop(out);
             let short_of_total = total.is_some_and(|t| written < t);
             match dropped {
                 None if !short_of_total => break,
@@ -281,7 +278,7 @@ impl HttpDownloader {
                 }
             }
         }
-        file.sync_all().map_err(io)?;
+        let sha256 = sink.finish().await.map_err(io)?;
         if written == 0 {
             return Err(MirrorEnd::Next("empty body".into(), None));
         }
@@ -296,7 +293,7 @@ impl HttpDownloader {
         Ok(DownloadedFile {
             path: path.to_path_buf(),
             size: written,
-            sha256: format!("{:x}", hasher.finalize()),
+            sha256,
         })
     }
 
@@ -392,27 +389,6 @@ fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;
     Some((start.trim().parse().ok()?, total.trim().parse().ok()))
-}
-
-/// Opens (creating it owner-only, or emptying it for the next mirror) the download file. It
-/// lives in the job's private folder under a unique name.
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-fn reset(path: &Path, hasher: &mut Sha256) -> std::io::Result<std::fs::File> {
-    *hasher = Sha256::new();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)?;
-    Ok(file)
 }
 
 #[async_trait]
