@@ -106,6 +106,26 @@ fn ok_body(page: Page) -> Result<String, StrategyError> {
     Ok(page.body)
 }
 
+/// GET of a JSON API as the share page's scripts make it: the page as Referer, its cookies.
+async fn api_get(
+    cx: &mut Context<'_, '_>,
+    target: &Target,
+    url: &Url,
+) -> Result<String, StrategyError> {
+    let referer = target.share_page_url();
+    let page = cx
+        .session
+        .get(
+            url,
+            &[
+                ("Referer", referer.as_str()),
+                ("Accept", "application/json"),
+            ],
+        )
+        .await?;
+    ok_body(page)
+}
+
 /// One way of getting the record.
 #[async_trait]
 pub trait Strategy: Send + Sync {
@@ -173,18 +193,7 @@ impl ItemInfo {
                 q.append_pair("user_cip", cip);
             }
         }
-        let referer = target.share_page_url();
-        let page = cx
-            .session
-            .get(
-                &url,
-                &[
-                    ("Referer", referer.as_str()),
-                    ("Accept", "application/json"),
-                ],
-            )
-            .await?;
-        let body = ok_body(page)?;
+        let body = api_get(cx, target, &url).await?;
         Ok(aweme::iteminfo_record(&body, &target.aweme_id)?)
     }
 }
@@ -229,18 +238,7 @@ impl Strategy for SlidesInfo {
         url.query_pairs_mut()
             .append_pair("aweme_ids", &format!("[{}]", target.aweme_id))
             .append_pair("request_source", "200");
-        let referer = target.share_page_url();
-        let page = cx
-            .session
-            .get(
-                &url,
-                &[
-                    ("Referer", referer.as_str()),
-                    ("Accept", "application/json"),
-                ],
-            )
-            .await?;
-        let body = ok_body(page)?;
+        let body = api_get(cx, target, &url).await?;
         Ok(aweme::slidesinfo_record(&body, &target.aweme_id)?)
     }
 }
