@@ -48,6 +48,20 @@ and re-run: bash scripts/test.sh"
     bash "$PG_CLUSTER" bindir >/dev/null || die "postgresql was installed but initdb is still not found"
 }
 
+# ffmpeg makes the real, playable MP4 files the validation tests check.
+ensure_ffmpeg() {
+    if command -v ffmpeg >/dev/null 2>&1; then
+        return 0
+    fi
+    if ! is_root; then
+        die "ffmpeg not found. Install it, e.g.
+    sudo apt-get install -y ffmpeg
+and re-run: bash scripts/test.sh"
+    fi
+    say "installing ffmpeg"
+    apt_install ffmpeg
+}
+
 USE_NEXTEST=1
 ensure_nextest() {
     if cargo nextest --version >/dev/null 2>&1; then
@@ -96,6 +110,7 @@ main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs)"
 
     ensure_postgres
+    ensure_ffmpeg
     ensure_nextest
 
     start_postgres

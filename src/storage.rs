@@ -115,6 +115,15 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn put(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError>;
     /// What is stored under the key, if anything.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// A URL that downloads the object without a key for `ttl`.
+    async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
+        let _ = (key, ttl);
+        Err(StorageError::permanent(
+            "no-signed-urls",
+            format!("the {} store cannot sign URLs", self.provider()),
+        ))
+    }
 }
 
 /// The default object key template.

@@ -8,6 +8,7 @@ mod douyin_server;
 mod download;
 mod extract;
 mod helpers;
+mod media;
 mod migrations;
 mod postgrest;
 mod queue;

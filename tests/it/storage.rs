@@ -298,3 +298,54 @@ async fn storage_errors_are_typed() {
     );
     assert_eq!(supabase(&api).head("absent.mp4").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn signed_urls_download_without_a_key_until_they_expire() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(30_000, 8);
+    let file = file_of(tmp.path(), &data);
+    let s = supabase(&api);
+    let meta = BTreeMap::new();
+    s.put(&PutRequest {
+        key: "a/b.mp4",
+        file: &file,
+        content_type: "video/mp4",
+        cache_control: "max-age=3600",
+        metadata: &meta,
+    })
+    .await
+    .unwrap();
+    let url = s
+        .signed_url("a/b.mp4", std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "{}/storage/v1/object/sign/videos/a/b.mp4?token=",
+            api.url
+        )),
+        "{url}"
+    );
+    let got = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), data);
+    api.expire_signed_urls();
+    let expired = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(expired.status(), 400);
+    let e = s
+        .signed_url("absent.mp4", std::time::Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    let local = LocalFolder::new(tmp.path(), "videos");
+    assert_eq!(
+        local
+            .signed_url("a", std::time::Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .code,
+        "no-signed-urls"
+    );
+}
