@@ -349,3 +349,86 @@ async fn signed_urls_download_without_a_key_until_they_expire() {
         "no-signed-urls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
+    use douyin_worker::download::{DownloadOptions, HttpDownloader};
+    use douyin_worker::extract::client::ClientOptions;
+    use douyin_worker::extract::upstream::Upstream;
+    use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
+    use douyin_worker::pipeline::{Pipeline, Stages};
+    use douyin_worker::queue::EnqueueRequest;
+    use douyin_worker::validate::FileValidator;
+    use douyin_worker::worker::Worker;
+
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+
+    let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", true, None, None);
+    // The store fails every upload of the first attempt (3 tries within it).
+    api.fail_next("/object/videos/", 503, 3);
+    let upstream = Upstream::rewrite_to(douyin.url.parse().unwrap());
+    let pipeline = Pipeline::build(Stages {
+        extractor: Some(Arc::new(
+            DouyinExtractor::new(ExtractOptions {
+                client: ClientOptions {
+                    upstream: upstream.clone(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap(),
+        )),
+        downloader: Some(Arc::new(
+            HttpDownloader::new(DownloadOptions {
+                upstream,
+                ..Default::default()
+            })
+            .unwrap(),
+        )),
+        validator: Some(Arc::new(FileValidator)),
+        storage: Some(Arc::new(stage(Arc::new(supabase(&api))))),
+    })
+    .unwrap();
+    let b = crate::backends::Backend::new(crate::backends::Kind::Sqlite).await;
+    let id = b
+        .enqueue_with(EnqueueRequest {
+            url: Some(format!("https://www.douyin.com/video/{ID}")),
+            ..Default::default()
+        })
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = Worker::new(
+        b.queue.clone(),
+        Arc::new(pipeline),
+        crate::worker::options("w1", tmp.path().into()),
+    );
+    let run = tokio::spawn(worker.run(stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let rec = loop {
+        let rec = b.queue.job(id).await.unwrap().unwrap();
+        if rec.status == "completed" || rec.status == "failed" {
+            break rec;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rec:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    stop.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(rec.status, "completed", "{rec:?}");
+    assert_eq!(
+        rec.attempts, 2,
+        "the first attempt failed on the upload: {rec:?}"
+    );
+    assert_eq!(summary.retried, 1);
+    assert_eq!(api.object_count("videos"), 1);
+    let (stored, ..) = api.object("videos", &format!("{ID}/{ID}.mp4")).unwrap();
+    assert_eq!(&stored[4..8], b"ftyp");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "no temp files left"
+    );
+}
