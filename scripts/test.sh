@@ -62,6 +62,16 @@ and re-run: bash scripts/test.sh"
     apt_install ffmpeg
 }
 
+# s3s-fs: a small S3-compatible server (checks SigV4 signatures) for the object-store tests.
+# 0.14.1 is the newest release that builds with this toolchain.
+ensure_s3s_fs() {
+    if command -v s3s-fs >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/s3s-fs" ]; then
+        return 0
+    fi
+    say "installing s3s-fs (an S3-compatible test server; compiles for a few minutes)"
+    cargo install s3s-fs@0.14.1 --locked --features binary >&2 || die "could not install s3s-fs"
+}
+
 USE_NEXTEST=1
 ensure_nextest() {
     if cargo nextest --version >/dev/null 2>&1; then
@@ -111,6 +121,7 @@ main() {
 
     ensure_postgres
     ensure_ffmpeg
+    ensure_s3s_fs
     ensure_nextest
 
     start_postgres

@@ -220,11 +220,24 @@ async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The storage backend the configuration names: Supabase Storage with the Supabase
-/// settings, else the local folder.
+/// The storage backend the configuration names: `STORAGE_URL` if set, else Supabase Storage
+/// with the Supabase settings, else the local folder.
 fn storage_backend(
     config: &Config,
 ) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, Failure> {
+    if let Some(url) = &config.storage_url {
+        return Ok(if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|_| usage(anyhow::anyhow!("STORAGE_URL={url}: not a local path")))?;
+            std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+                path,
+                &config.storage_bucket,
+            ))
+        } else {
+            std::sync::Arc::new(crate::storage::object::S3Store::from_url(url).map_err(usage_msg)?)
+        });
+    }
     Ok(match (&config.supabase_url, &config.supabase_key) {
         (Some(url), Some(key)) => std::sync::Arc::new(
             crate::storage::supabase::SupabaseStorage::new(

@@ -153,6 +153,11 @@ pub struct RawSettings {
     #[arg(long, env = "DOWNLOAD_MAX_RESUMES", global = true, value_name = "N")]
     pub download_max_resumes: Option<String>,
 
+    /// Object store instead of Supabase Storage or the local folder: `s3://BUCKET` (settings
+    /// from the AWS_* variables) or `file:///path`.
+    #[arg(long, env = "STORAGE_URL", global = true, value_name = "URL")]
+    pub storage_url: Option<String>,
+
     /// Storage bucket (Supabase Storage) or folder name of the local store [default: videos].
     #[arg(long, env = "STORAGE_BUCKET", global = true, value_name = "NAME")]
     pub storage_bucket: Option<String>,
@@ -319,6 +324,8 @@ pub struct Config {
     pub cache_control_seconds: u64,
     /// How a bucket the worker creates is set up.
     pub bucket_spec: crate::storage::BucketSpec,
+    /// Object store URL (`s3://`, `file://`).
+    pub storage_url: Option<Url>,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -656,7 +663,29 @@ impl Config {
             return Err(mime_f.fail("expected type/subtype entries separated by commas"));
         }
 
+        let storage_url_f = field("storage_url", "STORAGE_URL", &raw.storage_url, false);
+        let storage_url = match storage_url_f.present() {
+            None => None,
+            Some(raw_url) => {
+                let url = Url::parse(raw_url)
+                    .map_err(|e| storage_url_f.fail(format_args!("not a valid URL ({e})")))?;
+                match url.scheme() {
+                    "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+                    "file" => {}
+                    "gs" | "az" | "azure" | "abfs" => {
+                        return Err(storage_url_f.fail(
+                            "Google Cloud Storage and Azure are not built into this version; use \
+                             s3:// (S3-compatible), file://, or Supabase Storage",
+                        ));
+                    }
+                    _ => return Err(storage_url_f.fail("expected s3://BUCKET or file:///PATH")),
+                }
+                Some(url)
+            }
+        };
+
         Ok(Config {
+            storage_url,
             bucket_spec: crate::storage::BucketSpec {
                 public: storage_public,
                 file_size_limit: Some(storage_file_size_limit),

@@ -4,8 +4,10 @@
 //!
 //! - [`local`]: a local folder, the embedded default (`./data/videos`).
 //! - [`supabase`]: Supabase Storage (standard uploads and TUS).
+//! - [`object`]: S3-compatible stores through `object_store`.
 
 pub mod local;
+pub mod object;
 pub mod supabase;
 
 use std::collections::BTreeMap;
@@ -82,7 +84,7 @@ impl From<StorageError> for JobError {
 }
 
 /// How the bucket should be set up when it is created.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BucketSpec {
     /// Readable without a key.
     pub public: bool,

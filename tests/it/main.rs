@@ -12,6 +12,7 @@ mod media;
 mod migrations;
 mod postgrest;
 mod queue;
+mod s3;
 mod stages;
 mod storage;
 mod storage_api;

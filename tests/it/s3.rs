@@ -1,0 +1,243 @@
+//! S3-compatible storage through `object_store` against a real S3 server on loopback:
+//! s3s-fs, installed by scripts/test.sh, which checks SigV4 signatures.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use douyin_worker::error::ErrorClass;
+use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::storage::object::S3Store;
+use douyin_worker::storage::{ObjectBackend, PutRequest};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as StorePath;
+use object_store::{Attribute, ObjectStoreExt};
+use sha2::Digest;
+
+use crate::cdn::bytes;
+
+const ACCESS: &str = "test-access-key";
+const SECRET: &str = "test-secret-key";
+
+/// A running s3s-fs with one bucket; killed on drop.
+pub struct S3Server {
+    pub endpoint: String,
+    child: Child,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> String {
+    if let Ok(p) = std::env::var("DW_S3S_FS") {
+        return p;
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = format!("{home}/.cargo/bin/s3s-fs");
+    if std::path::Path::new(&cargo_bin).exists() {
+        return cargo_bin;
+    }
+    "s3s-fs".into()
+}
+
+impl S3Server {
+    pub fn start(bucket: &str) -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(bucket)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("s3s-fs is needed ({e}): run bash scripts/test.sh, which installs it")
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            _root: root,
+        }
+    }
+
+    pub fn store(&self, bucket: &str, secret: &str) -> S3Store {
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_access_key_id(ACCESS)
+            .with_secret_access_key(secret)
+            .build()
+            .unwrap();
+        S3Store::new(Arc::new(store), bucket)
+    }
+}
+
+fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
+    let path = dir.join("media.part");
+    std::fs::write(&path, data).unwrap();
+    DownloadedFile {
+        path,
+        size: data.len() as u64,
+        sha256: format!("{:x}", sha2::Sha256::digest(data)),
+    }
+}
+
+#[tokio::test]
+async fn multipart_uploads_of_large_files_arrive_whole_with_their_attributes() {
+    let server = S3Server::start("videos");
+    let s3 = server.store("videos", SECRET);
+    assert_eq!(
+        s3.ensure_bucket(&Default::default()).await.unwrap(),
+        douyin_worker::storage::BucketOutcome::Exists
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for (key, len) in [
+        ("small/a.mp4", 300_000usize),
+        ("large/b.mp4", 20 * 1024 * 1024 + 7),
+    ] {
+        let data = bytes(len, len as u64);
+        let file = file_of(tmp.path(), &data);
+        let meta = BTreeMap::from([("douyin_id".to_string(), "7412345678901234567".to_string())]);
+        s3.put(&PutRequest {
+            key,
+            file: &file,
+            content_type: "video/mp4",
+            cache_control: "max-age=3600",
+            metadata: &meta,
+        })
+        .await
+        .unwrap();
+        let head = s3.head(key).await.unwrap().expect("stored");
+        assert_eq!(head.size, len as u64);
+        if len > douyin_worker::storage::object::PART_SIZE {
+            assert!(
+                head.etag.as_deref().is_some_and(|t| t.ends_with("-3")),
+                "{head:?}"
+            );
+        }
+        // Read it back through a plain client.
+        let raw = AmazonS3Builder::new()
+            .with_endpoint(&server.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name("videos")
+            .with_access_key_id(ACCESS)
+            .with_secret_access_key(SECRET)
+            .build()
+            .unwrap();
+        let got = raw.get(&StorePath::from(key)).await.unwrap();
+        let attrs = got.attributes.clone();
+        let body = got.bytes().await.unwrap();
+        assert!(body.as_ref() == data.as_slice(), "{key} differs");
+        assert_eq!(
+            attrs.get(&Attribute::ContentType).map(|v| v.as_ref()),
+            Some("video/mp4")
+        );
+    }
+    assert_eq!(s3.head("absent.mp4").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
+    let server = S3Server::start("videos");
+    let s3 = server.store("videos", "not-the-secret");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = file_of(tmp.path(), &bytes(1000, 1));
+    let meta = BTreeMap::new();
+    let e = s3
+        .put(&PutRequest {
+            key: "x.mp4",
+            file: &file,
+            content_type: "video/mp4",
+            cache_control: "max-age=3600",
+            metadata: &meta,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-access-denied", ErrorClass::Permanent),
+        "{e}"
+    );
+    assert!(e.message.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    const ID: &str = "7412345678901234567";
+    let server = S3Server::start("videos");
+    let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let bin = crate::cli::RunningBinary::start(&[
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("DOUYIN_UPSTREAM", &douyin.url),
+        ("STORAGE_URL", "s3://videos"),
+        ("AWS_ENDPOINT", &server.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+        ("AWS_ACCESS_KEY_ID", ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ]);
+    let db = data.path().join("douyin-worker.db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !db.exists() {
+        assert!(Instant::now() < deadline, "no queue file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let q = douyin_worker::queue::sqlite::SqliteQueue::open(&db)
+        .await
+        .unwrap();
+    let r = q
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some(ID.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = r.job_id.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rec = loop {
+        let rec = q.job(id).await.unwrap().unwrap();
+        if rec.status == "completed" {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "{rec:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0));
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains(SECRET), "the secret leaked");
+    let key = format!("{ID}/{ID}.mp4");
+    assert_eq!(rec.video_object_key.as_deref(), Some(key.as_str()));
+    let head = server
+        .store("videos", SECRET)
+        .head(&key)
+        .await
+        .unwrap()
+        .expect("in the bucket");
+    assert!(head.size > 1000);
+}
