@@ -53,12 +53,11 @@ impl JobWorkdir {
 
 impl Drop for JobWorkdir {
     fn drop(&mut self) {
-        if self.created.get().is_some() {
-            if let Err(e) = std::fs::remove_dir_all(&self.path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %self.path.display(), error = %e, "could not remove job temp folder");
-                }
-            }
+        if self.created.get().is_some()
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove job temp folder");
         }
     }
 }

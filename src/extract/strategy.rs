@@ -6,6 +6,7 @@
 //!    since August 2026.
 //! 2. [`ItemInfo`]: the H5 item-info API, with the share page's reflow tokens and cookies.
 //! 3. [`SlidesInfo`]: the slides-info API.
+//!
 //! The browser strategy joins the end of the chain in its own module.
 
 use async_trait::async_trait;

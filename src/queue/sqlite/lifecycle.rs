@@ -529,19 +529,20 @@ impl SqliteQueue {
 
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let expired: Vec<(String, String, Option<String>, i32, i32, Option<String>)> =
-            sqlx::query_as(
-                "select j.id, j.video_id, j.worker_id, j.attempts, j.max_attempts, v.douyin_id
+        // (job id, video id, worker id, attempts, max attempts, douyin id)
+        type Expired = (String, String, Option<String>, i32, i32, Option<String>);
+        let expired: Vec<Expired> = sqlx::query_as(
+            "select j.id, j.video_id, j.worker_id, j.attempts, j.max_attempts, v.douyin_id
                from download_jobs j
                left join videos v on v.id = j.video_id
               where j.status = 'running' and j.lease_expires_at < ?1
               order by j.lease_expires_at
               limit ?2",
-            )
-            .bind(&now_s)
-            .bind(i64::from(limit.max(1)))
-            .fetch_all(&mut *w.tx)
-            .await?;
+        )
+        .bind(&now_s)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *w.tx)
+        .await?;
         if expired.is_empty() {
             w.commit().await?;
             return Ok(Vec::new());
