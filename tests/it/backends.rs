@@ -103,6 +103,42 @@ impl Backend {
     }
 }
 
+/// Waits until the job is in one of `statuses`; panics with the job after `within`.
+pub async fn wait_for_status(
+    q: &dyn JobQueue,
+    id: Uuid,
+    statuses: &[&str],
+    within: std::time::Duration,
+) -> douyin_worker::queue::JobRecord {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let rec = q.job(id).await.unwrap().unwrap();
+        if statuses.contains(&rec.status.as_str()) {
+            return rec;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} still {} (wanted {statuses:?}): {rec:?}",
+            rec.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Opens the SQLite queue a worker process creates at `path`, once the file is there.
+pub async fn open_sqlite_when_created(path: &std::path::Path) -> SqliteQueue {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no queue file at {}",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    SqliteQueue::open(path).await.unwrap()
+}
+
 /// Runs each named async test fn (taking a [`Kind`]) once per backend.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {

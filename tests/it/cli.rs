@@ -154,18 +154,8 @@ async fn wait_completed(
     q: &dyn douyin_worker::queue::JobQueue,
     id: uuid::Uuid,
 ) -> douyin_worker::queue::JobRecord {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rec = q.job(id).await.unwrap().unwrap();
-        if rec.status == "completed" {
-            return rec;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not completed: {rec:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::backends::wait_for_status(q, id, &["completed"], std::time::Duration::from_secs(30))
+        .await
 }
 
 const ID: &str = "7412345678901234567";
@@ -272,15 +262,7 @@ async fn the_embedded_default_runs_jobs_with_no_configuration_but_a_folder() {
         ("WORKER_ID", "json-test"),
     ]);
     // Another process (this test) queues into the same SQLite file.
-    let db = data.path().join("douyin-worker.db");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !db.exists() {
-        assert!(std::time::Instant::now() < deadline, "no queue file");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let q = douyin_worker::queue::sqlite::SqliteQueue::open(&db)
-        .await
-        .unwrap();
+    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
     let r = q
         .enqueue(&EnqueueRequest {
             url: Some(format!(

@@ -201,15 +201,7 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         ("AWS_ACCESS_KEY_ID", ACCESS),
         ("AWS_SECRET_ACCESS_KEY", SECRET),
     ]);
-    let db = data.path().join("douyin-worker.db");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db.exists() {
-        assert!(Instant::now() < deadline, "no queue file");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let q = douyin_worker::queue::sqlite::SqliteQueue::open(&db)
-        .await
-        .unwrap();
+    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
     let r = q
         .enqueue(&EnqueueRequest {
             douyin_id: Some(ID.into()),
@@ -218,15 +210,8 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         .await
         .unwrap();
     let id = r.job_id.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rec = loop {
-        let rec = q.job(id).await.unwrap().unwrap();
-        if rec.status == "completed" {
-            break rec;
-        }
-        assert!(Instant::now() < deadline, "{rec:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec =
+        crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
     let text = serde_json::to_string(&lines).unwrap();

@@ -406,15 +406,13 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
         crate::worker::options("w1", tmp.path().into()),
     );
     let run = tokio::spawn(worker.run(stop.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let rec = loop {
-        let rec = b.queue.job(id).await.unwrap().unwrap();
-        if rec.status == "completed" || rec.status == "failed" {
-            break rec;
-        }
-        assert!(std::time::Instant::now() < deadline, "{rec:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let rec = crate::backends::wait_for_status(
+        b.queue.as_ref(),
+        id,
+        &["completed", "failed"],
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     stop.cancel();
     let summary = run.await.unwrap();
     assert_eq!(rec.status, "completed", "{rec:?}");

@@ -315,15 +315,8 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
         .await
         .unwrap();
     let id = r.job_id.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rec = loop {
-        let rec = q.job(id).await.unwrap().unwrap();
-        if rec.status == "completed" {
-            break rec;
-        }
-        assert!(Instant::now() < deadline, "{rec:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rec =
+        crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
     let (code, _lines) = bin.stop();
     assert_eq!(code, Some(0));
     let key_path = format!("{ID}/{ID}.mp4");

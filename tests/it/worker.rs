@@ -61,21 +61,9 @@ fn start(queue: Arc<dyn JobQueue>, handler: Arc<dyn JobHandler>, opts: WorkerOpt
     Running { stop, handle }
 }
 
-/// Waits until `cond` holds for the job's status, or panics after `within`.
+/// Waits until the job has `status`, or panics after `within`.
 async fn wait_for_status(b: &Backend, id: Uuid, status: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let rec = b.queue.job(id).await.unwrap().unwrap();
-        if rec.status == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} still {} (wanted {status}): {rec:?}",
-            rec.status
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::backends::wait_for_status(b.queue.as_ref(), id, &[status], within).await;
 }
 
 on_every_backend!(
