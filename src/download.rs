@@ -19,7 +19,6 @@ pub mod guard;
 mod sink;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -406,9 +405,6 @@ impl Downloader for HttpDownloader {
         self.download_to(source, &dir, &progress).await
     }
 }
-
-/// A downloader shared by the pipeline and the CLI.
-pub type SharedDownloader = Arc<HttpDownloader>;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,6 @@ pub mod reflow;
 pub mod strategy;
 pub mod upstream;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -284,7 +283,7 @@ impl DouyinExtractor {
             Choice::Images { .. } => None,
         };
         let metadata = media::metadata(&record, chosen);
-        let cookie = session_cookie(&cx);
+        let cookie = cx.session.cookie_header();
         Ok(Extraction {
             aweme_id: target.aweme_id.clone(),
             link_kind: target.kind,
@@ -374,10 +373,6 @@ impl DouyinExtractor {
     }
 }
 
-fn session_cookie(cx: &Context<'_, '_>) -> Option<String> {
-    cx.session.cookie_header()
-}
-
 #[async_trait]
 impl crate::pipeline::Extractor for DouyinExtractor {
     async fn extract(&self, job: &ClaimedJob, _ctx: &JobContext) -> Result<MediaSource, JobError> {
@@ -450,6 +445,3 @@ impl Extraction {
         })
     }
 }
-
-/// An extractor shared by the pipeline and the CLI.
-pub type SharedExtractor = Arc<DouyinExtractor>;
