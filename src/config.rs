@@ -8,208 +8,17 @@
 //! `--max-concurrent abc: ...` for a flag. Secrets are never echoed.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args};
+use clap::ArgMatches;
+
+mod settings;
+pub use settings::RawSettings;
 use url::Url;
 
-/// The settings shared by every subcommand, as raw strings.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RawSettings {
-    /// Supabase project URL (Supabase mode, and Supabase Storage).
-    #[arg(long, env = "SUPABASE_URL", global = true, value_name = "URL")]
-    pub supabase_url: Option<String>,
-
-    /// Supabase service role key (a legacy JWT or an `sb_secret_...` key). Never logged.
-    #[arg(
-        long,
-        env = "SUPABASE_SERVICE_ROLE_KEY",
-        global = true,
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub supabase_service_role_key: Option<String>,
-
-    /// PostgreSQL URL: queue over a direct connection with LISTEN/NOTIFY wake-ups.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        global = true,
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
-
-    /// Folder of the embedded default: the SQLite queue and the local video store.
-    #[arg(long, env = "DATA_DIR", global = true, value_name = "DIR")]
-    pub data_dir: Option<String>,
-
-    /// This worker's name in the queue [default: host name plus a short random suffix].
-    #[arg(long, env = "WORKER_ID", global = true, value_name = "ID")]
-    pub worker_id: Option<String>,
-
-    /// Jobs processed at once by this process [default: 2].
-    #[arg(long, env = "MAX_CONCURRENT", global = true, value_name = "N")]
-    pub max_concurrent: Option<String>,
-
-    /// Fallback poll interval in milliseconds when no wake-up arrives [default: 10000].
-    #[arg(long, env = "POLL_INTERVAL", global = true, value_name = "MS")]
-    pub poll_interval: Option<String>,
-
-    /// Lease of a running job in seconds, renewed by heartbeats every third of it [default: 60].
-    #[arg(long, env = "LEASE_SECONDS", global = true, value_name = "S")]
-    pub lease_seconds: Option<String>,
-
-    /// Attempts per job before it fails for good [default: 5].
-    #[arg(long, env = "MAX_ATTEMPTS", global = true, value_name = "N")]
-    pub max_attempts: Option<String>,
-
-    /// Base of the exponential retry backoff, in seconds [default: 30].
-    #[arg(long, env = "RETRY_BASE_SECONDS", global = true, value_name = "S")]
-    pub retry_base_seconds: Option<String>,
-
-    /// Cap of the retry backoff, in seconds [default: 3600].
-    #[arg(long, env = "RETRY_MAX_SECONDS", global = true, value_name = "S")]
-    pub retry_max_seconds: Option<String>,
-
-    /// On SIGINT/SIGTERM, how long running jobs may finish before they are released [default: 30].
-    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", global = true, value_name = "S")]
-    pub shutdown_grace_seconds: Option<String>,
-
-    /// Folder for downloads in progress [default: the system temp folder].
-    #[arg(long, env = "TEMP_DIR", global = true, value_name = "DIR")]
-    pub temp_dir: Option<String>,
-
-    /// Connections to PostgreSQL per process [default: MAX_CONCURRENT + 4].
-    #[arg(long, env = "DB_MAX_CONNECTIONS", global = true, value_name = "N")]
-    pub db_max_connections: Option<String>,
-
-    /// Debug logging (true/false) [default: false].
-    #[arg(long, env = "DEBUG", global = true, value_name = "BOOL")]
-    pub debug: Option<String>,
-
-    /// Log format: `text` or `json` [default: text].
-    #[arg(long, env = "LOG_FORMAT", global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
-
-    /// A browser cookie string sent to Douyin hosts only (helps when Douyin asks for a
-    /// captcha). Never logged.
-    #[arg(
-        long,
-        env = "DOUYIN_COOKIE",
-        global = true,
-        value_name = "COOKIE",
-        hide_env_values = true
-    )]
-    pub douyin_cookie: Option<String>,
-
-    /// Testing aid: send every request to a Douyin host to `{URL}/{host}{path}` instead
-    /// (a local fixture server).
-    #[arg(long, env = "DOUYIN_UPSTREAM", global = true, value_name = "URL")]
-    pub douyin_upstream: Option<String>,
-
-    /// Prefer H.264 over H.265 when both exist (true/false) [default: true].
-    #[arg(long, env = "PREFER_H264", global = true, value_name = "BOOL")]
-    pub prefer_h264: Option<String>,
-
-    /// Timeout of one request to Douyin, in seconds [default: 15].
-    #[arg(long, env = "EXTRACT_TIMEOUT_SECONDS", global = true, value_name = "S")]
-    pub extract_timeout_seconds: Option<String>,
-
-    /// Largest media file accepted, in bytes [default: 2147483648].
-    #[arg(long, env = "MAX_VIDEO_BYTES", global = true, value_name = "BYTES")]
-    pub max_video_bytes: Option<String>,
-
-    /// Connect timeout of downloads, in seconds [default: 10].
-    #[arg(
-        long,
-        env = "DOWNLOAD_CONNECT_TIMEOUT_SECONDS",
-        global = true,
-        value_name = "S"
-    )]
-    pub download_connect_timeout_seconds: Option<String>,
-
-    /// A download with no byte for this many seconds is resumed [default: 30].
-    #[arg(
-        long,
-        env = "DOWNLOAD_IDLE_TIMEOUT_SECONDS",
-        global = true,
-        value_name = "S"
-    )]
-    pub download_idle_timeout_seconds: Option<String>,
-
-    /// Longest time for one whole download, in seconds [default: 3600].
-    #[arg(
-        long,
-        env = "DOWNLOAD_TIMEOUT_SECONDS",
-        global = true,
-        value_name = "S"
-    )]
-    pub download_timeout_seconds: Option<String>,
-
-    /// Resumes of one download after dropped connections [default: 5].
-    #[arg(long, env = "DOWNLOAD_MAX_RESUMES", global = true, value_name = "N")]
-    pub download_max_resumes: Option<String>,
-
-    /// Object store instead of Supabase Storage or the local folder: `s3://BUCKET` (settings
-    /// from the AWS_* variables) or `file:///path`.
-    #[arg(long, env = "STORAGE_URL", global = true, value_name = "URL")]
-    pub storage_url: Option<String>,
-
-    /// Storage bucket (Supabase Storage) or folder name of the local store [default: videos].
-    #[arg(long, env = "STORAGE_BUCKET", global = true, value_name = "NAME")]
-    pub storage_bucket: Option<String>,
-
-    /// Folder of the local store [default: DATA_DIR/STORAGE_BUCKET].
-    #[arg(long, env = "STORAGE_DIR", global = true, value_name = "DIR")]
-    pub storage_dir: Option<String>,
-
-    /// Object key template with {douyin_id}, {video_id}, {ext} [default: {douyin_id}/{douyin_id}.{ext}].
-    #[arg(
-        long,
-        env = "OBJECT_KEY_TEMPLATE",
-        global = true,
-        value_name = "TEMPLATE"
-    )]
-    pub object_key_template: Option<String>,
-
-    /// A bucket created by the worker is public (readable without a key) [default: true].
-    #[arg(long, env = "STORAGE_PUBLIC", global = true, value_name = "BOOL")]
-    pub storage_public: Option<String>,
-
-    /// File size limit of a bucket created by the worker, in bytes [default: MAX_VIDEO_BYTES].
-    #[arg(
-        long,
-        env = "STORAGE_FILE_SIZE_LIMIT",
-        global = true,
-        value_name = "BYTES"
-    )]
-    pub storage_file_size_limit: Option<String>,
-
-    /// Content types a bucket created by the worker accepts, comma-separated [default: video/mp4,video/quicktime,audio/mp4,image/jpeg,image/png,image/webp,image/heic].
-    #[arg(
-        long,
-        env = "STORAGE_ALLOWED_MIME_TYPES",
-        global = true,
-        value_name = "TYPES"
-    )]
-    pub storage_allowed_mime_types: Option<String>,
-
-    /// Cache lifetime of stored objects, in seconds [default: 3600].
-    #[arg(long, env = "CACHE_CONTROL_SECONDS", global = true, value_name = "S")]
-    pub cache_control_seconds: Option<String>,
-
-    /// Let downloads reach private, loopback and link-local addresses (tests only) [default: false].
-    #[arg(
-        long,
-        env = "ALLOW_PRIVATE_NETWORKS",
-        global = true,
-        value_name = "BOOL"
-    )]
-    pub allow_private_networks: Option<String>,
-}
 
 /// A configuration value that must not be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -326,6 +135,22 @@ pub struct Config {
     pub bucket_spec: crate::storage::BucketSpec,
     /// Object store URL (`s3://`, `file://`).
     pub storage_url: Option<Url>,
+    /// Where the HTTP server listens (`None`: off).
+    pub http_addr: Option<SocketAddr>,
+    /// The download API is served.
+    pub api_enabled: bool,
+    /// Lifetime of signed download URLs.
+    pub signed_url_ttl: Duration,
+    /// Origins allowed by CORS (`["*"]` for any; empty for none).
+    pub api_cors_origins: Vec<String>,
+    /// The browser executable, if set (else searched on PATH).
+    pub chromium_path: Option<PathBuf>,
+    /// The browser strategy is used.
+    pub browser_enabled: bool,
+    /// Pages per browser launch.
+    pub browser_max_pages: u32,
+    /// Time one browser extraction may take.
+    pub browser_timeout: Duration,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -684,7 +509,91 @@ impl Config {
             }
         };
 
+        let http_f = field("http_addr", "HTTP_ADDR", &raw.http_addr, false);
+        // An empty HTTP_ADDR turns the server off (clap may report an empty variable as unset).
+        let http_off_by_env = raw.http_addr.is_none()
+            && std::env::var_os("HTTP_ADDR").is_some_and(|v| v.is_empty());
+        let http_addr = match http_f.present() {
+            _ if http_off_by_env => None,
+            None if raw.http_addr.is_some() => None,
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+                http_f.fail("expected IP:PORT (e.g. 127.0.0.1:9464 or 0.0.0.0:8080), or off")
+            })?),
+        };
+        let api_enabled = field("api_enabled", "API_ENABLED", &raw.api_enabled, false)
+            .boolean(false)?;
+        if api_enabled && http_addr.is_none() {
+            return Err(ConfigError(
+                "API_ENABLED=true needs the HTTP server: set HTTP_ADDR (it is off)".into(),
+            ));
+        }
+        let signed_url_ttl = Duration::from_secs(
+            field("signed_url_ttl", "SIGNED_URL_TTL", &raw.signed_url_ttl, false)
+                .number(3600, 1, 7 * 86_400)?,
+        );
+        let cors_f = field(
+            "api_cors_origins",
+            "API_CORS_ORIGINS",
+            &raw.api_cors_origins,
+            false,
+        );
+        let api_cors_origins: Vec<String> = cors_f
+            .present()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect();
+        for origin in &api_cors_origins {
+            let ok = origin == "*"
+                || Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+                });
+            if !ok {
+                return Err(cors_f.fail(format_args!(
+                    "expected * or origins like https://example.com separated by commas, not {origin}"
+                )));
+            }
+        }
+        let chromium_path = field("chromium_path", "CHROMIUM_PATH", &raw.chromium_path, false)
+            .present()
+            .map(PathBuf::from);
+        let browser_enabled = field(
+            "browser_enabled",
+            "BROWSER_ENABLED",
+            &raw.browser_enabled,
+            false,
+        )
+        .boolean(cfg!(feature = "browser"))?;
+        let browser_max_pages: u32 = field(
+            "browser_max_pages",
+            "BROWSER_MAX_PAGES",
+            &raw.browser_max_pages,
+            false,
+        )
+        .number(200, 1, 1_000_000)?;
+        let browser_timeout = Duration::from_secs(
+            field(
+                "browser_timeout_seconds",
+                "BROWSER_TIMEOUT_SECONDS",
+                &raw.browser_timeout_seconds,
+                false,
+            )
+            .number(30, 1, 600)?,
+        );
+
         Ok(Config {
+            http_addr,
+            api_enabled,
+            signed_url_ttl,
+            api_cors_origins,
+            chromium_path,
+            browser_enabled,
+            browser_max_pages,
+            browser_timeout,
             storage_url,
             bucket_spec: crate::storage::BucketSpec {
                 public: storage_public,

@@ -87,6 +87,19 @@ pub struct Attempt {
     pub outcome: String,
 }
 
+/// The `result` label of one strategy's answer in the metrics.
+fn strategy_result_label<T>(result: &Result<T, StrategyError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(StrategyError::Parse(ParseError::Unavailable { .. })) => "unavailable",
+        Err(StrategyError::Parse(ParseError::Captcha)) => "captcha",
+        Err(StrategyError::Parse(ParseError::Drift { .. })) => "drift",
+        Err(StrategyError::Parse(_)) => "no_record",
+        Err(StrategyError::Fetch(_)) => "network",
+        Err(StrategyError::Status { .. }) => "http_status",
+    }
+}
+
 /// What an extraction found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Extraction {
@@ -230,6 +243,12 @@ impl DouyinExtractor {
             let t = Instant::now();
             let result = s.fetch(&target, &mut cx).await;
             let ms = t.elapsed().as_millis() as u64;
+            metrics::counter!(
+                crate::metrics::EXTRACT_STRATEGY_RESULTS,
+                "strategy" => s.name(),
+                "result" => strategy_result_label(&result),
+            )
+            .increment(1);
             match result {
                 Ok(record) => {
                     attempts.push(Attempt {

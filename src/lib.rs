@@ -24,6 +24,7 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod get;
+pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod queue;

@@ -524,6 +524,111 @@ impl JobSignal {
     }
 }
 
+/// A video's download state, as the download API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoState {
+    /// `videos.id`.
+    pub id: Uuid,
+    /// `videos.douyin_id`.
+    pub douyin_id: Option<String>,
+    /// `videos.title`.
+    pub title: Option<String>,
+    /// `videos.status` (`new`, `queued`, `pending`, `downloading`, `running`, `uploaded`,
+    /// `processed`, `ready`, `failed`).
+    pub status: String,
+    /// `videos.attempts`.
+    pub attempts: i32,
+    /// `videos.last_error`.
+    pub last_error: Option<String>,
+    /// `videos.download_progress` (percent).
+    pub download_progress: Option<i16>,
+    /// `videos.marked_for_deletion`.
+    pub marked_for_deletion: bool,
+    /// `videos.bucket`.
+    pub bucket: Option<String>,
+    /// `videos.object_key`.
+    pub object_key: Option<String>,
+    /// `videos.filesize`.
+    pub filesize: Option<i64>,
+    /// `videos.mime_type`.
+    pub mime_type: Option<String>,
+    /// The pending or running job, if any.
+    pub active_job_id: Option<Uuid>,
+    /// The latest job's status, if the video ever had one.
+    pub latest_job_status: Option<String>,
+    /// The latest job's error class (`permanent`, `transient`, ...), if it failed.
+    pub latest_error_class: Option<String>,
+}
+
+/// Which jobs `jobs` lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs with this status (`pending`, `running`, `completed`, `failed`).
+    pub status: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// Which jobs `retry` requeues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryTarget {
+    /// These jobs.
+    Jobs(Vec<Uuid>),
+    /// Every job failed for good whose video has no active job and is not marked for deletion.
+    AllFailed,
+}
+
+/// What retrying one job did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOutcome {
+    /// A new pending job was queued for its video.
+    Queued,
+    /// Its video already has an active job; none was added.
+    Duplicate,
+    /// The job is not failed (pending, running or completed); nothing changed.
+    NotFailed,
+    /// Its video is marked for deletion; nothing was queued.
+    MarkedForDeletion,
+    /// No job has that id.
+    NotFound,
+}
+
+/// The result of retrying one job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryResult {
+    /// The job asked for.
+    pub job_id: Uuid,
+    /// Its video, if the job exists.
+    pub video_id: Option<Uuid>,
+    /// The new (or already active) job.
+    pub new_job_id: Option<Uuid>,
+    /// What happened.
+    pub outcome: RetryOutcome,
+}
+
+/// Running jobs of one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLoad {
+    /// The worker.
+    pub worker_id: String,
+    /// Jobs it holds.
+    pub running: i64,
+}
+
+/// `stats`: `get_worker_stats()` plus what an operator asks next.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueOverview {
+    /// The `get_worker_stats()` figures.
+    pub stats: WorkerStats,
+    /// Pending jobs due now.
+    pub due_jobs: i64,
+    /// Seconds the oldest due job has waited, if any is due.
+    pub oldest_due_seconds: Option<f64>,
+    /// Running jobs per worker, busiest first.
+    pub workers: Vec<WorkerLoad>,
+}
+
 /// The queue life cycle, the same on every backend.
 ///
 /// Every method that changes a running job takes its [`Lease`] and changes nothing when the
@@ -604,6 +709,44 @@ pub trait JobQueue: Send + Sync + 'static {
             "the {} backend cannot show a job",
             self.backend()
         )))
+    }
+
+    /// A video's download state, if the video exists.
+    async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
+        let _ = id;
+        Err(self.unsupported("show a video"))
+    }
+
+    /// Jobs, newest first.
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
+        let _ = filter;
+        Err(self.unsupported("list jobs"))
+    }
+
+    /// Requeues failed jobs (a new job row per video; the failed row stays as history).
+    async fn retry(&self, target: &RetryTarget) -> Result<Vec<RetryResult>, QueueError> {
+        let _ = target;
+        Err(self.unsupported("retry jobs"))
+    }
+
+    /// The queue at a glance.
+    async fn overview(&self) -> Result<QueueOverview, QueueError> {
+        Err(self.unsupported("show the queue"))
+    }
+
+    /// The object keys in `bucket` that videos still want: every `videos.object_key` of a
+    /// video not marked for deletion.
+    async fn wanted_object_keys(
+        &self,
+        bucket: &str,
+    ) -> Result<std::collections::HashSet<String>, QueueError> {
+        let _ = bucket;
+        Err(self.unsupported("list stored objects"))
+    }
+
+    /// The error for an operation this backend lacks.
+    fn unsupported(&self, what: &str) -> QueueError {
+        QueueError::Rejected(format!("the {} backend cannot {what}", self.backend()))
     }
 
     /// Starts delivering wake-ups to `signal` until `shutdown`. Backends without a push

@@ -45,6 +45,36 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
 }
 
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written, if the store says.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An object opened for reading: its body arrives as a stream of chunks.
+pub struct ObjectStream {
+    /// Size in bytes, if known.
+    pub size: Option<u64>,
+    /// Content type, if the store keeps one.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub body: futures::stream::BoxStream<'static, Result<bytes::Bytes, StorageError>>,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("size", &self.size)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A storage failure, transient or not.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
@@ -117,6 +147,33 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn put(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError>;
     /// What is stored under the key, if anything.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// The objects whose keys start with `prefix` (`""`: the whole bucket), in any order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        let _ = prefix;
+        Err(StorageError::permanent(
+            "unsupported",
+            format!("the {} store cannot list objects", self.provider()),
+        ))
+    }
+
+    /// Deletes the object; returns whether it was there.
+    async fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        let _ = key;
+        Err(StorageError::permanent(
+            "unsupported",
+            format!("the {} store cannot delete objects", self.provider()),
+        ))
+    }
+
+    /// Opens the object for streaming, if it exists. The body is never read whole.
+    async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
+        let _ = key;
+        Err(StorageError::permanent(
+            "unsupported",
+            format!("the {} store cannot read objects", self.provider()),
+        ))
+    }
 
     /// A URL that downloads the object without a key for `ttl`.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {

@@ -1,0 +1,84 @@
+//! Prometheus metrics: the names in one place, and the process-wide recorder.
+//!
+//! Code records through the `metrics` macros with these names; [`install`] sets up the
+//! Prometheus recorder once per process, and the HTTP server's `/metrics` renders it. When
+//! no recorder is installed (the CLI's one-shot commands, unit tests) recording costs
+//! nothing and goes nowhere. Labels never carry secrets or unbounded values (no URLs, no
+//! ids): error codes, classes, strategy names and statuses only.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Jobs claimed (counter).
+pub const JOBS_CLAIMED: &str = "douyin_jobs_claimed_total";
+/// Jobs completed (counter).
+pub const JOBS_COMPLETED: &str = "douyin_jobs_completed_total";
+/// Failed attempts, by `class` and `code` (counter).
+pub const JOBS_FAILED: &str = "douyin_jobs_failed_total";
+/// Failed attempts rescheduled for a later retry (counter).
+pub const JOBS_RETRIED: &str = "douyin_jobs_retried_total";
+/// Jobs released unfinished at shutdown (counter).
+pub const JOBS_RELEASED: &str = "douyin_jobs_released_total";
+/// Jobs running in this process (gauge).
+pub const JOBS_IN_FLIGHT: &str = "douyin_jobs_in_flight";
+/// Jobs in the queue by `status` (gauge, refreshed at each scrape).
+pub const QUEUE_JOBS: &str = "douyin_queue_jobs";
+/// Seconds the oldest due job has waited (gauge, refreshed at each scrape).
+pub const QUEUE_OLDEST_DUE_SECONDS: &str = "douyin_queue_oldest_due_seconds";
+/// Bytes downloaded (counter).
+pub const BYTES_DOWNLOADED: &str = "douyin_downloaded_bytes_total";
+/// Bytes uploaded (counter).
+pub const BYTES_UPLOADED: &str = "douyin_uploaded_bytes_total";
+/// Seconds per stage: `stage` = `extract`, `download`, `validate`, `upload` (histogram).
+pub const STAGE_SECONDS: &str = "douyin_stage_seconds";
+/// Seconds per job, claim to outcome, by `outcome` (histogram).
+pub const JOB_SECONDS: &str = "douyin_job_seconds";
+/// Extraction answers by `strategy` and `result` (counter).
+pub const EXTRACT_STRATEGY_RESULTS: &str = "douyin_extract_strategy_results_total";
+/// Jobs whose lease expired and were requeued or failed by this process (counter).
+pub const LEASE_RESCUES: &str = "douyin_lease_rescues_total";
+/// Queue calls that failed, by `operation` (counter).
+pub const QUEUE_ERRORS: &str = "douyin_queue_errors_total";
+/// Constant 1 with `worker_id` and `version` labels (gauge).
+pub const WORKER_INFO: &str = "douyin_worker_info";
+
+/// Bucket bounds of the seconds histograms: 10 ms to 30 minutes.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder for this process (once; later calls return the same
+/// handle) and records the worker's info gauge.
+pub fn install(worker_id: &str) -> PrometheusHandle {
+    let handle = HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .expect("the bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed (an embedding program's); then
+            // this handle renders nothing, which is the embedder's choice.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder is already installed; /metrics stays empty");
+            }
+            handle
+        })
+        .clone();
+    metrics::gauge!(
+        WORKER_INFO,
+        "worker_id" => worker_id.to_string(),
+        "version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
+    handle
+}
+
+/// The handle, if [`install`] ran.
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE.get().cloned()
+}
