@@ -24,7 +24,10 @@ COPY --from=build /src/target/release/douyin-worker /usr/local/bin/douyin-worker
 COPY migrations /usr/share/douyin-worker/migrations
 USER douyin
 WORKDIR /data
-ENV DATA_DIR=/data LOG_FORMAT=json
+# The HTTP server listens on all interfaces inside the container (publish 9464 only where
+# Prometheus or the UI can reach it).
+ENV DATA_DIR=/data LOG_FORMAT=json HTTP_ADDR=0.0.0.0:9464
+EXPOSE 9464
 VOLUME ["/data"]
 # tini forwards SIGTERM so running jobs get their grace period (docker stop -t 45).
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/douyin-worker"]

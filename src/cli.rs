@@ -207,16 +207,45 @@ async fn run(config: Config) -> Result<(), Failure> {
         extractor: Some(std::sync::Arc::new(extractor)),
         downloader: Some(std::sync::Arc::new(downloader)),
         validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
-        storage: Some(storage_stage(&config, backend)),
+        storage: Some(storage_stage(&config, backend.clone())),
     })
     .map_err(usage)?;
     let shutdown = crate::shutdown::on_signals()?;
+    // The server binds before any job is claimed: a busy port is a start-up error.
+    let server = match config.http_addr {
+        Some(addr) => {
+            let listener = crate::http::bind(addr).await.map_err(usage_msg)?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            let state = crate::http::HttpState::new(
+                queue.clone(),
+                backend.clone(),
+                crate::metrics::install(&config.worker_id),
+                shutdown.clone(),
+                crate::http::api::ApiOptions::from_config(&config),
+            );
+            tracing::info!(addr = %bound, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(crate::http::serve(
+                listener,
+                state,
+                stop.clone(),
+                std::time::Duration::from_secs(5),
+            ));
+            Some((stop, task))
+        }
+        None => None,
+    };
     let worker = Worker::new(
         queue,
         std::sync::Arc::new(pipeline),
         WorkerOptions::from_config(&config),
     );
     worker.run(shutdown).await;
+    // The server answers (readyz: 503) until the worker is done.
+    if let Some((stop, task)) = server {
+        stop.cancel();
+        let _ = task.await;
+    }
     Ok(())
 }
 

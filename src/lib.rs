@@ -14,6 +14,8 @@
 //! - [`retry`]: exponential backoff with full jitter.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
 //! - [`supabase`]: what kind a Supabase API key is.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the UI's download API ([`http::api`]).
+//! - [`metrics`]: the Prometheus metric names and recorder.
 //! - [`shutdown`], [`telemetry`]: signals and logging.
 
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod get;
+pub mod http;
 pub mod metrics;
 pub mod migrate;
 pub mod pipeline;

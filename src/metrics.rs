@@ -49,6 +49,22 @@ const SECONDS_BUCKETS: &[f64] = &[
     1800.0,
 ];
 
+/// An error code as a label: codes are short kebab-case words chosen in this crate, but a
+/// code that came from elsewhere (a storage error body) is folded into `other` so the label
+/// set stays bounded.
+pub fn code_label(code: &str) -> String {
+    if code.len() <= 40
+        && !code.is_empty()
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        code.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder for this process (once; later calls return the same

@@ -303,26 +303,29 @@ impl Pipeline {
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
-        let mut source = self.extractor.extract(job, ctx).await?;
+        let mut source = timed("extract", self.extractor.extract(job, ctx)).await?;
         tracing::info!(strategy = %source.strategy, mirrors = source.urls.len(), "extracted");
-        let file = match self.downloader.download(&source, ctx).await {
+        let file = match timed("download", self.downloader.download(&source, ctx)).await {
             // Every mirror refused the signed URL: extract once more for fresh ones.
             Err(e) if e.code == crate::download::CDN_FORBIDDEN => {
                 tracing::info!(error = %e, "media URLs expired; extracting again");
-                source = self.extractor.extract_fresh(job, ctx).await?;
-                self.downloader.download(&source, ctx).await?
+                source = timed("extract", self.extractor.extract_fresh(job, ctx)).await?;
+                timed("download", self.downloader.download(&source, ctx)).await?
             }
             other => other?,
         };
+        metrics::counter!(crate::metrics::BYTES_DOWNLOADED).increment(file.size);
         tracing::info!(bytes = file.size, "downloaded");
         let validator = self.validator.clone();
         let to_check = file.clone();
-        let info = tokio::task::spawn_blocking(move || validator.validate(&to_check))
-            .await
-            .map_err(|e| {
-                JobError::transient("validate-panic", format!("validation crashed: {e}"))
-            })??;
-        let stored = self.storage.store(job, &source, &file, &info, ctx).await?;
+        let info = timed(
+            "validate",
+            tokio::task::spawn_blocking(move || validator.validate(&to_check)),
+        )
+        .await
+        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
+        let stored = timed("upload", self.storage.store(job, &source, &file, &info, ctx)).await?;
+        metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
         tracing::info!(bucket = %stored.bucket, key = %stored.object_key, "uploaded");
         let mut video = source.video.clone();
         if video.douyin_id.is_none() && !source.douyin_id.is_empty() {
@@ -330,6 +333,15 @@ impl JobHandler for Pipeline {
         }
         Ok(JobOutput { stored, video })
     }
+}
+
+/// Runs one stage and records how long it took, whatever its outcome.
+async fn timed<F: std::future::Future>(stage: &'static str, f: F) -> F::Output {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
+    out
 }
 
 #[cfg(test)]

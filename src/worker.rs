@@ -359,6 +359,8 @@ pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedS
     async move {
         tracing::info!(max_attempts = job.max_attempts, "claimed");
         let started = std::time::Instant::now();
+        let in_flight = metrics::gauge!(crate::metrics::JOBS_IN_FLIGHT);
+        in_flight.increment(1.0);
         let result = if job.video.marked_for_deletion {
             Some(Err(JobError::permanent(
                 "marked-for-deletion",
@@ -389,7 +391,15 @@ pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedS
             })
         };
         drop(permit);
+        in_flight.decrement(1.0);
         let elapsed = started.elapsed();
+        let result_label = match &result {
+            None => "cancelled",
+            Some(Ok(_)) => "done",
+            Some(Err(_)) => "error",
+        };
+        metrics::histogram!(crate::metrics::JOB_SECONDS, "result" => result_label)
+            .record(elapsed.as_secs_f64());
         let outcome = match result {
             None if lost.load(Ordering::SeqCst) => {
                 tracing::warn!("lease lost to another worker: job abandoned");
@@ -523,6 +533,7 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
                     .counters
                     .rescued
                     .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::LEASE_RESCUES).increment(rescued.len() as u64);
                 if rescued.iter().any(|r| r.requeued) {
                     signal.job_due_now();
                 }

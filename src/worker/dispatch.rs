@@ -127,6 +127,7 @@ fn start(
     counters
         .claimed
         .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    metrics::counter!(crate::metrics::JOBS_CLAIMED).increment(jobs.len() as u64);
     if shutting_down {
         for job in jobs {
             tracing::info!(job_id = %job.id(), "claimed as shutdown began: releasing");

@@ -101,6 +101,7 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             match outcome {
                 CompleteOutcome::Completed => {
                     counters.completed.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::JOBS_COMPLETED).increment(1);
                     tracing::debug!(job_id = %id, video_id, douyin_id, "completed");
                 }
                 CompleteOutcome::LeaseLost => {
@@ -117,9 +118,21 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
         };
         for (id, outcome) in &results {
             let (video_id, douyin_id) = shared.job_fields(*id);
+            if !matches!(outcome, FailOutcome::LeaseLost)
+                && let Some(f) = failures.iter().find(|f| f.lease.job_id == *id)
+            {
+                metrics::counter!(
+                    crate::metrics::JOBS_FAILED,
+                    "class" => f.class.to_string(),
+                    "code" => crate::metrics::code_label(&f.code),
+                    "final" => if matches!(outcome, FailOutcome::Failed) { "true" } else { "false" },
+                )
+                .increment(1);
+            }
             match outcome {
                 FailOutcome::RetryScheduled(at) => {
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::JOBS_RETRIED).increment(1);
                     shared.signal.job_due_at(*at);
                     tracing::info!(job_id = %id, video_id, douyin_id, next_attempt_at = %at, "retry scheduled");
                 }
@@ -144,6 +157,7 @@ async fn record(shared: &Shared, batch: Vec<Outcome>, give_up: &CancellationToke
             match outcome {
                 ReleaseOutcome::Released => {
                     counters.released.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::JOBS_RELEASED).increment(1);
                     tracing::info!(job_id = %id, video_id, douyin_id, "released to pending");
                 }
                 ReleaseOutcome::LeaseLost => {

@@ -23,6 +23,8 @@ fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outp
     ] {
         cmd.env_remove(var);
     }
+    // Tests run side by side: no server on the default port unless a test asks for one.
+    cmd.env("HTTP_ADDR", "off");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -127,6 +129,7 @@ impl RunningBinary {
         }
         cmd.env("LOG_FORMAT", "json")
             .env("POLL_INTERVAL", "200")
+            .env("HTTP_ADDR", "off")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());

@@ -194,6 +194,7 @@ fn worker_bin(env: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
+    cmd.env("HTTP_ADDR", "off");
     for (k, v) in env {
         cmd.env(k, v);
     }
