@@ -221,6 +221,50 @@ pub fn object_key(
     Ok(segments.join("/"))
 }
 
+/// Longest key a backend accepts, in bytes (S3's limit; Supabase Storage's is the same).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Checks a key handed to a backend by someone other than the storage stage (`gc`, the download
+/// API). Keys the stage writes come from [`object_key`] and always pass. The rules keep every
+/// key inside its bucket or folder without being stricter than that, so objects an older worker
+/// stored under other characters can still be listed, opened and deleted: not empty, at most
+/// [`MAX_KEY_BYTES`], no leading or trailing `/`, no empty, `.` or `..` segment, no `\` and no
+/// control characters.
+pub fn check_key(key: &str) -> Result<(), StorageError> {
+    let bad = |why: &str| {
+        Err(StorageError::permanent(
+            "bad-object-key",
+            format!("object key {key:?} is not usable: {why}"),
+        ))
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return bad("too long");
+    }
+    if key.chars().any(|c| c.is_control() || c == '\\') {
+        return bad("control character or backslash");
+    }
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return bad("empty, `.` or `..` segment");
+    }
+    Ok(())
+}
+
+/// Checks a listing prefix: `""` (everything), or a key by [`check_key`]'s rules that may end
+/// with `/` (the folder itself).
+pub fn check_prefix(prefix: &str) -> Result<(), StorageError> {
+    match prefix.strip_suffix('/') {
+        None if prefix.is_empty() => Ok(()),
+        Some(folder) => check_key(folder),
+        None => check_key(prefix),
+    }
+}
+
 /// How the storage stage behaves.
 #[derive(Clone, Debug)]
 pub struct StorageOptions {
@@ -379,5 +423,33 @@ mod tests {
         assert!(object_key("{douyin_id}/../etc/passwd", "1", "v", "mp4").is_err());
         assert!(object_key("{douyin_id}", "..", "v", "mp4").is_err());
         assert!(object_key("/", "", "", "").is_err());
+    }
+
+    #[test]
+    fn keys_from_outside_the_stage_stay_inside_the_bucket() {
+        for good in [
+            "a.mp4",
+            "7412/7412.mp4",
+            "old worker/视频 1.mp4",
+            "a/.hidden",
+        ] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "../a", "a/../b", "a/.", ".", "a\\b", "a\nb",
+        ] {
+            assert_eq!(
+                check_key(bad).unwrap_err().code,
+                "bad-object-key",
+                "{bad:?}"
+            );
+        }
+        assert!(check_key(&"a".repeat(MAX_KEY_BYTES + 1)).is_err());
+        for good in ["", "a", "a/", "a/b", "74"] {
+            assert!(check_prefix(good).is_ok(), "{good:?}");
+        }
+        for bad in ["/", "../", "a//", "/a", "a/../"] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
     }
 }

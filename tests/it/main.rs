@@ -15,6 +15,7 @@ mod queue;
 mod s3;
 mod stages;
 mod storage;
+mod storage_admin;
 mod storage_api;
 mod supabase;
 mod worker;
