@@ -6,6 +6,11 @@
 //! inside the body (`statusCode`, `code`); TUS routes answer real statuses with plain-text
 //! bodies; TUS needs 6 MiB chunks except the last, `x-upsert` on every request, and after an
 //! interrupted `PATCH` the server's `HEAD` offset is the truth.
+//!
+//! Operations (contract §5, §6): the list route answers one folder level at a time (objects,
+//! and sub-folders as entries with a `null` id) in `limit`/`offset` pages, so a listing walks
+//! the folders; deletes go through the batch route, whose answer lists the rows it deleted;
+//! downloads stream `GET /object/authenticated/{bucket}/{key}`.
 
 use std::time::Duration;
 
@@ -16,7 +21,10 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use url::Url;
 
-use super::{BucketOutcome, BucketSpec, ObjectBackend, ObjectInfo, PutRequest, StorageError};
+use super::{
+    BucketOutcome, BucketSpec, ListedObject, ObjectBackend, ObjectInfo, ObjectStream, PutRequest,
+    StorageError, check_key, check_prefix,
+};
 use crate::config::Secret;
 
 /// The chunk size hosted Supabase Storage requires for every TUS chunk but the last.
@@ -33,6 +41,8 @@ pub struct SupabaseStorage {
     pub tus_threshold: u64,
     /// Attempts at a TUS chunk before the upload fails.
     pub chunk_attempts: u32,
+    /// Entries asked for per page of a folder listing.
+    pub list_page_size: u32,
 }
 
 impl std::fmt::Debug for SupabaseStorage {
@@ -76,11 +86,58 @@ impl SupabaseStorage {
             bucket: bucket.to_string(),
             tus_threshold: TUS_CHUNK,
             chunk_attempts: 5,
+            list_page_size: 1000,
         })
     }
 
     fn url(&self, path: &str) -> Url {
         self.root.join(path).expect("a relative storage path")
+    }
+
+    /// `{root}/{route}/{bucket}/{key}`, each segment of the key percent-encoded (a key may
+    /// hold characters a URL path cannot, such as `?`, `#` or spaces).
+    fn object_url(&self, route: &str, key: &str) -> Url {
+        let mut url = self.root.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(route.split('/'))
+                .push(&self.bucket)
+                .extend(key.split('/'));
+        }
+        url
+    }
+
+    /// One page of one folder level.
+    async fn list_page(
+        &self,
+        folder: &str,
+        search: &str,
+        offset: u64,
+    ) -> Result<Vec<ListEntry>, StorageError> {
+        let url = self.url(&format!("object/list/{}", self.bucket));
+        let mut body = serde_json::json!({
+            "prefix": folder,
+            "limit": self.list_page_size,
+            "offset": offset,
+            "sortBy": {"column": "name", "order": "asc"},
+        });
+        if !search.is_empty() {
+            body["search"] = search.into();
+        }
+        let response = self
+            .authed(self.client.post(url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(network)?;
+        if !response.status().is_success() {
+            return Err(rest_error(response).await);
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| StorageError::transient("storage-error", format!("listing: {e}")))
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -105,7 +162,7 @@ impl SupabaseStorage {
     }
 
     async fn put_standard(&self, req: &PutRequest<'_>) -> Result<(), StorageError> {
-        let url = self.url(&format!("object/{}/{}", self.bucket, req.key));
+        let url = self.object_url("object", req.key);
         let metadata = base64::engine::general_purpose::STANDARD
             .encode(serde_json::to_vec(req.metadata).unwrap_or_default());
         let response = self
@@ -334,6 +391,36 @@ fn explain_rights(e: StorageError) -> StorageError {
     }
 }
 
+/// One entry of a folder listing: an object, or a sub-folder (no id).
+#[derive(Deserialize)]
+struct ListEntry {
+    name: String,
+    id: Option<String>,
+    updated_at: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+impl ListEntry {
+    fn into_listed(self, key: String) -> ListedObject {
+        let meta = self.metadata.unwrap_or_default();
+        let size = meta["size"]
+            .as_u64()
+            .or_else(|| meta["contentLength"].as_u64())
+            .unwrap_or(0);
+        let last_modified = self
+            .updated_at
+            .as_deref()
+            .or_else(|| meta["lastModified"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        ListedObject {
+            key,
+            size,
+            last_modified,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Info {
     size: u64,
@@ -404,7 +491,7 @@ impl ObjectBackend for SupabaseStorage {
     }
 
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
-        let url = self.url(&format!("object/sign/{}/{key}", self.bucket));
+        let url = self.object_url("object/sign", key);
         let response = self
             .authed(self.client.post(url))
             .json(&serde_json::json!({"expiresIn": ttl.as_secs().max(1)}))
@@ -431,7 +518,7 @@ impl ObjectBackend for SupabaseStorage {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        let url = self.url(&format!("object/info/{}/{key}", self.bucket));
+        let url = self.object_url("object/info", key);
         let response = self
             .authed(self.client.get(url))
             .send()
@@ -451,5 +538,101 @@ impl ObjectBackend for SupabaseStorage {
             return Ok(None);
         }
         Err(err)
+    }
+
+    /// Walks the folders from the prefix's own (the part up to its last `/`), page by page,
+    /// and keeps the keys that start with the prefix; sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        check_prefix(prefix)?;
+        let (folder, rest) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        // `search` narrows the first level (a case-insensitive pattern on the server: the
+        // exact prefix test below decides).
+        let mut pending = vec![(folder.to_string(), rest.to_string())];
+        let mut found = Vec::new();
+        while let Some((folder, search)) = pending.pop() {
+            let base = if folder.is_empty() {
+                String::new()
+            } else {
+                format!("{folder}/")
+            };
+            let mut offset = 0u64;
+            loop {
+                let page = self.list_page(&folder, &search, offset).await?;
+                let n = page.len() as u64;
+                for entry in page {
+                    let key = format!("{base}{}", entry.name);
+                    if entry.id.is_none() {
+                        if format!("{key}/").starts_with(prefix) {
+                            pending.push((key, String::new()));
+                        }
+                    } else if key.starts_with(prefix) {
+                        found.push(entry.into_listed(key));
+                    }
+                }
+                if n < u64::from(self.list_page_size) {
+                    break;
+                }
+                offset += n;
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// Through the batch route (`{"prefixes":[key]}`), whose answer lists the rows deleted:
+    /// `true` when the key is among them, `false` when the object was not there.
+    async fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        check_key(key)?;
+        let url = self.url(&format!("object/{}", self.bucket));
+        let response = self
+            .authed(self.client.delete(url))
+            .json(&serde_json::json!({ "prefixes": [key] }))
+            .send()
+            .await
+            .map_err(network)?;
+        if !response.status().is_success() {
+            return Err(rest_error(response).await);
+        }
+        #[derive(Deserialize)]
+        struct Deleted {
+            name: String,
+        }
+        let rows: Vec<Deleted> = response
+            .json()
+            .await
+            .map_err(|e| StorageError::transient("storage-error", format!("delete: {e}")))?;
+        Ok(rows.iter().any(|r| r.name == key))
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
+        check_key(key)?;
+        let url = self.object_url("object/authenticated", key);
+        let response = self
+            .authed(self.client.get(url))
+            .send()
+            .await
+            .map_err(network)?;
+        if response.status() != StatusCode::OK {
+            let err = rest_error(response).await;
+            if err.message.contains("NoSuchKey") {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        let headers = response.headers();
+        let size = headers
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = futures::TryStreamExt::map_err(response.bytes_stream(), network);
+        Ok(Some(ObjectStream {
+            size,
+            content_type,
+            body: Box::pin(body),
+        }))
     }
 }

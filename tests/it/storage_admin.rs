@@ -292,3 +292,179 @@ async fn local_open_streams_in_chunks_with_the_uploaded_content_type() {
         "no-signed-urls"
     );
 }
+
+mod supabase {
+    //! Supabase Storage through the emulator built from the storage-api contract.
+
+    use douyin_worker::config::Secret;
+    use douyin_worker::error::ErrorClass;
+    use douyin_worker::storage::ObjectBackend;
+    use douyin_worker::storage::supabase::SupabaseStorage;
+
+    use super::{drain, exercise, put, sha};
+    use crate::cdn::bytes;
+    use crate::storage_api::{SERVICE_KEY, StorageApi};
+
+    fn store(api: &StorageApi, key: &str) -> SupabaseStorage {
+        SupabaseStorage::new(&api.url.parse().unwrap(), Secret::new(key), "videos").unwrap()
+    }
+
+    #[tokio::test]
+    async fn supabase_storage_lists_opens_and_deletes() {
+        let api = StorageApi::start().await;
+        api.create_bucket("videos", false, None, None);
+        exercise(&store(&api, SERVICE_KEY)).await;
+        assert_eq!(api.object_count("videos"), 0);
+        // Opened through the authenticated download route, deleted through the batch route.
+        let paths: Vec<String> = api.requests().into_iter().map(|(_, p)| p).collect();
+        assert!(
+            paths
+                .iter()
+                .any(|p| p == "/storage/v1/object/authenticated/videos/7412/7412.mp4"),
+            "{paths:?}"
+        );
+        assert!(paths.iter().any(|p| p == "/storage/v1/object/videos"));
+    }
+
+    #[tokio::test]
+    async fn supabase_listing_walks_folders_page_by_page() {
+        let api = StorageApi::start().await;
+        api.create_bucket("videos", false, None, None);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(&api, SERVICE_KEY);
+        s.list_page_size = 2;
+        let mut want = Vec::new();
+        for i in 0..5 {
+            for key in [
+                format!("{i}/{i}.mp4"),
+                format!("f/{i}.mp4"),
+                format!("f/g/{i}.mp4"),
+            ] {
+                put(&s, tmp.path(), &key, &bytes(10 + i, i as u64), "video/mp4").await;
+                want.push((key, 10 + i as u64));
+            }
+        }
+        want.sort();
+        let before = api.requests().len();
+        let got: Vec<(String, u64)> = s
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        assert_eq!(got, want);
+        let lists = api.requests()[before..]
+            .iter()
+            .filter(|(_, p)| p == "/storage/v1/object/list/videos")
+            .count();
+        // Root: 6 entries (0..4, f) in pages of 2 → 4 requests (the last one empty);
+        // each of 0..4 → 1; f: 6 entries → 4; f/g: 5 → 3.
+        assert_eq!(lists, 4 + 5 + 4 + 3);
+        let f: Vec<String> = s
+            .list("f/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(f.len(), 10, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn supabase_operation_errors_are_classified_without_the_key() {
+        let api = StorageApi::start().await;
+        let s = store(&api, SERVICE_KEY);
+        // No bucket: permanent.
+        for e in [
+            s.list("").await.unwrap_err(),
+            s.delete("a.mp4").await.unwrap_err(),
+        ] {
+            assert_eq!(
+                (e.code, e.class),
+                ("no-such-bucket", ErrorClass::Permanent),
+                "{e}"
+            );
+        }
+        api.create_bucket("videos", false, None, None);
+        let tmp = tempfile::tempdir().unwrap();
+        let data = bytes(200_000, 3);
+        put(&s, tmp.path(), "a/b.mp4", &data, "video/mp4").await;
+        // Overload and outages: transient.
+        api.fail_next("/object/list/", 503, 1);
+        let e = s.list("").await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Transient, "{e}");
+        api.fail_next("/object/authenticated/", 429, 1);
+        let e = s.open("a/b.mp4").await.unwrap_err();
+        assert_eq!(
+            (e.code, e.class),
+            ("slow-down", ErrorClass::Transient),
+            "{e}"
+        );
+        api.fail_next("/object/videos", 500, 1);
+        let e = s.delete("a/b.mp4").await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Transient, "{e}");
+        // A wrong key: permanent, and never in the message.
+        let wrong = "not-the-service-key-0123456789";
+        let bad = store(&api, wrong);
+        for e in [
+            bad.list("").await.unwrap_err(),
+            bad.delete("a/b.mp4").await.unwrap_err(),
+            bad.open("a/b.mp4").await.unwrap_err(),
+        ] {
+            assert_eq!(
+                (e.code, e.class),
+                ("storage-access-denied", ErrorClass::Permanent),
+                "{e}"
+            );
+            assert!(!e.message.contains(wrong), "{e}");
+        }
+        // Still there after all that.
+        let (digest, len, _) = drain(s.open("a/b.mp4").await.unwrap().unwrap()).await;
+        assert_eq!((digest, len), (sha(&data), 200_000));
+        // Unreachable: transient.
+        let gone = SupabaseStorage::new(
+            &"http://127.0.0.1:9".parse().unwrap(),
+            Secret::new(SERVICE_KEY),
+            "videos",
+        )
+        .unwrap();
+        assert_eq!(
+            gone.list("").await.unwrap_err().class,
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            gone.open("a").await.unwrap_err().class,
+            ErrorClass::Transient
+        );
+    }
+
+    #[tokio::test]
+    async fn supabase_keys_with_url_characters_round_trip() {
+        let api = StorageApi::start().await;
+        api.create_bucket("videos", false, None, None);
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(&api, SERVICE_KEY);
+        let key = "old worker/clip #1?.mp4";
+        put(&s, tmp.path(), key, b"legacy", "video/mp4").await;
+        assert!(
+            api.object("videos", key).is_some(),
+            "stored under the exact key"
+        );
+        assert_eq!(s.head(key).await.unwrap().map(|i| i.size), Some(6));
+        let listed = s.list("old worker/").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, key);
+        let (digest, ..) = drain(s.open(key).await.unwrap().unwrap()).await;
+        assert_eq!(digest, sha(b"legacy"));
+        let url = s
+            .signed_url(key, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let got = reqwest::get(&url).await.unwrap();
+        assert_eq!(got.status(), 200, "{url}");
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b"legacy");
+        assert!(s.delete(key).await.unwrap());
+        assert_eq!(api.object_count("videos"), 0);
+    }
+}

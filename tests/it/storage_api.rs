@@ -77,9 +77,12 @@
 //! * `POST /object/list/{bucket}` `{"prefix","limit"(100),"offset"(0),"search","sortBy"}`:
 //!   folder listing: `prefix` is a folder (trailing `/` optional); objects directly inside
 //!   come back as `{name,id,updated_at,created_at,last_accessed_at,metadata}` with the name
-//!   relative to the folder, sub-folders as entries whose other fields are `null`; `search` is
-//!   a case-insensitive name prefix; sorted by name (`sortBy.order` `desc` reverses; other
-//!   columns are not emulated).
+//!   relative to the folder (the contract's transcript). The rest is not in the transcripts
+//!   and is the emulator's choice, after storage-api's documented behaviour: sub-folders come
+//!   back as entries whose other fields are `null`; `search` is a case-insensitive name
+//!   prefix; entries (folders and objects together) are sorted by name (`sortBy.order`
+//!   `desc` reverses; other columns are not emulated), then `offset` skips and `limit` cuts
+//!   (no cap on `limit`); a missing bucket → `NoSuchBucket`.
 //!
 //! System metadata (list, delete) is `{"eTag","size","mimetype","cacheControl","lastModified",
 //! "contentLength","httpStatusCode":200}`. **ETag**: the real file backend uses the quoted MD5
