@@ -5,28 +5,43 @@
 //!
 //! Files are uploaded with a multipart upload in 8 MiB parts read from the validated file
 //! (never the whole file in memory), with content type, cache control and user metadata.
+//!
+//! Operations: `list` is object_store's recursive listing; `open` streams a `GET`; `delete`
+//! asks `HEAD` first, because S3 deletes succeed whether or not the object was there (so its
+//! answer is "it existed just before the delete"); signed URLs are SigV4 presigned `GET`s,
+//! made locally without a request, when the store is an [`AmazonS3`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use object_store::aws::AmazonS3Builder;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as StorePath;
+use object_store::signer::{Method, Signer};
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
-use super::{BucketOutcome, BucketSpec, ObjectBackend, ObjectInfo, PutRequest, StorageError};
+use super::{
+    BucketOutcome, BucketSpec, ListedObject, ObjectBackend, ObjectInfo, ObjectStream, PutRequest,
+    StorageError, check_key, check_prefix,
+};
 
 /// Size of one multipart part.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once.
 const PARALLEL_PARTS: usize = 2;
+/// The longest validity S3 accepts for a presigned URL (SigV4: seven days).
+pub const MAX_SIGNED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// An S3-compatible bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is S3, for presigned URLs.
+    signer: Option<Arc<AmazonS3>>,
     bucket: String,
 }
 
@@ -42,16 +57,24 @@ impl S3Store {
             .with_url(url.as_str())
             .build()
             .map_err(|e| format!("STORAGE_URL={url}: {e}"))?;
-        Ok(Self {
-            store: Arc::new(store),
-            bucket,
-        })
+        Ok(Self::amazon(store, bucket))
     }
 
-    /// A bucket over an already built store (tests, other providers).
+    /// A bucket over an S3 store built elsewhere; it can sign URLs.
+    pub fn amazon(store: AmazonS3, bucket: impl Into<String>) -> Self {
+        let store = Arc::new(store);
+        Self {
+            store: store.clone(),
+            signer: Some(store),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// A bucket over any object store (tests, other providers); it cannot sign URLs.
     pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>) -> Self {
         Self {
             store,
+            signer: None,
             bucket: bucket.into(),
         }
     }
@@ -166,5 +189,96 @@ impl ObjectBackend for S3Store {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(e, key)),
         }
+    }
+
+    /// Lists from the prefix's folder (the part up to its last `/`) and keeps the keys that
+    /// start with the prefix; sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        check_prefix(prefix)?;
+        let folder = prefix
+            .rsplit_once('/')
+            .map(|(dir, _)| StorePath::from(dir))
+            .filter(|dir| !dir.as_ref().is_empty());
+        let mut listing = self.store.list(folder.as_ref());
+        let mut found = Vec::new();
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| classify(e, &format!("listing bucket {}", self.bucket)))?
+        {
+            let key = meta.location.to_string();
+            if key.starts_with(prefix) {
+                found.push(ListedObject {
+                    key,
+                    size: meta.size,
+                    last_modified: Some(meta.last_modified),
+                });
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// `HEAD`, then `DELETE`: `true` when the object was there just before (a concurrent
+    /// delete between the two may make both callers see `true`).
+    async fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        check_key(key)?;
+        if self.head(key).await?.is_none() {
+            return Ok(false);
+        }
+        match self.store.delete(&StorePath::from(key)).await {
+            Ok(()) => Ok(true),
+            // Stores other than S3 say so when it is already gone.
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(classify(e, key)),
+        }
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
+        check_key(key)?;
+        let got = match self.store.get(&StorePath::from(key)).await {
+            Ok(got) => got,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                // A GET's 404 carries S3's code: a missing bucket is not a missing object.
+                return if e.to_string().contains("NoSuchBucket") {
+                    Err(classify(e, key))
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(e) => return Err(classify(e, key)),
+        };
+        let content_type = got
+            .attributes
+            .get(&Attribute::ContentType)
+            .map(|v| v.to_string());
+        let size = got.meta.size;
+        let shown = key.to_string();
+        let body = got
+            .into_stream()
+            .map_err(move |e| classify(e, &format!("reading {shown}")));
+        Ok(Some(ObjectStream {
+            size: Some(size),
+            content_type,
+            body: Box::pin(body),
+        }))
+    }
+
+    /// A SigV4 presigned `GET`, valid for `ttl` (at least a second, at most
+    /// [`MAX_SIGNED_TTL`]). Made without a request: a missing object's URL answers 404.
+    async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
+        check_key(key)?;
+        let Some(signer) = &self.signer else {
+            return Err(StorageError::permanent(
+                "no-signed-urls",
+                "this object store cannot sign URLs",
+            ));
+        };
+        let ttl = ttl.clamp(Duration::from_secs(1), MAX_SIGNED_TTL);
+        signer
+            .signed_url(Method::GET, &StorePath::from(key), ttl)
+            .await
+            .map(|url| url.to_string())
+            .map_err(|e| classify(e, &format!("signing {key}")))
     }
 }

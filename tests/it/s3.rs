@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
@@ -88,7 +87,7 @@ impl S3Server {
             .with_secret_access_key(secret)
             .build()
             .unwrap();
-        S3Store::new(Arc::new(store), bucket)
+        S3Store::amazon(store, bucket)
     }
 }
 
@@ -225,4 +224,120 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         .unwrap()
         .expect("in the bucket");
     assert!(head.size > 1000);
+}
+
+#[tokio::test]
+async fn s3_store_lists_opens_and_deletes() {
+    let server = S3Server::start("videos");
+    crate::storage_admin::exercise(&server.store("videos", SECRET)).await;
+}
+
+#[tokio::test]
+async fn s3_signed_urls_download_with_a_plain_get_and_no_credentials() {
+    let server = S3Server::start("videos");
+    let s3 = server.store("videos", SECRET);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(500_000, 9);
+    crate::storage_admin::put(&s3, tmp.path(), "7412/7412.mp4", &data, "video/mp4").await;
+    let url = s3
+        .signed_url("7412/7412.mp4", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(url.starts_with(&server.endpoint), "{url}");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    assert!(!url.contains(SECRET), "the secret leaked into the URL");
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("video/mp4")
+    );
+    let body = got.bytes().await.unwrap();
+    assert!(
+        body.as_ref() == data.as_slice(),
+        "the signed URL's bytes differ"
+    );
+
+    // The signature covers the key: another key with the same query is refused.
+    let other = url.replacen("7412/7412.mp4", "7412/other.mp4", 1);
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 403);
+    // Signing makes no request: a missing object's URL answers 404.
+    let missing = s3
+        .signed_url("absent.mp4", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reqwest::get(&missing).await.unwrap().status(), 404);
+    // A store that is not S3 cannot sign.
+    let plain = AmazonS3Builder::new()
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("videos")
+        .with_access_key_id(ACCESS)
+        .with_secret_access_key(SECRET)
+        .build()
+        .unwrap();
+    let unsigned = S3Store::new(std::sync::Arc::new(plain), "videos");
+    assert_eq!(
+        unsigned
+            .signed_url("7412/7412.mp4", Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .code,
+        "no-signed-urls"
+    );
+}
+
+#[tokio::test]
+async fn s3_operation_errors_are_classified_without_the_secret() {
+    let server = S3Server::start("videos");
+    let bad = server.store("videos", "not-the-secret");
+    for e in [
+        bad.list("").await.unwrap_err(),
+        bad.delete("a.mp4").await.unwrap_err(),
+        bad.open("a.mp4").await.unwrap_err(),
+    ] {
+        assert_eq!(
+            (e.code, e.class),
+            ("storage-access-denied", ErrorClass::Permanent),
+            "{e}"
+        );
+        assert!(!e.message.contains("not-the-secret"), "{e}");
+    }
+    let missing = server.store("no-such-bucket", SECRET);
+    let e = missing.list("").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("no-such-bucket", ErrorClass::Permanent),
+        "{e}"
+    );
+    // s3s-fs answers a GET in a missing bucket with NoSuchKey, so `open` sees a missing
+    // object; AWS answers NoSuchBucket, which `open` reports as this permanent error.
+    assert!(missing.open("a.mp4").await.unwrap().is_none());
+    // Nothing listens there: transient.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = AmazonS3Builder::new()
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("videos")
+        .with_access_key_id(ACCESS)
+        .with_secret_access_key(SECRET)
+        .with_retry(object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let gone = S3Store::amazon(gone, "videos");
+    assert_eq!(
+        gone.list("").await.unwrap_err().class,
+        ErrorClass::Transient
+    );
 }
