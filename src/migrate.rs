@@ -46,6 +46,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0003_compat_and_grants.sql",
         sql: include_str!("../migrations/0003_compat_and_grants.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_admin.sql",
+        sql: include_str!("../migrations/0004_admin.sql"),
+    },
 ];
 
 /// The SQLite schema (the embedded default's queue), in order.

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::error::ErrorClass;
 
 /// The schema version (`douyin_worker_schema_version()`) this build works with.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The NOTIFY channel the database signals claimable jobs on.
 pub const NOTIFY_CHANNEL: &str = "douyin_worker_jobs";
@@ -307,7 +307,7 @@ pub struct WorkerStats {
     pub active_workers: i64,
 }
 
-/// One job with its video's download fields (`get_download_job`).
+/// One job with its video's download fields (`list_download_jobs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// The job.
@@ -356,6 +356,9 @@ pub struct JobRecord {
     pub video_in_progress_by: Option<String>,
     /// `videos.object_key`.
     pub video_object_key: Option<String>,
+    /// `videos.douyin_id`.
+    #[serde(default)]
+    pub video_douyin_id: Option<String>,
 }
 
 /// Errors of the queue backends.
@@ -556,25 +559,94 @@ pub struct VideoState {
     pub active_job_id: Option<Uuid>,
     /// The latest job's status, if the video ever had one.
     pub latest_job_status: Option<String>,
-    /// The latest job's error class (`permanent`, `transient`, ...), if it failed.
+    /// The latest job's `last_error_class` (`transient`, `permanent`, `drift`), if an
+    /// attempt of it failed: a pending job waiting for its retry keeps the class of its last
+    /// failure; a completed job has none. The latest job is the active one, else the newest.
     pub latest_error_class: Option<String>,
 }
 
+/// The status of a `download_jobs` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting to be claimed (due now or later).
+    Pending,
+    /// Held by a worker under a lease.
+    Running,
+    /// Stored; the video is ready.
+    Completed,
+    /// Failed for good (a permanent error, or out of attempts).
+    Failed,
+}
+
+impl JobStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+    ];
+
+    /// The value of `download_jobs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job status that does not exist.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status {0:?}: expected pending, running, completed or failed")]
+pub struct UnknownJobStatus(pub String);
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownJobStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownJobStatus(s.to_string()))
+    }
+}
+
 /// Which jobs `jobs` lists.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobFilter {
-    /// Only jobs with this status (`pending`, `running`, `completed`, `failed`).
-    pub status: Option<String>,
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
     /// At most this many, newest first.
     pub limit: u32,
+}
+
+impl Default for JobFilter {
+    /// Every status, the 50 newest.
+    fn default() -> Self {
+        Self {
+            status: None,
+            limit: 50,
+        }
+    }
 }
 
 /// Which jobs `retry` requeues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RetryTarget {
-    /// These jobs.
+    /// These jobs, in this order.
     Jobs(Vec<Uuid>),
-    /// Every job failed for good whose video has no active job and is not marked for deletion.
+    /// Every failed job that is the latest job of its video (so the video has no active job),
+    /// whose video is neither stored nor marked for deletion; oldest first.
     AllFailed,
 }
 
@@ -590,8 +662,38 @@ pub enum RetryOutcome {
     NotFailed,
     /// Its video is marked for deletion; nothing was queued.
     MarkedForDeletion,
+    /// Its video was stored since, or has a newer job (completed or failed); nothing was
+    /// queued. Retry the newer job instead, or `enqueue --force` the video.
+    Superseded,
     /// No job has that id.
     NotFound,
+}
+
+impl RetryOutcome {
+    /// Parses the outcome column of `retry_download_jobs`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "duplicate" => Self::Duplicate,
+            "not_failed" => Self::NotFailed,
+            "marked_for_deletion" => Self::MarkedForDeletion,
+            "superseded" => Self::Superseded,
+            "not_found" => Self::NotFound,
+            _ => return None,
+        })
+    }
+
+    /// The outcome as `retry_download_jobs` and `--json` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Duplicate => "duplicate",
+            Self::NotFailed => "not_failed",
+            Self::MarkedForDeletion => "marked_for_deletion",
+            Self::Superseded => "superseded",
+            Self::NotFound => "not_found",
+        }
+    }
 }
 
 /// The result of retrying one job.
@@ -735,7 +837,8 @@ pub trait JobQueue: Send + Sync + 'static {
     }
 
     /// The object keys in `bucket` that videos still want: every `videos.object_key` of a
-    /// video not marked for deletion.
+    /// video not marked for deletion whose `videos.bucket` is `bucket` or unset, whatever
+    /// its status.
     async fn wanted_object_keys(
         &self,
         bucket: &str,

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the SQL functions of `migrations/` over a direct connection, and
 //! LISTEN/NOTIFY wake-ups.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use uuid::Uuid;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL, QueueError,
-    ReleaseOutcome, Rescued, SCHEMA_VERSION, VideoInfo, WorkerStats,
+    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL,
+    QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
+    SCHEMA_VERSION, VideoInfo, VideoState, WorkerLoad, WorkerStats,
 };
 
 /// The queue in a PostgreSQL database (self-hosted or Supabase's).
@@ -115,7 +117,33 @@ fn job_from_row(r: &PgRow) -> Result<JobRecord, sqlx::Error> {
         video_download_progress: r.try_get("video_download_progress")?,
         video_in_progress_by: r.try_get("video_in_progress_by")?,
         video_object_key: r.try_get("video_object_key")?,
+        video_douyin_id: r.try_get("video_douyin_id")?,
     })
+}
+
+fn video_from_row(r: &PgRow) -> Result<VideoState, sqlx::Error> {
+    Ok(VideoState {
+        id: r.try_get("id")?,
+        douyin_id: r.try_get("douyin_id")?,
+        title: r.try_get("title")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        download_progress: r.try_get("download_progress")?,
+        marked_for_deletion: r.try_get("marked_for_deletion")?,
+        bucket: r.try_get("bucket")?,
+        object_key: r.try_get("object_key")?,
+        filesize: r.try_get("filesize")?,
+        mime_type: r.try_get("mime_type")?,
+        active_job_id: r.try_get("active_job_id")?,
+        latest_job_status: r.try_get("latest_job_status")?,
+        latest_error_class: r.try_get("latest_error_class")?,
+    })
+}
+
+/// A job count or limit as the SQL functions' `integer`.
+fn sql_int(n: u32) -> i32 {
+    n.min(i32::MAX as u32) as i32
 }
 
 #[async_trait]
@@ -353,12 +381,90 @@ impl JobQueue for PgQueue {
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
-        let row = sqlx::query("select * from public.get_download_job($1)")
+        let row = sqlx::query("select * from public.list_download_jobs(p_job_id => $1)")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| job_from_row(&r).map_err(QueueError::from))
             .transpose()
+    }
+
+    async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
+        let row = sqlx::query("select * from public.get_download_video($1)")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| video_from_row(&r).map_err(QueueError::from))
+            .transpose()
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
+        let rows =
+            sqlx::query("select * from public.list_download_jobs(p_status => $1, p_limit => $2)")
+                .bind(filter.status.map(|s| s.as_str()))
+                .bind(sql_int(filter.limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(QueueError::from))
+            .collect()
+    }
+
+    async fn retry(&self, target: &RetryTarget) -> Result<Vec<RetryResult>, QueueError> {
+        let (ids, all_failed) = match target {
+            RetryTarget::Jobs(ids) => (Some(ids.as_slice()), false),
+            RetryTarget::AllFailed => (None, true),
+        };
+        let rows: Vec<(Uuid, Option<Uuid>, Option<Uuid>, String)> = sqlx::query_as(
+            "select job_id, video_id, new_job_id, outcome
+               from public.retry_download_jobs(p_job_ids => $1, p_all_failed => $2)",
+        )
+        .bind(ids)
+        .bind(all_failed)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(job_id, video_id, new_job_id, outcome)| {
+                let outcome = RetryOutcome::parse(&outcome).ok_or_else(|| {
+                    QueueError::Database(format!("unknown retry outcome {outcome:?}"))
+                })?;
+                Ok(RetryResult {
+                    job_id,
+                    video_id,
+                    new_job_id,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    async fn overview(&self) -> Result<QueueOverview, QueueError> {
+        let r = sqlx::query("select * from public.get_download_queue_overview()")
+            .fetch_one(&self.pool)
+            .await?;
+        let workers: sqlx::types::Json<Vec<WorkerLoad>> = r.try_get("workers")?;
+        Ok(QueueOverview {
+            stats: WorkerStats {
+                total_jobs: r.try_get("total_jobs")?,
+                pending_jobs: r.try_get("pending_jobs")?,
+                running_jobs: r.try_get("running_jobs")?,
+                completed_jobs: r.try_get("completed_jobs")?,
+                failed_jobs: r.try_get("failed_jobs")?,
+                active_workers: r.try_get("active_workers")?,
+            },
+            due_jobs: r.try_get("due_jobs")?,
+            oldest_due_seconds: r.try_get("oldest_due_seconds")?,
+            workers: workers.0,
+        })
+    }
+
+    async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
+        let keys: Vec<String> =
+            sqlx::query_scalar("select object_key from public.list_wanted_object_keys($1)")
+                .bind(bucket)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(keys.into_iter().collect())
     }
 
     async fn subscribe(

@@ -9,6 +9,7 @@
 //! `{code, message, details, hint}`: a missing function (PGRST202) means the migrations are
 //! missing, 401/403 a wrong key, 5xx/429/timeouts are transient.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ use uuid::Uuid;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobQueue, JobRecord, JobSignal, Lease, QueueError, ReleaseOutcome,
-    Rescued, SCHEMA_VERSION, VideoInfo, WorkerStats,
+    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
+    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, SCHEMA_VERSION,
+    VideoInfo, VideoState, WorkerLoad, WorkerStats,
 };
 use crate::config::Secret;
 
@@ -148,10 +150,10 @@ fn api_error(function: &str, status: StatusCode, e: ApiError, raw: &[u8]) -> Que
     if code == "PGRST202" {
         return QueueError::Schema(format!(
             "the function public.{function} is missing from the database: apply the \
-             migrations (paste migrations/0001_schema.sql, 0002_queue.sql and \
-             0003_compat_and_grants.sql in order into the SQL editor, or run \
-             `douyin-worker migrate` with DATABASE_URL); a function created a moment ago may \
-             also need the API's schema cache reloaded ({message})"
+             migrations (paste migrations/0001_schema.sql, 0002_queue.sql, \
+             0003_compat_and_grants.sql and 0004_admin.sql in order into the SQL editor, or \
+             run `douyin-worker migrate` with DATABASE_URL); a function created a moment ago \
+             may also need the API's schema cache reloaded ({message})"
         ));
     }
     match status.as_u16() {
@@ -248,6 +250,36 @@ struct EnqueueRow {
     outcome: String,
 }
 
+/// A row of `retry_download_jobs`.
+#[derive(Deserialize)]
+struct RetryRow {
+    job_id: Uuid,
+    video_id: Option<Uuid>,
+    new_job_id: Option<Uuid>,
+    outcome: String,
+}
+
+/// The row of `get_download_queue_overview`.
+#[derive(Deserialize)]
+struct OverviewRow {
+    #[serde(flatten)]
+    stats: WorkerStats,
+    due_jobs: i64,
+    oldest_due_seconds: Option<f64>,
+    workers: Vec<WorkerLoad>,
+}
+
+/// A row of `list_wanted_object_keys`.
+#[derive(Deserialize)]
+struct KeyRow {
+    object_key: String,
+}
+
+/// Keys asked for per `list_wanted_object_keys` call. The API may cap an answer at fewer
+/// rows (Supabase's `max_rows`, 1000 by default); paging by key until an empty page stays
+/// correct either way.
+const KEY_PAGE: u32 = 1000;
+
 fn secs(d: Duration) -> i64 {
     d.as_secs().clamp(1, i32::MAX as u64) as i64
 }
@@ -265,9 +297,9 @@ impl JobQueue for RestQueue {
             .map_err(|e| match e {
                 QueueError::Schema(_) => QueueError::Schema(
                     "the douyin-worker functions are missing from the database (the migrations \
-                     have not been applied): paste migrations/0001_schema.sql, 0002_queue.sql and \
-                     0003_compat_and_grants.sql in order into the Supabase SQL editor, or run \
-                     `douyin-worker migrate` once with DATABASE_URL"
+                     have not been applied): paste migrations/0001_schema.sql, 0002_queue.sql, \
+                     0003_compat_and_grants.sql and 0004_admin.sql in order into the Supabase \
+                     SQL editor, or run `douyin-worker migrate` once with DATABASE_URL"
                         .into(),
                 ),
                 other => other,
@@ -465,9 +497,82 @@ impl JobQueue for RestQueue {
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
         let rows: Vec<JobRecord> = self
-            .call("get_download_job", json!({"p_job_id": id}))
+            .call("list_download_jobs", json!({"p_job_id": id}))
             .await?;
         Ok(rows.into_iter().next())
+    }
+
+    async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
+        let rows: Vec<VideoState> = self
+            .call("get_download_video", json!({"p_video_id": id}))
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
+        self.call(
+            "list_download_jobs",
+            json!({"p_status": filter.status.map(|s| s.as_str()), "p_limit": filter.limit}),
+        )
+        .await
+    }
+
+    async fn retry(&self, target: &RetryTarget) -> Result<Vec<RetryResult>, QueueError> {
+        let args = match target {
+            RetryTarget::Jobs(ids) => json!({"p_job_ids": ids}),
+            RetryTarget::AllFailed => json!({"p_all_failed": true}),
+        };
+        let rows: Vec<RetryRow> = self.call("retry_download_jobs", args).await?;
+        rows.into_iter()
+            .map(|r| {
+                let outcome = RetryOutcome::parse(&r.outcome).ok_or_else(|| {
+                    QueueError::Database(format!("unknown retry outcome {:?}", r.outcome))
+                })?;
+                Ok(RetryResult {
+                    job_id: r.job_id,
+                    video_id: r.video_id,
+                    new_job_id: r.new_job_id,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    async fn overview(&self) -> Result<QueueOverview, QueueError> {
+        let rows: Vec<OverviewRow> = self.call("get_download_queue_overview", json!({})).await?;
+        let row = rows.into_iter().next().ok_or_else(|| {
+            QueueError::Database("get_download_queue_overview returned no row".into())
+        })?;
+        Ok(QueueOverview {
+            stats: row.stats,
+            due_jobs: row.due_jobs,
+            oldest_due_seconds: row.oldest_due_seconds,
+            workers: row.workers,
+        })
+    }
+
+    async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
+        let mut keys = HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page: Vec<KeyRow> = self
+                .call(
+                    "list_wanted_object_keys",
+                    json!({"p_bucket": bucket, "p_after": after, "p_limit": KEY_PAGE}),
+                )
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(keys);
+            };
+            // Keys come in increasing byte order; anything else would page forever.
+            if after.as_ref().is_some_and(|a| last.object_key <= *a) {
+                return Err(QueueError::Database(
+                    "list_wanted_object_keys: pages are not in key order".into(),
+                ));
+            }
+            after = Some(last.object_key.clone());
+            keys.extend(page.into_iter().map(|r| r.object_key));
+        }
     }
 
     async fn subscribe(

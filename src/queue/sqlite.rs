@@ -41,15 +41,17 @@ use uuid::fmt::Hyphenated;
 
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobQueue, JobRecord, JobSignal, Lease, QueueError, ReleaseOutcome,
-    Rescued, VideoInfo, WorkerStats, retry_seconds,
+    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
+    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, VideoInfo,
+    VideoState, WorkerLoad, WorkerStats, retry_seconds,
 };
 use crate::error::ErrorClass;
 use crate::migrate::MigrateError;
 
+mod admin;
 mod lifecycle;
 
-use lifecycle::job_from_row;
+use lifecycle::{insert_job, job_from_row};
 
 /// The `strftime` format of every time the SQLite queue stores, e.g.
 /// `2025-01-31T08:00:00.000Z`: UTC, millisecond precision. SQLite writes the same text with
@@ -512,48 +514,41 @@ impl JobQueue for SqliteQueue {
     }
 
     async fn stats(&self) -> Result<WorkerStats, QueueError> {
-        let r: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-            "select count(*),
-                    coalesce(sum(status = 'pending'), 0),
-                    coalesce(sum(status = 'running'), 0),
-                    coalesce(sum(status = 'completed'), 0),
-                    coalesce(sum(status = 'failed'), 0),
-                    count(distinct case when status = 'running' then worker_id end)
-               from download_jobs",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(WorkerStats {
-            total_jobs: r.0,
-            pending_jobs: r.1,
-            running_jobs: r.2,
-            completed_jobs: r.3,
-            failed_jobs: r.4,
-            active_workers: r.5,
-        })
+        self.stats_q().await.map_err(db_error)
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
-        let row = sqlx::query(
-            "select j.id, j.video_id, j.status, j.worker_id, j.attempts, j.max_attempts,
-                    j.priority, j.scheduled_at, j.lease_expires_at, j.last_error,
-                    j.last_error_code, j.last_error_class, j.progress_bytes, j.progress_total,
-                    j.created_at, j.finished_at,
-                    v.status as video_status, v.attempts as video_attempts,
-                    v.last_error as video_last_error, v.next_attempt_at as video_next_attempt_at,
-                    v.download_progress as video_download_progress,
-                    v.in_progress_by as video_in_progress_by,
-                    v.object_key as video_object_key
-               from download_jobs j
-               join videos v on v.id = j.video_id
-              where j.id = ?1",
-        )
-        .bind(id.hyphenated())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let sql = format!("{} where j.id = ?1", admin::JOB_SELECT);
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.hyphenated())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
         row.map(|r| job_from_row(&r).map_err(db_error)).transpose()
+    }
+
+    async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
+        self.video_q(id).await.map_err(db_error)
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
+        self.jobs_q(filter).await.map_err(db_error)
+    }
+
+    async fn retry(&self, target: &RetryTarget) -> Result<Vec<RetryResult>, QueueError> {
+        let out = self.retry_tx(target).await.map_err(db_error)?;
+        if out.iter().any(|r| r.outcome == RetryOutcome::Queued) {
+            self.notify(JobSignal::job_due_now);
+        }
+        Ok(out)
+    }
+
+    async fn overview(&self) -> Result<QueueOverview, QueueError> {
+        self.overview_q().await.map_err(db_error)
+    }
+
+    async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
+        self.wanted_keys_q(bucket).await.map_err(db_error)
     }
 
     async fn subscribe(

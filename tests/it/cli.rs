@@ -93,18 +93,19 @@ async fn migrate_is_needed_once_and_idempotent() {
     );
     let o = worker(&["migrate"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
+    let files = douyin_worker::migrate::POSTGRES.len();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout)
             .matches("applied")
             .count(),
-        3
+        files
     );
     let o = worker(&["migrate"], &env);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout)
             .matches("unchanged")
             .count(),
-        3
+        files
     );
 }
 

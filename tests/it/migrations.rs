@@ -85,6 +85,11 @@ async fn fresh_database_gets_the_whole_schema_and_a_second_run_changes_nothing()
         "ensure_videos_bucket()",
         "update_viral_metrics(p_video_id uuid, p_new_score numeric)",
         "cleanup_old_low_viral(p_days_no_increase integer, p_min_score numeric, p_age_days integer)",
+        "get_download_video(p_video_id uuid)",
+        "list_download_jobs(p_status text, p_limit integer, p_job_id uuid)",
+        "retry_download_jobs(p_job_ids uuid[], p_all_failed boolean)",
+        "get_download_queue_overview()",
+        "list_wanted_object_keys(p_bucket text, p_after text, p_limit integer)",
     ] {
         let (name, args) = f.split_once('(').unwrap();
         let found: bool = sqlx::query_scalar(
@@ -300,6 +305,11 @@ async fn only_service_role_may_call_worker_functions_even_with_supabase_default_
         "select * from public.get_worker_stats()",
         "select * from public.get_download_job(gen_random_uuid())",
         "select public.cleanup_old_low_viral()",
+        "select * from public.get_download_video(gen_random_uuid())",
+        "select * from public.list_download_jobs()",
+        "select * from public.retry_download_jobs(array[gen_random_uuid()])",
+        "select * from public.get_download_queue_overview()",
+        "select * from public.list_wanted_object_keys('videos')",
     ];
     for role in ["anon", "authenticated"] {
         for call in calls {

@@ -797,7 +797,7 @@ pub(super) async fn insert_job(
     Ok(job_id)
 }
 
-/// A `get_download_job` row.
+/// A `list_download_jobs` row (the columns of [`admin::JOB_SELECT`]).
 pub(super) fn job_from_row(r: &SqliteRow) -> Result<JobRecord, sqlx::Error> {
     Ok(JobRecord {
         id: uuid_column(r, "id")?,
@@ -823,5 +823,6 @@ pub(super) fn job_from_row(r: &SqliteRow) -> Result<JobRecord, sqlx::Error> {
         video_download_progress: r.try_get("video_download_progress")?,
         video_in_progress_by: r.try_get("video_in_progress_by")?,
         video_object_key: r.try_get("video_object_key")?,
+        video_douyin_id: r.try_get("video_douyin_id")?,
     })
 }
