@@ -157,7 +157,8 @@ pub trait ObjectBackend: Send + Sync + 'static {
         ))
     }
 
-    /// Deletes the object; returns whether it was there.
+    /// Deletes the object; returns whether it was there. Deleting a missing object is not an
+    /// error. S3 cannot tell in one request: there it means "it was there just before".
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let _ = key;
         Err(StorageError::permanent(
@@ -166,7 +167,8 @@ pub trait ObjectBackend: Send + Sync + 'static {
         ))
     }
 
-    /// Opens the object for streaming, if it exists. The body is never read whole.
+    /// Opens the object for streaming, if it exists (`None` when it does not). The body is
+    /// never read whole.
     async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
         let _ = key;
         Err(StorageError::permanent(
