@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::admin;
 use crate::config::{Config, QueueBackend, RawSettings};
 use crate::error::{ErrorClass, JobError};
 use crate::pipeline::{Pipeline, Stages};
@@ -34,8 +35,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands. Operations commands (`enqueue`, `stats`, `jobs`, `retry`, `gc`,
-/// `setup-storage`) and media commands (`extract`, `get`) join these as they are built.
+/// Subcommands: the worker (`run`), operations (`migrate`, `enqueue`, `stats`, `jobs`,
+/// `retry`, `gc`, `setup-storage`) and media (`extract`, `get`).
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the worker until SIGINT or SIGTERM.
@@ -78,6 +79,60 @@ pub enum Command {
         /// Where to write: a file, or an existing folder [default: the current folder].
         #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
         output: Option<std::path::PathBuf>,
+    },
+    /// The queue at a glance: the get_worker_stats() figures, jobs due now and how long the
+    /// oldest of them has waited, and running jobs per worker.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first: id, video, status, attempts, worker, progress, times and the
+    /// last error.
+    Jobs {
+        /// Only jobs with this status: pending, running, completed or failed.
+        #[arg(long, value_name = "STATUS")]
+        status: Option<crate::queue::JobStatus>,
+        /// At most this many.
+        #[arg(long, value_name = "N", default_value_t = 50,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue failed jobs again: a new pending job for each one's video (the failed row stays
+    /// as history). Prints each outcome: queued, duplicate (the video already has an active
+    /// job), not_failed, marked_for_deletion, superseded (the video was stored since or has a
+    /// newer job) or not_found (exit code 2).
+    Retry {
+        /// Job ids (see `jobs --status failed`).
+        #[arg(value_name = "JOB_ID", required_unless_present = "all_failed",
+              conflicts_with = "all_failed", value_parser = crate::admin::retry::parse_job_id)]
+        ids: Vec<uuid::Uuid>,
+        /// Every failed job that is the latest of its video, whose video is neither stored nor
+        /// marked for deletion.
+        #[arg(long)]
+        all_failed: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete stored objects that no video wants (videos deleted, e.g. by
+    /// cleanup_old_low_viral(), or marked for deletion; keys replaced by a newer download).
+    /// A dry run unless --apply; exit code 1 if a deletion failed.
+    Gc {
+        /// Delete the orphans (otherwise only list them).
+        #[arg(long)]
+        apply: bool,
+        /// Keep orphans younger than this (an upload in flight is not recorded yet): e.g.
+        /// 24h, 90m, 7d, or 0.
+        #[arg(long, value_name = "AGE", default_value = crate::admin::gc::DEFAULT_MIN_AGE,
+              value_parser = crate::admin::gc::parse_age)]
+        min_age: std::time::Duration,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -173,6 +228,68 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
                 code: exit_code(&e),
                 error: anyhow::anyhow!("{e}"),
             }),
+        Command::Stats { json } => {
+            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let format = admin::Format::from_json_flag(json);
+            admin::stats::run(queue.as_ref(), format, &mut std::io::stdout())
+                .await
+                .map_err(admin_failure)
+        }
+        Command::Jobs {
+            status,
+            limit,
+            json,
+        } => {
+            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let filter = queue::JobFilter { status, limit };
+            let format = admin::Format::from_json_flag(json);
+            admin::jobs::run(queue.as_ref(), &filter, format, &mut std::io::stdout())
+                .await
+                .map_err(admin_failure)
+        }
+        Command::Retry {
+            ids,
+            all_failed,
+            json,
+        } => {
+            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let target = if all_failed {
+                queue::RetryTarget::AllFailed
+            } else {
+                queue::RetryTarget::Jobs(ids)
+            };
+            let format = admin::Format::from_json_flag(json);
+            admin::retry::run(queue.as_ref(), &target, format, &mut std::io::stdout())
+                .await
+                .map_err(admin_failure)
+        }
+        Command::Gc {
+            apply,
+            min_age,
+            json,
+        } => {
+            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let store = storage_backend(&config)?;
+            let opts = admin::gc::GcOptions { apply, min_age };
+            let format = admin::Format::from_json_flag(json);
+            admin::gc::run(
+                queue.as_ref(),
+                store.as_ref(),
+                opts,
+                format,
+                &mut std::io::stdout(),
+            )
+            .await
+            .map(drop)
+            .map_err(admin_failure)
+        }
+    }
+}
+
+fn admin_failure(e: admin::AdminError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
     }
 }
 
@@ -353,8 +470,8 @@ async fn migrate(config: Config) -> Result<(), Failure> {
         QueueBackend::Supabase => {
             return Err(usage(anyhow::anyhow!(
                 "migrations cannot run over the Supabase REST API: paste migrations/0001_schema.sql, \
-                 0002_queue.sql and 0003_compat_and_grants.sql, in that order, into the Supabase SQL \
-                 editor, or run `douyin-worker migrate` once with DATABASE_URL set to the project's \
+                 0002_queue.sql, 0003_compat_and_grants.sql and 0004_admin.sql, in that order, into \
+                 the Supabase SQL editor, or run `douyin-worker migrate` once with DATABASE_URL set to the project's \
                  connection string"
             )));
         }
@@ -445,21 +562,17 @@ async fn enqueue(
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
+        let mut table = admin::table::Table::new(["OUTCOME", "JOB", "VIDEO", "INPUT"]);
         for r in &rows {
-            let cell = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            let cell = |k: &str| r[k].as_str().unwrap_or(admin::table::NONE).to_string();
             let detail = if r["error"].is_string() {
                 cell("error")
             } else {
                 cell("input")
             };
-            println!(
-                "{:<20} {:<36} {:<36} {}",
-                cell("outcome"),
-                cell("job_id"),
-                cell("video_id"),
-                detail
-            );
+            table.row([cell("outcome"), cell("job_id"), cell("video_id"), detail]);
         }
+        table.write(&mut std::io::stdout())?;
     }
     if refused > 0 {
         return Err(usage(anyhow::anyhow!(

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line; `main` only calls [`cli::main`].
+//! - [`admin`]: the operator commands `stats`, `jobs`, `retry` and `gc`.
 //! - [`config`]: settings from flags, environment and `.env`, validated at start-up.
 //! - [`queue`]: the [`queue::JobQueue`] trait and its backends ([`queue::postgres`],
 //!   [`queue::sqlite`], [`queue::rest`]); `migrations/` holds the reference SQL.
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod download;

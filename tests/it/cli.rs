@@ -375,5 +375,11 @@ fn enqueue_queues_links_reports_duplicates_and_refuses_garbage() {
     let video_id = rows[0]["video_id"].as_str().unwrap();
     let o = worker(&["enqueue", video_id], &env);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("duplicate"));
+    // A table: titles, then the row.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("OUTCOME"), "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("duplicate"),
+        "{out}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary. PostgreSQL comes from `helpers` (a throwaway cluster);
 //! SQLite from temp files.
 
+mod admin;
 mod backends;
 mod cdn;
 mod cli;
