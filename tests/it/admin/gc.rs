@@ -206,3 +206,73 @@ where
         stderr(&o)
     );
 }
+
+/// Makes `file` impossible to delete: a read-only folder for a normal user; for root (whom
+/// permissions do not stop) the immutable attribute. Returns the command that undoes it, or
+/// `None` when the file system cannot do either.
+fn lock(file: &Path) -> Option<Box<dyn Fn()>> {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        let dir = file.parent().unwrap().to_path_buf();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        return Some(Box::new(move || {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }));
+    }
+    let chattr = |flag: &str, file: &Path| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(file)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i", file) {
+        return None;
+    }
+    let file = file.to_path_buf();
+    Some(Box::new(move || assert!(chattr("-i", &file))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deletion_is_reported_and_the_others_still_go() {
+    crate::helpers::init_tracing();
+    let place = Place::sqlite();
+    let q = place.sqlite_queue().await;
+    let r = q
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some("7400000000000000001".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    complete(&q, r.job_id.unwrap(), "videos", "1/1.mp4").await;
+    let store = &place.store;
+    for key in ["1/1.mp4", "a/a.mp4", "b/b.mp4"] {
+        put_file(store, key, 100, TWO_DAYS);
+    }
+    let Some(unlock) = lock(&store.join("a/a.mp4")) else {
+        eprintln!("skipped: this file system cannot make a file undeletable");
+        return;
+    };
+    let o = place.run(&["gc", "--apply"]);
+    unlock();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 of 2 deletions failed"),
+        "{}",
+        stderr(&o)
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let row = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no row for {key}: {out}"))
+            .to_string()
+    };
+    assert!(row("a/a.mp4").contains("failed: "), "{out}");
+    assert!(row("b/b.mp4").ends_with("deleted"), "{out}");
+    assert!(out.contains("deleted 1 of 2 orphans"), "{out}");
+    assert!(out.contains("; 1 failed"), "{out}");
+    assert!(store.join("a/a.mp4").exists() && store.join("1/1.mp4").exists());
+    assert!(!store.join("b/b.mp4").exists());
+}
