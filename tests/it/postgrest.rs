@@ -1087,7 +1087,10 @@ mod tests {
             let r = call(&emu, key, "douyin_worker_schema_version", json!({})).await;
             assert_eq!(r.status().as_u16(), 200);
             assert_eq!(header(&r, "content-range"), None);
-            assert_eq!(r.text().await.unwrap(), "3");
+            assert_eq!(
+                r.text().await.unwrap(),
+                douyin_worker::queue::SCHEMA_VERSION.to_string()
+            );
 
             let r = call(
                 &emu,
@@ -1324,7 +1327,10 @@ mod tests {
         // A good key after all that.
         let good = jwt("service_role");
         let r = call(&emu, Some(&good), "douyin_worker_schema_version", json!({})).await;
-        assert_eq!(r.text().await.unwrap(), "3");
+        assert_eq!(
+            r.text().await.unwrap(),
+            douyin_worker::queue::SCHEMA_VERSION.to_string()
+        );
     }
 
     #[tokio::test]
