@@ -381,7 +381,9 @@ fn storage_backend(
                 &config.storage_bucket,
             ))
         } else {
-            std::sync::Arc::new(crate::storage::object::S3Store::from_url(url).map_err(usage_msg)?)
+            std::sync::Arc::new(
+                crate::storage::object::ObjectStoreBackend::from_url(url).map_err(usage_msg)?,
+            )
         });
     }
     Ok(match (&config.supabase_url, &config.supabase_key) {

@@ -133,7 +133,7 @@ pub struct Config {
     pub cache_control_seconds: u64,
     /// How a bucket the worker creates is set up.
     pub bucket_spec: crate::storage::BucketSpec,
-    /// Object store URL (`s3://`, `file://`).
+    /// Object store URL (`s3://`, `gs://`, `az://`, `file://`).
     pub storage_url: Option<Url>,
     /// Where the HTTP server listens (`None`: off).
     pub http_addr: Option<SocketAddr>,
@@ -494,17 +494,7 @@ impl Config {
             Some(raw_url) => {
                 let url = Url::parse(raw_url)
                     .map_err(|e| storage_url_f.fail(format_args!("not a valid URL ({e})")))?;
-                match url.scheme() {
-                    "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
-                    "file" => {}
-                    "gs" | "az" | "azure" | "abfs" => {
-                        return Err(storage_url_f.fail(
-                            "Google Cloud Storage and Azure are not built into this version; use \
-                             s3:// (S3-compatible), file://, or Supabase Storage",
-                        ));
-                    }
-                    _ => return Err(storage_url_f.fail("expected s3://BUCKET or file:///PATH")),
-                }
+                check_storage_url(&url).map_err(|why| storage_url_f.fail(why))?;
                 Some(url)
             }
         };
@@ -729,6 +719,57 @@ pub fn default_worker_id() -> String {
     format!("{host}-{suffix:06x}")
 }
 
+/// Checks the form of a `STORAGE_URL`: `s3://BUCKET`, `gs://BUCKET`, `az://CONTAINER` (also
+/// `azure://`, and `abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net`) or `file:///PATH`. The
+/// credentials are the object store's own variables, read when the store is built.
+fn check_storage_url(url: &Url) -> Result<(), &'static str> {
+    let host = url.host_str().unwrap_or("");
+    let no_path = || {
+        if url.path().trim_matches('/').is_empty() && url.query().is_none() {
+            Ok(())
+        } else {
+            Err("a path after the bucket is not supported (OBJECT_KEY_TEMPLATE sets the keys)")
+        }
+    };
+    match url.scheme() {
+        "s3" | "s3a" if !host.is_empty() => Ok(()),
+        "s3" | "s3a" => Err("expected s3://BUCKET"),
+        "file" => Ok(()),
+        "gs" => {
+            // Bucket names: 3 to 222 characters, lower-case letters, digits, `-`, `_`, `.`.
+            let ok = (3..=222).contains(&host.len())
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+            if !ok {
+                return Err("expected gs://BUCKET (3 to 222 characters: a-z, 0-9, -, _, .)");
+            }
+            no_path()
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            // abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net names the account too.
+            let container = if url.username().is_empty() {
+                host
+            } else {
+                url.username()
+            };
+            // Container names: 3 to 63 characters, lower-case letters, digits and `-`.
+            let ok = (3..=63).contains(&container.len())
+                && container
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(
+                    "expected az://CONTAINER (3 to 63 characters: a-z, 0-9, -; the account is \
+                     AZURE_STORAGE_ACCOUNT_NAME)",
+                );
+            }
+            no_path()
+        }
+        _ => Err("expected s3://BUCKET, gs://BUCKET, az://CONTAINER or file:///PATH"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,5 +885,44 @@ mod tests {
         r.retry_base_seconds = Some("100".into());
         r.retry_max_seconds = Some("10".into());
         assert!(Config::resolve(&r, None).is_err());
+    }
+
+    #[test]
+    fn storage_urls_of_every_object_store_are_accepted_and_malformed_ones_explained() {
+        let with = |u: &str| {
+            let mut r = raw();
+            r.storage_url = Some(u.into());
+            Config::resolve(&r, None).map(|c| c.storage_url.unwrap().to_string())
+        };
+        for good in [
+            "s3://videos",
+            "gs://videos",
+            "gs://my_bucket.example.com",
+            "az://videos",
+            "azure://videos-2",
+            "abfss://videos@account.dfs.core.windows.net",
+            "file:///srv/videos",
+        ] {
+            assert!(with(good).is_ok(), "{good}: {:?}", with(good));
+        }
+        for (bad, says) in [
+            ("gs://", "expected gs://BUCKET"),
+            ("gs:///videos", "expected gs://BUCKET"),
+            ("gs://Videos", "expected gs://BUCKET"),
+            ("gs://videos/prefix", "a path after the bucket"),
+            ("az://", "expected az://CONTAINER"),
+            ("az://Videos", "expected az://CONTAINER"),
+            ("az://ab", "expected az://CONTAINER"),
+            ("az://videos/x", "a path after the bucket"),
+            ("s3://", "expected s3://BUCKET"),
+            (
+                "ftp://videos",
+                "expected s3://BUCKET, gs://BUCKET, az://CONTAINER",
+            ),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("STORAGE_URL={bad}")), "{e}");
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

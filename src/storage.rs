@@ -4,8 +4,9 @@
 //!
 //! - [`local`]: a local folder, the embedded default (`./data/videos`).
 //! - [`supabase`]: Supabase Storage (standard uploads and TUS).
-//! - [`object`]: S3-compatible stores through `object_store`.
+//! - [`object`]: S3, GCS and Azure through `object_store` ([`cloud`] builds the stores).
 
+pub mod cloud;
 pub mod local;
 pub mod object;
 pub mod supabase;

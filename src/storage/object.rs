@@ -1,15 +1,21 @@
-//! S3-compatible object stores through the `object_store` crate (`STORAGE_URL=s3://bucket`):
-//! AWS S3, MinIO, Cloudflare R2, Supabase's `/storage/v1/s3` endpoint. Settings come from the
-//! standard `AWS_*` variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_REGION`, `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`).
+//! Cloud object stores through the `object_store` crate: one backend for
 //!
-//! Files are uploaded with a multipart upload in 8 MiB parts read from the validated file
-//! (never the whole file in memory), with content type, cache control and user metadata.
+//! - `STORAGE_URL=s3://BUCKET`: AWS S3 and S3-compatible stores (MinIO, Cloudflare R2,
+//!   Supabase's `/storage/v1/s3` endpoint), from the standard `AWS_*` variables (`AWS_ENDPOINT`,
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`,
+//!   `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`);
+//! - `gs://BUCKET`: Google Cloud Storage, from the `GOOGLE_*` variables;
+//! - `az://CONTAINER`: Azure Blob Storage, from the `AZURE_*` variables.
+//!
+//! [`super::cloud`] builds each store. Files are uploaded with a multipart upload in 8 MiB parts
+//! read from the validated file (never the whole file in memory; S3 and GCS multipart uploads,
+//! Azure blocks), with content type, cache control and user metadata.
 //!
 //! Operations: `list` is object_store's recursive listing; `open` streams a `GET`; `delete`
 //! asks `HEAD` first, because S3 deletes succeed whether or not the object was there (so its
-//! answer is "it existed just before the delete"); signed URLs are SigV4 presigned `GET`s,
-//! made locally without a request, when the store is an [`AmazonS3`].
+//! answer is "it existed just before the delete"); signed URLs are made locally without a
+//! request: SigV4 presigned `GET`s on S3, V4 signed URLs on GCS (with a service-account key;
+//! other GCS credentials ask the IAM signBlob API), service SAS on Azure (with an account key).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::azure::MicrosoftAzure;
+use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as StorePath;
 use object_store::signer::{Method, Signer};
 use object_store::{
@@ -24,6 +32,7 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
+use super::cloud::{AzureContainer, Cloud};
 use super::{
     BucketOutcome, BucketSpec, ListedObject, ObjectBackend, ObjectInfo, ObjectStream, PutRequest,
     StorageError, check_key, check_prefix,
@@ -33,31 +42,54 @@ use super::{
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once.
 const PARALLEL_PARTS: usize = 2;
-/// The longest validity S3 accepts for a presigned URL (SigV4: seven days).
+/// The longest validity S3 and GCS accept for a signed URL (V4 signatures: seven days); Azure
+/// links are held to the same.
 pub const MAX_SIGNED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// An S3-compatible bucket.
+/// A bucket (a container on Azure) of a cloud object store.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
-    /// The same store when it is S3, for presigned URLs.
-    signer: Option<Arc<AmazonS3>>,
+    /// The same store when it can sign URLs.
+    signer: Option<Arc<dyn Signer>>,
     bucket: String,
+    cloud: Cloud,
+    /// On Azure, what creates the container when it is missing.
+    container: Option<AzureContainer>,
 }
 
-impl S3Store {
-    /// The bucket named by `url` (`s3://bucket`), configured from the `AWS_*` variables.
+/// The backend's name from when it served S3 only.
+pub type S3Store = ObjectStoreBackend;
+
+impl ObjectStoreBackend {
+    /// The bucket named by `url` (`s3://BUCKET`, `gs://BUCKET`, `az://CONTAINER`), configured
+    /// from that cloud's standard environment variables.
     pub fn from_url(url: &url::Url) -> Result<Self, String> {
-        let bucket = url
-            .host_str()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| format!("STORAGE_URL={url}: expected s3://BUCKET"))?
-            .to_string();
-        let store = AmazonS3Builder::from_env()
-            .with_url(url.as_str())
-            .build()
-            .map_err(|e| format!("STORAGE_URL={url}: {e}"))?;
-        Ok(Self::amazon(store, bucket))
+        match Cloud::of_scheme(url.scheme()) {
+            Some(Cloud::S3) => {
+                let bucket = url
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| format!("STORAGE_URL={url}: expected s3://BUCKET"))?
+                    .to_string();
+                let store = AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| format!("STORAGE_URL={url}: {e}"))?;
+                Ok(Self::amazon(store, bucket))
+            }
+            Some(Cloud::Gcs) => {
+                let (store, bucket) = super::cloud::gcs_from_url(url)?;
+                Ok(Self::gcs(store, bucket))
+            }
+            Some(Cloud::Azure) => {
+                let (store, container) = super::cloud::azure_from_url(url)?;
+                Ok(Self::azure(store, container))
+            }
+            None => Err(format!(
+                "STORAGE_URL={url}: expected s3://BUCKET, gs://BUCKET or az://CONTAINER"
+            )),
+        }
     }
 
     /// A bucket over an S3 store built elsewhere; it can sign URLs.
@@ -67,61 +99,148 @@ impl S3Store {
             store: store.clone(),
             signer: Some(store),
             bucket: bucket.into(),
+            cloud: Cloud::S3,
+            container: None,
         }
     }
 
-    /// A bucket over any object store (tests, other providers); it cannot sign URLs.
+    /// A Google Cloud Storage bucket over a store built elsewhere (tests); it can sign URLs.
+    pub fn gcs(store: GoogleCloudStorage, bucket: impl Into<String>) -> Self {
+        let store = Arc::new(store);
+        Self {
+            store: store.clone(),
+            signer: Some(store),
+            bucket: bucket.into(),
+            cloud: Cloud::Gcs,
+            container: None,
+        }
+    }
+
+    /// An Azure container over a store built elsewhere, with what creates the container (see
+    /// [`super::cloud::azure_from_builder`]); it can sign URLs.
+    pub fn azure(store: MicrosoftAzure, container: AzureContainer) -> Self {
+        let store = Arc::new(store);
+        Self {
+            store: store.clone(),
+            signer: Some(store),
+            bucket: container.name().to_string(),
+            cloud: Cloud::Azure,
+            container: Some(container),
+        }
+    }
+
+    /// An S3 bucket over any object store (tests, benchmarks); it cannot sign URLs.
     pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>) -> Self {
         Self {
             store,
             signer: None,
             bucket: bucket.into(),
+            cloud: Cloud::S3,
+            container: None,
         }
+    }
+
+    /// The cloud it talks to.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    fn classify(&self, e: object_store::Error, what: &str) -> StorageError {
+        classify(e, what, self.cloud)
+    }
+
+    /// The bucket as a URL, for messages.
+    fn shown(&self) -> String {
+        let scheme = match self.cloud {
+            Cloud::S3 => "s3",
+            Cloud::Gcs => "gs",
+            Cloud::Azure => "az",
+        };
+        format!("{scheme}://{}", self.bucket)
     }
 }
 
-fn classify(e: object_store::Error, what: &str) -> StorageError {
+/// A listing's answer when the bucket itself is missing (object_store reports a listing's 404
+/// as a generic error; the store's code says what is missing).
+fn is_missing_bucket(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, object_store::Error::NotFound { .. })
+        || text.contains("NoSuchBucket")
+        || text.contains("ContainerNotFound")
+}
+
+fn classify(e: object_store::Error, what: &str, cloud: Cloud) -> StorageError {
     use object_store::Error as E;
     let text = format!("{what}: {e}");
+    let denied = || {
+        StorageError::permanent(
+            "storage-access-denied",
+            format!("{text}: {}", cloud.credential_hint()),
+        )
+    };
     match &e {
         E::NotFound { .. } => StorageError::permanent("no-such-bucket", text),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => StorageError::permanent(
-            "storage-access-denied",
-            format!("{text}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
-        ),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => denied(),
         E::NotSupported { .. } | E::NotImplemented { .. } => {
             StorageError::permanent("storage-not-supported", text)
         }
-        _ if text.contains("SignatureDoesNotMatch")
-            || text.contains("InvalidAccessKeyId")
-            || text.contains("AccessDenied") =>
+        // S3 and GCS (XML API) error codes; Azure's.
+        _ if [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+        ]
+        .iter()
+        .any(|c| text.contains(c)) =>
         {
-            StorageError::permanent(
-                "storage-access-denied",
-                format!("{text}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
-            )
+            denied()
         }
-        _ if text.contains("NoSuchBucket") => StorageError::permanent("no-such-bucket", text),
+        _ if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") => {
+            StorageError::permanent("no-such-bucket", text)
+        }
         _ => StorageError::transient("storage-unavailable", text),
     }
 }
 
 #[async_trait]
-impl ObjectBackend for S3Store {
-    async fn ensure_bucket(&self, _spec: &BucketSpec) -> Result<BucketOutcome, StorageError> {
-        // object_store cannot create buckets: check that it exists and is reachable.
-        match self
-            .store
-            .head(&StorePath::from(".douyin-worker-probe"))
-            .await
-        {
+impl ObjectBackend for ObjectStoreBackend {
+    /// S3: object_store cannot create buckets; a `HEAD` checks the bucket is reachable. GCS
+    /// and Azure: a one-page listing tells a missing bucket from an empty one (a key that may
+    /// not list falls back to the `HEAD`); a missing Azure container is created, a missing GCS
+    /// bucket is an error that says how to create it.
+    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError> {
+        let probe = StorePath::from(".douyin-worker-probe");
+        let what = format!("bucket {}", self.shown());
+        if self.cloud != Cloud::S3 {
+            match self.store.list_with_delimiter(Some(&probe)).await {
+                Ok(_) => return Ok(BucketOutcome::Exists),
+                Err(e) if is_missing_bucket(&e) => {
+                    return match &self.container {
+                        Some(container) => container.create(spec).await,
+                        None => Err(StorageError::permanent(
+                            "no-such-bucket",
+                            format!(
+                                "{what} does not exist: create it (gcloud storage buckets create \
+                                 {})",
+                                self.shown()
+                            ),
+                        )),
+                    };
+                }
+                Err(object_store::Error::PermissionDenied { .. }) => {}
+                Err(e) => return Err(self.classify(e, &what)),
+            }
+        }
+        match self.store.head(&probe).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(BucketOutcome::Exists),
-            Err(e) => Err(classify(e, &format!("bucket {}", self.bucket))),
+            Err(e) => Err(self.classify(e, &what)),
         }
     }
 
     fn provider(&self) -> &'static str {
-        "s3"
+        self.cloud.provider()
     }
 
     fn bucket(&self) -> &str {
@@ -149,7 +268,7 @@ impl ObjectBackend for S3Store {
                 },
             )
             .await
-            .map_err(|e| classify(e, "starting the upload"))?;
+            .map_err(|e| self.classify(e, "starting the upload"))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut file = tokio::fs::File::open(&req.file.path)
             .await
@@ -167,13 +286,13 @@ impl ObjectBackend for S3Store {
             writer
                 .wait_for_capacity(PARALLEL_PARTS)
                 .await
-                .map_err(|e| classify(e, "uploading a part"))?;
+                .map_err(|e| self.classify(e, "uploading a part"))?;
             writer.write(&buf[..n]);
         }
         let done = writer
             .finish()
             .await
-            .map_err(|e| classify(e, "finishing the upload"))?;
+            .map_err(|e| self.classify(e, "finishing the upload"))?;
         Ok(ObjectInfo {
             size: req.file.size,
             etag: done.e_tag.map(|t| t.trim_matches('"').to_string()),
@@ -187,7 +306,7 @@ impl ObjectBackend for S3Store {
                 etag: meta.e_tag.map(|t| t.trim_matches('"').to_string()),
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(classify(e, key)),
+            Err(e) => Err(self.classify(e, key)),
         }
     }
 
@@ -204,7 +323,7 @@ impl ObjectBackend for S3Store {
         while let Some(meta) = listing
             .try_next()
             .await
-            .map_err(|e| classify(e, &format!("listing bucket {}", self.bucket)))?
+            .map_err(|e| self.classify(e, &format!("listing bucket {}", self.shown())))?
         {
             let key = meta.location.to_string();
             if key.starts_with(prefix) {
@@ -230,7 +349,7 @@ impl ObjectBackend for S3Store {
             Ok(()) => Ok(true),
             // Stores other than S3 say so when it is already gone.
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(classify(e, key)),
+            Err(e) => Err(self.classify(e, key)),
         }
     }
 
@@ -239,14 +358,15 @@ impl ObjectBackend for S3Store {
         let got = match self.store.get(&StorePath::from(key)).await {
             Ok(got) => got,
             Err(e @ object_store::Error::NotFound { .. }) => {
-                // A GET's 404 carries S3's code: a missing bucket is not a missing object.
-                return if e.to_string().contains("NoSuchBucket") {
-                    Err(classify(e, key))
+                // A GET's 404 carries the store's code: a missing bucket is not a missing object.
+                let text = e.to_string();
+                return if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") {
+                    Err(self.classify(e, key))
                 } else {
                     Ok(None)
                 };
             }
-            Err(e) => return Err(classify(e, key)),
+            Err(e) => return Err(self.classify(e, key)),
         };
         let content_type = got
             .attributes
@@ -254,9 +374,10 @@ impl ObjectBackend for S3Store {
             .map(|v| v.to_string());
         let size = got.meta.size;
         let shown = key.to_string();
+        let cloud = self.cloud;
         let body = got
             .into_stream()
-            .map_err(move |e| classify(e, &format!("reading {shown}")));
+            .map_err(move |e| classify(e, &format!("reading {shown}"), cloud));
         Ok(Some(ObjectStream {
             size: Some(size),
             content_type,
@@ -264,8 +385,9 @@ impl ObjectBackend for S3Store {
         }))
     }
 
-    /// A SigV4 presigned `GET`, valid for `ttl` (at least a second, at most
-    /// [`MAX_SIGNED_TTL`]). Made without a request: a missing object's URL answers 404.
+    /// A signed `GET` (S3 SigV4, GCS V4, Azure service SAS), valid for `ttl` (at least a
+    /// second, at most [`MAX_SIGNED_TTL`]). Made without a request (except GCS credentials
+    /// without a private key, which ask IAM to sign): a missing object's URL answers 404.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         check_key(key)?;
         let Some(signer) = &self.signer else {
@@ -279,6 +401,6 @@ impl ObjectBackend for S3Store {
             .signed_url(Method::GET, &StorePath::from(key), ttl)
             .await
             .map(|url| url.to_string())
-            .map_err(|e| classify(e, &format!("signing {key}")))
+            .map_err(|e| self.classify(e, &format!("signing {key}")))
     }
 }
