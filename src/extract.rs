@@ -7,10 +7,14 @@
 //! - [`reflow`]: the encrypted `reflow_id` the H5 item-info API wants.
 //! - [`upstream`]: which hosts are Douyin's, and the `DOUYIN_UPSTREAM` test rewrite.
 //! - [`client`]: HTTP sessions with Douyin's cookies; [`strategy`]: the chain of strategies.
+//! - `browser` (feature `browser`, on by default): the last strategy, a shared headless
+//!   Chromium driven over CDP.
 //!
 //! [`DouyinExtractor`] ties them together and is the pipeline's extraction stage.
 
 pub mod aweme;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod client;
 pub mod link;
 pub mod media;
@@ -18,6 +22,7 @@ pub mod reflow;
 pub mod strategy;
 pub mod upstream;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +50,38 @@ pub struct ExtractOptions {
     pub images: ImagePolicy,
     /// A cached direct URL is reused only when it stays valid at least this long.
     pub cache_margin: Duration,
+    /// The headless-browser strategy (used only when built with the `browser` feature).
+    pub browser: BrowserOptions,
+}
+
+/// Settings of the headless-browser strategy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowserOptions {
+    /// The strategy joins the chain (`BROWSER_ENABLED`). Off in [`Default`], so that code
+    /// building options by hand never starts a browser by surprise; on in
+    /// [`ExtractOptions::from_config`] unless switched off.
+    pub enabled: bool,
+    /// The executable (`CHROMIUM_PATH`); else `chromium`, `chromium-browser` or
+    /// `google-chrome` on `PATH`.
+    pub chromium_path: Option<PathBuf>,
+    /// Pages one browser serves before it is replaced by a fresh one (`BROWSER_MAX_PAGES`).
+    pub max_pages: u32,
+    /// Time one browser extraction may take, launch included (`BROWSER_TIMEOUT_SECONDS`).
+    pub timeout: Duration,
+    /// Tabs open at once (`MAX_CONCURRENT`).
+    pub max_tabs: usize,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            chromium_path: None,
+            max_pages: 200,
+            timeout: Duration::from_secs(30),
+            max_tabs: 2,
+        }
+    }
 }
 
 impl ExtractOptions {
@@ -60,6 +97,13 @@ impl ExtractOptions {
                 timeout: cfg.extract_timeout,
             },
             prefer_h264: cfg.prefer_h264,
+            browser: BrowserOptions {
+                enabled: cfg.browser_enabled,
+                chromium_path: cfg.chromium_path.clone(),
+                max_pages: cfg.browser_max_pages.max(1),
+                timeout: cfg.browser_timeout,
+                max_tabs: cfg.max_concurrent.max(1),
+            },
             ..Self::default()
         }
     }
@@ -72,6 +116,7 @@ impl Default for ExtractOptions {
             prefer_h264: true,
             images: ImagePolicy::Refuse,
             cache_margin: Duration::from_secs(600),
+            browser: BrowserOptions::default(),
         }
     }
 }
@@ -97,6 +142,7 @@ fn strategy_result_label<T>(result: &Result<T, StrategyError>) -> &'static str {
         Err(StrategyError::Parse(_)) => "no_record",
         Err(StrategyError::Fetch(_)) => "network",
         Err(StrategyError::Status { .. }) => "http_status",
+        Err(StrategyError::Skipped(_)) => "skipped",
     }
 }
 
@@ -126,6 +172,10 @@ pub struct Extraction {
     /// The Cookie header the CDN may want (Douyin's and the user's). Never printed.
     #[serde(skip)]
     pub cookie: Option<String>,
+    /// The User-Agent the downloader must send, when the strategy that answered had its own
+    /// (the browser's); else the downloader sends the iPhone Safari one of the HTTP strategies.
+    #[serde(skip)]
+    pub user_agent: Option<String>,
 }
 
 /// A failed extraction; [`ExtractError::class`] says whether a retry can help.
@@ -194,17 +244,33 @@ pub struct DouyinExtractor {
     opts: ExtractOptions,
     answered: Vec<AtomicU64>,
     drifted: AtomicU64,
+    #[cfg(feature = "browser")]
+    browser: Option<std::sync::Arc<browser::BrowserPool>>,
 }
 
 impl DouyinExtractor {
-    /// An extractor with the default chain of strategies.
+    /// An extractor with the default chain of strategies, and the browser strategy at its end
+    /// when [`BrowserOptions::enabled`] (and built with the `browser` feature).
     pub fn new(opts: ExtractOptions) -> Result<Self, String> {
         Self::with_chain(opts, strategy::default_chain())
     }
 
-    /// An extractor with another chain (the browser strategy appends itself).
-    pub fn with_chain(opts: ExtractOptions, chain: Vec<Box<dyn Strategy>>) -> Result<Self, String> {
+    /// An extractor with another chain; the browser strategy appends itself when enabled.
+    #[allow(unused_mut)]
+    pub fn with_chain(
+        opts: ExtractOptions,
+        mut chain: Vec<Box<dyn Strategy>>,
+    ) -> Result<Self, String> {
         let client = DouyinClient::new(opts.client.clone())?;
+        #[cfg(feature = "browser")]
+        let browser = opts.browser.enabled.then(|| {
+            let pool = std::sync::Arc::new(browser::BrowserPool::new(
+                opts.browser.clone(),
+                opts.client.clone(),
+            ));
+            chain.push(Box::new(browser::BrowserStrategy::new(pool.clone())));
+            pool
+        });
         let answered = chain.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             client,
@@ -212,7 +278,24 @@ impl DouyinExtractor {
             opts,
             answered,
             drifted: AtomicU64::new(0),
+            #[cfg(feature = "browser")]
+            browser,
         })
+    }
+
+    /// The shared browser of the browser strategy, when it is in the chain.
+    #[cfg(feature = "browser")]
+    pub fn browser_pool(&self) -> Option<&std::sync::Arc<browser::BrowserPool>> {
+        self.browser.as_ref()
+    }
+
+    /// Closes what the extractor keeps running (the browser, if one was started) and removes
+    /// its profile folder. Dropping the extractor does the same, less politely.
+    pub async fn shutdown(&self) {
+        #[cfg(feature = "browser")]
+        if let Some(pool) = &self.browser {
+            pool.shutdown().await;
+        }
     }
 
     /// How many extractions each strategy answered, by name.
@@ -302,7 +385,10 @@ impl DouyinExtractor {
             Choice::Images { .. } => None,
         };
         let metadata = media::metadata(&record, chosen);
-        let cookie = cx.session.cookie_header();
+        let (cookie, user_agent) = match cx.handoff.take() {
+            Some(handoff) => (handoff.cookie, handoff.user_agent),
+            None => (cx.session.cookie_header(), None),
+        };
         Ok(Extraction {
             aweme_id: target.aweme_id.clone(),
             link_kind: target.kind,
@@ -315,6 +401,7 @@ impl DouyinExtractor {
             resolve_ms,
             total_ms: started.elapsed().as_millis() as u64,
             cookie,
+            user_agent,
         })
     }
 
@@ -434,8 +521,9 @@ impl Extraction {
                 "storing image posts is not available in this version".into(),
             )));
         };
+        let user_agent = self.user_agent.as_deref().unwrap_or(client::IPHONE_UA);
         let mut headers = vec![
-            ("User-Agent".to_string(), client::IPHONE_UA.to_string()),
+            ("User-Agent".to_string(), user_agent.to_string()),
             ("Referer".to_string(), "https://www.douyin.com/".to_string()),
         ];
         if let Some(cookie) = &self.cookie {

@@ -8,12 +8,14 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::LogFormat;
 
 /// The filter: `RUST_LOG` if set, else `info` (or `debug` for this crate with `debug`).
+/// chromiumoxide is kept to errors: it warns about every DevTools event newer than its
+/// protocol definitions, which is harmless.
 pub fn filter(debug: bool) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         if debug {
-            EnvFilter::new("info,douyin_worker=debug")
+            EnvFilter::new("info,douyin_worker=debug,chromiumoxide=error")
         } else {
-            EnvFilter::new("info,sqlx=warn")
+            EnvFilter::new("info,sqlx=warn,chromiumoxide=error")
         }
     })
 }

@@ -7,7 +7,9 @@
 //! 2. [`ItemInfo`]: the H5 item-info API, with the share page's reflow tokens and cookies.
 //! 3. [`SlidesInfo`]: the slides-info API.
 //!
-//! The browser strategy joins the end of the chain in its own module.
+//! The browser strategy ([`super::browser`], behind the `browser` feature) joins the end of
+//! the chain when it is enabled; it hands the page's cookies and User-Agent to the downloader
+//! through [`Context::handoff`].
 
 use async_trait::async_trait;
 use url::Url;
@@ -58,12 +60,37 @@ pub enum StrategyError {
         /// The host that answered.
         host: String,
     },
+    /// The strategy cannot run on this machine (no browser installed): the chain goes on.
+    #[error("skipped: {0}")]
+    Skipped(String),
+}
+
+/// What the downloader must send instead of the HTTP session's headers, when the record came
+/// from a strategy with its own identity (the browser: its cookies and User-Agent).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// The Cookie header for Douyin hosts. A secret: never logged.
+    pub cookie: Option<String>,
+    /// The User-Agent that fetched the record.
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("cookie", &self.cookie.as_ref().map(|_| "<redacted>"))
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 /// What the strategies share within one extraction: the session and the share page.
 pub struct Context<'s, 'c> {
     /// Requests and cookies.
     pub session: &'s mut Session<'c>,
+    /// Cookies and User-Agent for the downloader, set by the strategy that answered when they
+    /// differ from the session's.
+    pub handoff: Option<Handoff>,
     share_page: Option<String>,
 }
 
@@ -72,6 +99,7 @@ impl<'s, 'c> Context<'s, 'c> {
     pub fn new(session: &'s mut Session<'c>) -> Self {
         Self {
             session,
+            handoff: None,
             share_page: None,
         }
     }
