@@ -21,7 +21,15 @@
 //! - `www.iesdouyin.com/web/api/v2/aweme/slidesinfo/?aweme_ids=[{id}]`: `aweme_details`
 //!   (non-empty only for [`Behaviour::OldSharePage`] and [`Behaviour::SlidesOnly`]).
 //! - `www.douyin.com/aweme/v1/web/aweme/detail/?aweme_id={id}`: `aweme_detail`, or the
-//!   `filter_detail` fixture shape for [`Behaviour::RegionBlocked`].
+//!   `filter_detail` fixture shape for [`Behaviour::RegionBlocked`]; after a delay for
+//!   [`Behaviour::SlowDetail`].
+//! - `www.douyin.com/video/{id}` and `/note/{id}` (the web page the browser strategy opens):
+//!   a small page with the cookies `ttwid=test-ttwid-{id}` and `__ac_nonce`, whose script
+//!   fetches `../aweme/v1/web/aweme/detail/?aweme_id={id}` (relative, so it stays under the
+//!   `DOUYIN_UPSTREAM` prefix) and writes the first play URL into `a#media[data-src]`: the
+//!   media URL exists only once the page has run. The captcha page for
+//!   [`Behaviour::Captcha`]; never an answer for [`Behaviour::PageHangs`]; 404 for an
+//!   unknown id.
 //! - `/aweme/v1/play/?video_id=...` on any non-CDN host (`aweme.snssdk.com`, `www.douyin.com`,
 //!   ...): 302 to the CDN URL of that rendition (`sign` = `file_hash` picks one, else the
 //!   post's `video.play_addr`); `/aweme/v1/playwm/` answers 302 to a URL with `watermark=1`.
@@ -111,6 +119,10 @@ pub enum Behaviour {
     /// Only the web detail API (`aweme_detail`) answers; the other endpoints answer as
     /// `NewSharePage` without a working iteminfo.
     DetailOnly,
+    /// Like `DetailOnly`, but the web detail API answers after this many milliseconds.
+    SlowDetail(u64),
+    /// Like `DetailOnly`, but the web page (`www.douyin.com/video/{id}`) never answers.
+    PageHangs,
 }
 
 /// FNV-1a over the parts, then mixed (stable across runs and Rust versions).
@@ -517,6 +529,11 @@ async fn handle(State(s): State<Arc<Inner>>, req: Request) -> Response {
                 .collect()
         })
         .unwrap_or_default();
+    match s.hold(&host, &path, &query) {
+        Some(None) => std::future::pending::<()>().await,
+        Some(Some(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
     s.route(&host, &path, &query, &headers)
 }
 
@@ -735,8 +752,77 @@ impl Inner {
             ["aweme", "v1", "web", "aweme", "detail"] if host.ends_with("douyin.com") => {
                 self.detail(query)
             }
+            ["video" | "note", id] if host == "www.douyin.com" => self.web_page(id),
             _ => not_found(host, path),
         }
+    }
+
+    /// How long a request waits before it is answered: `Some(None)` never, `Some(Some(d))`
+    /// for `d`.
+    fn hold(
+        &self,
+        host: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Option<Option<std::time::Duration>> {
+        if host != "www.douyin.com" {
+            return None;
+        }
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let id = match segs.as_slice() {
+            ["video" | "note", id] => *id,
+            ["aweme", "v1", "web", "aweme", "detail"] => param(query, "aweme_id")?,
+            _ => return None,
+        };
+        match (self.posts.get(id)?.behaviour.clone(), segs[0]) {
+            (Behaviour::PageHangs, "video" | "note") => Some(None),
+            (Behaviour::SlowDetail(ms), "aweme") => {
+                Some(Some(std::time::Duration::from_millis(ms)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The web page the browser strategy opens; its script fetches the record.
+    fn web_page(&self, id: &str) -> Response {
+        let Some(post) = self.posts.get(id) else {
+            let mut r = html_response(share_html(
+                "抖音",
+                "<div class=\"error-page\">页面不见了</div>",
+            ));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        };
+        if post.behaviour == Behaviour::Captcha {
+            return captcha();
+        }
+        let script = format!(
+            "<script>\
+             fetch('../aweme/v1/web/aweme/detail/?device_platform=webapp&aid=6383&aweme_id={id}', \
+             {{credentials: 'include', headers: {{'Accept': 'application/json'}}}})\
+             .then(function (r) {{ return r.json(); }})\
+             .then(function (d) {{\
+             var v = d && d.aweme_detail && d.aweme_detail.video;\
+             var u = v && v.play_addr && v.play_addr.url_list && v.play_addr.url_list[0];\
+             if (u) {{ document.getElementById('media').setAttribute('data-src', u); }}\
+             }});\
+             </script>"
+        );
+        let body = format!(
+            "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"UTF-8\"><title>抖音</title></head>\
+             <body><div id=\"root\"><a id=\"media\"></a></div>{script}</body></html>"
+        );
+        let mut r = html_response(body);
+        for cookie in [
+            format!("ttwid={TTWID_PREFIX}{id}; Path=/"),
+            format!("__ac_nonce=0{}; Path=/", &hex32(id)[..20]),
+        ] {
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie).expect("cookie header"),
+            );
+        }
+        r
     }
 
     fn share_page(&self, kind: &str, id: &str) -> Response {
@@ -819,7 +905,10 @@ impl Inner {
         };
         match post.behaviour {
             Behaviour::EncryptDataMiss(n) if calls <= n => return encrypt_data_miss(),
-            Behaviour::SlidesOnly | Behaviour::DetailOnly => return encrypt_data_miss(),
+            Behaviour::SlidesOnly
+            | Behaviour::DetailOnly
+            | Behaviour::SlowDetail(_)
+            | Behaviour::PageHangs => return encrypt_data_miss(),
             _ => {}
         }
         let web = param(query, "web_id").unwrap_or("");

@@ -3,6 +3,7 @@
 
 mod admin;
 mod backends;
+mod browser;
 mod cdn;
 mod cli;
 mod cloud_stores;
