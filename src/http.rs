@@ -91,9 +91,9 @@ pub fn router(state: HttpState) -> Router {
 
 /// Binds `addr`; the error names the setting.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("HTTP_ADDR={addr}: cannot listen ({e}); set another address, or HTTP_ADDR=off"))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("HTTP_ADDR={addr}: cannot listen ({e}); set another address, or HTTP_ADDR=off")
+    })
 }
 
 /// Serves until `stop` is cancelled, then lets requests in progress finish for at most
@@ -175,7 +175,10 @@ async fn check_ready(state: &HttpState) -> Result<(), String> {
 async fn metrics_text(State(state): State<HttpState>) -> Response {
     refresh_queue_gauges(&state).await;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.prometheus.render(),
     )
         .into_response()
@@ -196,7 +199,8 @@ async fn refresh_queue_gauges(state: &HttpState) {
         _ => match tokio::time::timeout(CHECK_TIMEOUT, state.queue.stats()).await {
             Ok(Ok(s)) => (s, None),
             _ => {
-                metrics::counter!(crate::metrics::QUEUE_ERRORS, "operation" => "stats").increment(1);
+                metrics::counter!(crate::metrics::QUEUE_ERRORS, "operation" => "stats")
+                    .increment(1);
                 return;
             }
         },

@@ -45,8 +45,7 @@ pub const WORKER_INFO: &str = "douyin_worker_info";
 
 /// Bucket bounds of the seconds histograms: 10 ms to 30 minutes.
 const SECONDS_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-    1800.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
 /// An error code as a label: codes are short kebab-case words chosen in this crate, but a

@@ -324,7 +324,11 @@ impl JobHandler for Pipeline {
         )
         .await
         .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
-        let stored = timed("upload", self.storage.store(job, &source, &file, &info, ctx)).await?;
+        let stored = timed(
+            "upload",
+            self.storage.store(job, &source, &file, &info, ctx),
+        )
+        .await?;
         metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
         tracing::info!(bucket = %stored.bucket, key = %stored.object_key, "uploaded");
         let mut video = source.video.clone();

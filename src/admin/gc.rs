@@ -203,6 +203,11 @@ pub async fn plan(
         failed: 0,
     };
     for object in listed {
+        // Supabase Studio's marker of an empty folder: not a video, never an orphan.
+        if object.key.rsplit('/').next() == Some(".emptyFolderPlaceholder") {
+            report.objects -= 1;
+            continue;
+        }
         if wanted.contains(&object.key) {
             report.wanted += 1;
         } else if too_young(&object, opts.min_age, now) {

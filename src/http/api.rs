@@ -113,7 +113,11 @@ async fn download(
         Err(r) => return r,
     };
     let proxy = matches!(
-        query.proxy.as_deref().map(str::to_ascii_lowercase).as_deref(),
+        query
+            .proxy
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("true" | "1" | "yes")
     );
     let video = match load(&state, id).await {
@@ -296,6 +300,10 @@ async fn ready(state: &HttpState, v: &VideoState) -> Response {
         // The local folder signs nothing: this API serves the file itself.
         Err(e) if e.code == "no-signed-urls" => format!("/api/videos/{}/download?proxy=true", v.id),
         Err(e) => {
+            // Some stores answer a missing object with an error that looks transient.
+            if let Ok(None) = state.storage.head(key).await {
+                return missing(v, key);
+            }
             tracing::error!(video_id = %v.id, key, error = %e, "download API: cannot sign a URL");
             return unavailable();
         }
@@ -320,13 +328,7 @@ async fn stream_object(state: &HttpState, v: &VideoState) -> Response {
     };
     let object = match state.storage.open(key).await {
         Ok(Some(o)) => o,
-        Ok(None) => {
-            tracing::error!(video_id = %v.id, key, "download API: the video is marked stored but its object is missing");
-            return answer(
-                StatusCode::NOT_FOUND,
-                json!({"status": "missing", "error": "the stored file is missing"}),
-            );
-        }
+        Ok(None) => return missing(v, key),
         Err(e) => {
             tracing::error!(video_id = %v.id, key, error = %e, "download API: cannot read the object");
             return unavailable();
@@ -350,6 +352,15 @@ async fn stream_object(state: &HttpState, v: &VideoState) -> Response {
         headers.insert(header::CONTENT_DISPOSITION, cd);
     }
     response
+}
+
+/// The row says stored, but the store has no such object.
+fn missing(v: &VideoState, key: &str) -> Response {
+    tracing::error!(video_id = %v.id, key, "download API: the video is marked stored but its object is missing");
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({"status": "missing", "error": "the stored file is missing"}),
+    )
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {

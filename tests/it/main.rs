@@ -2,6 +2,7 @@
 //! SQLite from temp files.
 
 mod admin;
+mod api;
 mod backends;
 mod browser;
 mod cdn;

@@ -105,6 +105,8 @@ where
     put_file(store, "4/4.mp4", 4000, TWO_DAYS); // wanted
     put_file(store, "4/4_1700000000000.mp4", 5000, TWO_DAYS); // the old worker's copy
     put_file(store, "5/5.mp4", 6000, Duration::from_secs(60)); // an upload not recorded yet
+    // Supabase Studio's empty-folder marker: not counted, never deleted.
+    put_file(store, "6/.emptyFolderPlaceholder", 0, TWO_DAYS);
     let orphans = ["2/2.mp4", "3/3.mp4", "4/4_1700000000000.mp4"];
     let all = [
         "1/1.mp4",
@@ -113,6 +115,7 @@ where
         "4/4.mp4",
         "4/4_1700000000000.mp4",
         "5/5.mp4",
+        "6/.emptyFolderPlaceholder",
     ];
     let present = || -> Vec<&str> {
         all.iter()
@@ -175,7 +178,10 @@ where
             .iter()
             .all(|o| o["result"] == "deleted")
     );
-    assert_eq!(present(), ["1/1.mp4", "4/4.mp4", "5/5.mp4"]);
+    assert_eq!(
+        present(),
+        ["1/1.mp4", "4/4.mp4", "5/5.mp4", "6/.emptyFolderPlaceholder"]
+    );
     assert_eq!(
         place.ok(&["gc", "--apply"]),
         "no orphans to delete in bucket videos (local) (3 objects, 2 wanted); \
@@ -196,7 +202,10 @@ where
         ),
         "{table}"
     );
-    assert_eq!(present(), ["1/1.mp4", "4/4.mp4"]);
+    assert_eq!(
+        present(),
+        ["1/1.mp4", "4/4.mp4", "6/.emptyFolderPlaceholder"]
+    );
 
     let o = place.run(&["gc", "--min-age", "soon"]);
     assert_eq!(o.status.code(), Some(2));
