@@ -7,7 +7,7 @@
 //! that copy: the memory figure is the peak RSS above the level before the downloads.
 
 #[path = "../tests/it/cdn.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod cdn;
 
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! keeps objects in memory, so no memory figure is given for it.
 
 #[path = "../tests/it/storage_api.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod storage_api;
 
 use std::collections::BTreeMap;
@@ -187,6 +187,7 @@ async fn main() {
         mem as f64 / 1024.0
     );
     let _ = s3s.kill();
+    let _ = s3s.wait();
 
     // Supabase Storage: the emulator (TUS above 6 MiB) against one curl POST.
     let api = storage_api::StorageApi::start().await;

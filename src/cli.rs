@@ -305,9 +305,10 @@ async fn run(config: Config) -> Result<(), Failure> {
     );
     // The stages arrive with their own modules; until each has a real implementation the
     // worker refuses to take jobs rather than claim them and fail them.
-    let extractor =
+    let extractor = std::sync::Arc::new(
         crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::from_config(&config))
-            .map_err(usage_msg)?;
+            .map_err(usage_msg)?,
+    );
     let downloader = crate::download::HttpDownloader::new(
         crate::download::DownloadOptions::from_config(&config),
     )
@@ -321,7 +322,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         "storage ready"
     );
     let pipeline = Pipeline::build(Stages {
-        extractor: Some(std::sync::Arc::new(extractor)),
+        extractor: Some(extractor.clone()),
         downloader: Some(std::sync::Arc::new(downloader)),
         validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
         storage: Some(storage_stage(&config, backend.clone())),
@@ -358,6 +359,8 @@ async fn run(config: Config) -> Result<(), Failure> {
         WorkerOptions::from_config(&config),
     );
     worker.run(shutdown).await;
+    // The browser, if one was started, closes politely and its profile folder goes.
+    extractor.shutdown().await;
     // The server answers (readyz: 503) until the worker is done.
     if let Some((stop, task)) = server {
         stop.cancel();

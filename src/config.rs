@@ -12,13 +12,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::parser::ValueSource;
 use clap::ArgMatches;
+use clap::parser::ValueSource;
 
 mod settings;
 pub use settings::RawSettings;
 use url::Url;
-
 
 /// A configuration value that must not be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -501,8 +500,8 @@ impl Config {
 
         let http_f = field("http_addr", "HTTP_ADDR", &raw.http_addr, false);
         // An empty HTTP_ADDR turns the server off (clap may report an empty variable as unset).
-        let http_off_by_env = raw.http_addr.is_none()
-            && std::env::var_os("HTTP_ADDR").is_some_and(|v| v.is_empty());
+        let http_off_by_env =
+            raw.http_addr.is_none() && std::env::var_os("HTTP_ADDR").is_some_and(|v| v.is_empty());
         let http_addr = match http_f.present() {
             _ if http_off_by_env => None,
             None if raw.http_addr.is_some() => None,
@@ -512,16 +511,21 @@ impl Config {
                 http_f.fail("expected IP:PORT (e.g. 127.0.0.1:9464 or 0.0.0.0:8080), or off")
             })?),
         };
-        let api_enabled = field("api_enabled", "API_ENABLED", &raw.api_enabled, false)
-            .boolean(false)?;
+        let api_enabled =
+            field("api_enabled", "API_ENABLED", &raw.api_enabled, false).boolean(false)?;
         if api_enabled && http_addr.is_none() {
             return Err(ConfigError(
                 "API_ENABLED=true needs the HTTP server: set HTTP_ADDR (it is off)".into(),
             ));
         }
         let signed_url_ttl = Duration::from_secs(
-            field("signed_url_ttl", "SIGNED_URL_TTL", &raw.signed_url_ttl, false)
-                .number(3600, 1, 7 * 86_400)?,
+            field(
+                "signed_url_ttl",
+                "SIGNED_URL_TTL",
+                &raw.signed_url_ttl,
+                false,
+            )
+            .number(3600, 1, 7 * 86_400)?,
         );
         let cors_f = field(
             "api_cors_origins",
@@ -540,7 +544,9 @@ impl Config {
         for origin in &api_cors_origins {
             let ok = origin == "*"
                 || Url::parse(origin).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.path() == "/"
                 });
             if !ok {
                 return Err(cors_f.fail(format_args!(
@@ -795,6 +801,60 @@ mod tests {
             }
         );
         assert!(!c.worker_id.is_empty());
+    }
+
+    #[test]
+    fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() {
+        let c = Config::resolve(&raw(), None).unwrap();
+        assert_eq!(c.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(!c.api_enabled);
+        assert_eq!(c.signed_url_ttl, Duration::from_secs(3600));
+        for off in ["", "off", "OFF", "none"] {
+            let mut r = raw();
+            r.http_addr = Some(off.into());
+            assert_eq!(
+                Config::resolve(&r, None).unwrap().http_addr,
+                None,
+                "{off:?}"
+            );
+        }
+        let mut r = raw();
+        r.http_addr = Some("0.0.0.0:8080".into());
+        assert_eq!(
+            Config::resolve(&r, None).unwrap().http_addr,
+            Some("0.0.0.0:8080".parse().unwrap())
+        );
+        r.http_addr = Some("localhost".into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("HTTP_ADDR=localhost: expected IP:PORT"),
+            "{e}"
+        );
+        r.http_addr = Some("off".into());
+        r.api_enabled = Some("true".into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(e.contains("API_ENABLED=true needs the HTTP server"), "{e}");
+    }
+
+    #[test]
+    fn cors_origins_are_origins_or_a_star() {
+        let mut r = raw();
+        r.api_cors_origins = Some(" https://app.example.com/ , http://localhost:3000".into());
+        assert_eq!(
+            Config::resolve(&r, None).unwrap().api_cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        r.api_cors_origins = Some("*".into());
+        assert_eq!(Config::resolve(&r, None).unwrap().api_cors_origins, ["*"]);
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "ftp://x.example",
+        ] {
+            r.api_cors_origins = Some(bad.into());
+            let e = Config::resolve(&r, None).unwrap_err().to_string();
+            assert!(e.starts_with("API_CORS_ORIGINS="), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -547,18 +547,41 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
 async fn progress_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(shared.opts.progress_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The last quarter (25 %, 50 %, 75 %) logged per job: a milestone line, not one a second.
+    let mut logged: HashMap<Uuid, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for (lease, done, total) in shared.progress.take_dirty() {
+        let updates = shared.progress.take_dirty();
+        {
+            let held = shared.held();
+            logged.retain(|id, _| held.contains_key(id));
+        }
+        for (lease, done, total) in updates {
+            let (video_id, douyin_id) = shared.job_fields(lease.job_id);
+            if let Some(total) = total.filter(|t| *t > 0) {
+                let quarter = (done.min(total) * 4 / total).min(3);
+                let last = logged.entry(lease.job_id).or_insert(0);
+                if quarter > *last {
+                    *last = quarter;
+                    tracing::info!(
+                        job_id = %lease.job_id,
+                        video_id,
+                        douyin_id,
+                        bytes = done,
+                        total,
+                        percent = done * 100 / total,
+                        "download progress"
+                    );
+                }
+            }
             if let Err(e) = shared
                 .queue
                 .progress(&shared.worker_id, &lease, done, total)
                 .await
             {
-                let (video_id, douyin_id) = shared.job_fields(lease.job_id);
                 tracing::debug!(job_id = %lease.job_id, video_id, douyin_id, error = %e, "progress update failed");
             }
         }

@@ -68,9 +68,7 @@ impl Sink {
                             // way, and the job is retried; the store makes the copy durable.
                             let r = match failed.take() {
                                 Some(e) => Err(e),
-                                None => out
-                                    .flush()
-                                    .map(|_| format!("{:x}", hasher.finalize())),
+                                None => out.flush().map(|_| format!("{:x}", hasher.finalize())),
                             };
                             let _ = reply.send(r);
                             return;

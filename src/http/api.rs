@@ -13,6 +13,10 @@
 //! (details go to the log). A store that cannot sign URLs (the local folder) hands out this
 //! API's own `?proxy=true` link instead.
 
+// A helper that ends a request early returns the answer as its error; it is built once per
+// request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use axum::Router;

@@ -15,8 +15,10 @@ use crate::queue::{
     CompleteOutcome, Completion, FailOutcome, Failure, Lease, QueueError, ReleaseOutcome,
 };
 
-/// The end of one job attempt, to be recorded.
+/// The end of one job attempt, to be recorded. One per job goes through a channel, so the
+/// size of the largest variant costs nothing worth a box.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Done and stored.
     Complete(Completion),
@@ -28,6 +30,7 @@ pub enum Outcome {
 
 /// A message to the reporter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     /// Record this.
     Outcome(Outcome),

@@ -3,7 +3,6 @@
 //! its record by running its script.
 #![cfg(feature = "browser")]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +67,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// The browser's processes are gone and its profile folder removed.
-fn assert_gone(pid: u32, profile: &PathBuf) {
+fn assert_gone(pid: u32, profile: &std::path::Path) {
     assert!(
         launch::group_members(pid).is_empty(),
         "processes of browser {pid} left: {:?}",

@@ -164,6 +164,20 @@ async fn wait_completed(
 
 const ID: &str = "7412345678901234567";
 
+/// bucket, storage_provider, filesize, mime_type, storage_etag, storage_metadata, title,
+/// thumbnail_url, video_url_direct.
+type StoredRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    serde_json::Value,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
@@ -193,17 +207,7 @@ async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
     assert_eq!(rec.worker_id.as_deref(), Some("e2e-worker"));
     let file = data.path().join("videos").join(&key);
     let bytes = std::fs::read(&file).unwrap();
-    let row: (
-        String,
-        String,
-        i64,
-        String,
-        String,
-        serde_json::Value,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ) = sqlx::query_as(
+    let row: StoredRow = sqlx::query_as(
         "select bucket, storage_provider, filesize, mime_type, storage_etag, storage_metadata,
                     title, thumbnail_url, video_url_direct
                from public.videos where id = $1",

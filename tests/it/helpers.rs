@@ -100,13 +100,13 @@ fn start_cluster() -> String {
         );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let url = stdout
+
+    stdout
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("postgres://"))
         .unwrap_or_else(|| panic!("pg-cluster.sh printed no URL; stdout: {stdout:?}\n{stderr}"))
-        .to_owned();
-    url
+        .to_owned()
 }
 
 /// A database of its own for one test.

@@ -81,6 +81,23 @@ impl JobHandler for Succeed {
     }
 }
 
+/// Reports download progress at each of `steps` (bytes of 1000), `pause` apart, then succeeds.
+pub struct Progressing {
+    pub steps: Vec<u64>,
+    pub pause: std::time::Duration,
+}
+
+#[async_trait]
+impl JobHandler for Progressing {
+    async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
+        for done in &self.steps {
+            ctx.report_progress(*done, Some(1000));
+            tokio::time::sleep(self.pause).await;
+        }
+        Ok(output(job))
+    }
+}
+
 /// Fails the first `times` attempts of every job with `class`, then succeeds.
 pub struct FailTimes {
     pub times: usize,

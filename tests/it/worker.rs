@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backends::{Backend, Kind, on_every_backend, on_push_backends};
-use crate::stages::{FailTimes, Hang, Panic, Succeed};
+use crate::stages::{FailTimes, Hang, Panic, Progressing, Succeed};
 
 pub fn options(worker_id: &str, temp_dir: PathBuf) -> WorkerOptions {
     WorkerOptions {
@@ -519,4 +519,54 @@ fn every_log_line_about_a_job_names_the_job_its_video_and_its_douyin_id() {
     }
     // claimed, failed, retry scheduled, claimed again, done, completed: per job.
     assert!(about_jobs >= 3 * 5, "only {about_jobs} job lines:\n{text}");
+}
+
+#[test]
+fn download_progress_is_logged_at_each_quarter_not_at_every_update() {
+    use douyin_worker::config::LogFormat;
+    let logs = Captured::default();
+    let subscriber = douyin_worker::telemetry::subscriber(
+        LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("debug,sqlx=warn"),
+        false,
+        logs.clone(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let b = Backend::new(Kind::Sqlite).await;
+            let id = b.enqueue("7400000000000000077").await;
+            let tmp = tempfile::tempdir().unwrap();
+            let handler = Arc::new(Progressing {
+                steps: vec![100, 200, 300, 600, 650, 1000],
+                pause: Duration::from_millis(80),
+            });
+            let mut opts = options("w1", tmp.path().into());
+            opts.progress_interval = Duration::from_millis(20);
+            let w = start(b.queue.clone(), handler, opts);
+            wait_for_status(&b, id, "completed", Duration::from_secs(20)).await;
+            w.stop().await;
+        })
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let percents: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["message"] == "download progress")
+        .map(|v| {
+            assert_eq!(v["douyin_id"], "7400000000000000077", "{v}");
+            assert_eq!(v["total"], 1000);
+            v["percent"].as_u64().unwrap()
+        })
+        .collect();
+    // 10 and 20 % are below the first quarter; 65 % is still the second.
+    assert_eq!(
+        percents,
+        [30, 60, 100],
+        "{} lines: {text}",
+        text.lines().count()
+    );
 }
