@@ -318,6 +318,35 @@ pub fn video_post(id: &str, behaviour: Behaviour) -> Post {
     }
 }
 
+/// Like [`video_post`], but every playable rendition's URL list is `[media_url]` (e.g. a file
+/// on the raw loopback CDN of `cdn.rs`, which can throttle, stall or drop connections) and
+/// every `data_size` is `size`. Needs `ALLOW_PRIVATE_NETWORKS=true` in the worker.
+pub fn video_post_from(id: &str, behaviour: Behaviour, media_url: &str, size: u64) -> Post {
+    fn point(v: &mut Value, url: &str) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if k.starts_with("play_addr") || k == "download_addr" {
+                        if let Some(list) = child.get_mut("url_list") {
+                            *list = json!([url]);
+                        }
+                    } else {
+                        point(child, url);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| point(i, url)),
+            _ => {}
+        }
+    }
+    let mut post = video_post(id, behaviour);
+    if let Some(video) = post.aweme.get_mut("video") {
+        point(video, media_url);
+    }
+    set_data_sizes(&mut post.aweme, size);
+    post
+}
+
 fn set_data_sizes(v: &mut Value, size: u64) {
     match v {
         Value::Object(map) => {
@@ -1071,6 +1100,18 @@ fn fill(out: &mut Vec<u8>, len: usize, text: &str) {
 /// 720x1280 H.264 video track of 10 s, and an `mdat` of filler. Not playable; valid for the
 /// box-walk validation.
 fn fake_mp4(tag: &str) -> Vec<u8> {
+    mp4_with_mdat(tag, 3000)
+}
+
+/// A structurally valid MP4 like [`fake_mp4`] of exactly `len` bytes (at least about 1 KiB):
+/// the `mdat` takes up the rest. For tests and benchmarks of big files through the worker.
+pub fn mp4_of_size(tag: &str, len: usize) -> Vec<u8> {
+    let header = mp4_with_mdat(tag, 0).len();
+    assert!(len >= header, "an MP4 needs at least {header} bytes");
+    mp4_with_mdat(tag, len - header)
+}
+
+fn mp4_with_mdat(tag: &str, mdat_len: usize) -> Vec<u8> {
     fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
         let mut b = Vec::with_capacity(payload.len() + 8);
         b.extend_from_slice(&((payload.len() + 8) as u32).to_be_bytes());
@@ -1165,8 +1206,8 @@ fn fake_mp4(tag: &str) -> Vec<u8> {
         200,
         &format!("douyin-worker fixture video {tag}\n"),
     );
-    let mut mdat = Vec::new();
-    fill(&mut mdat, 3000, "mdat-filler ");
+    let mut mdat = Vec::with_capacity(mdat_len);
+    fill(&mut mdat, mdat_len, "mdat-filler ");
     [
         bx(b"ftyp", &ftyp),
         bx(b"free", &free),

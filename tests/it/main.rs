@@ -22,4 +22,5 @@ mod storage;
 mod storage_admin;
 mod storage_api;
 mod supabase;
+mod system;
 mod worker;
