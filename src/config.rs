@@ -150,6 +150,8 @@ pub struct Config {
     pub browser_max_pages: u32,
     /// Time one browser extraction may take.
     pub browser_timeout: Duration,
+    /// What to do with image posts.
+    pub image_posts: crate::extract::media::ImagePolicy,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -474,7 +476,7 @@ impl Config {
         let allowed_mime_types: Vec<String> = mime_f
             .present()
             .unwrap_or(
-                "video/mp4,video/quicktime,audio/mp4,image/jpeg,image/png,image/webp,image/heic",
+                "video/mp4,video/quicktime,audio/mp4,audio/mpeg,image/jpeg,image/png,image/webp,image/heic",
             )
             .split(',')
             .map(|t| t.trim().to_string())
@@ -581,7 +583,15 @@ impl Config {
             .number(30, 1, 600)?,
         );
 
+        let images_f = field("image_posts", "IMAGE_POSTS", &raw.image_posts, false);
+        let image_posts = match images_f.present().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("refuse") => crate::extract::media::ImagePolicy::Refuse,
+            Some("store") => crate::extract::media::ImagePolicy::Store,
+            Some(_) => return Err(images_f.fail("expected refuse or store")),
+        };
+
         Ok(Config {
+            image_posts,
             http_addr,
             api_enabled,
             signed_url_ttl,
@@ -834,6 +844,24 @@ mod tests {
         r.api_enabled = Some("true".into());
         let e = Config::resolve(&r, None).unwrap_err().to_string();
         assert!(e.contains("API_ENABLED=true needs the HTTP server"), "{e}");
+    }
+
+    #[test]
+    fn image_posts_are_refused_unless_stored() {
+        use crate::extract::media::ImagePolicy;
+        assert_eq!(
+            Config::resolve(&raw(), None).unwrap().image_posts,
+            ImagePolicy::Refuse
+        );
+        let mut r = raw();
+        r.image_posts = Some("Store".into());
+        assert_eq!(
+            Config::resolve(&r, None).unwrap().image_posts,
+            ImagePolicy::Store
+        );
+        r.image_posts = Some("keep".into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert_eq!(e, "IMAGE_POSTS=keep: expected refuse or store");
     }
 
     #[test]

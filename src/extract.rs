@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorClass, JobError};
+use crate::pipeline::MediaPart;
 use crate::pipeline::{JobContext, MediaSource};
 use crate::queue::{ClaimedJob, VideoUpdate};
 use aweme::ParseError;
@@ -97,6 +98,7 @@ impl ExtractOptions {
                 timeout: cfg.extract_timeout,
             },
             prefer_h264: cfg.prefer_h264,
+            images: cfg.image_posts,
             browser: BrowserOptions {
                 enabled: cfg.browser_enabled,
                 chromium_path: cfg.chromium_path.clone(),
@@ -475,6 +477,8 @@ impl DouyinExtractor {
                 ..VideoUpdate::default()
             },
             metadata: meta["metadata"].clone(),
+            key_suffix: None,
+            parts: Vec::new(),
         })
     }
 }
@@ -516,11 +520,6 @@ impl Extraction {
     /// (User-Agent, Referer, Douyin's cookies), the announced size, and what to fill in on
     /// the video row. Image posts have no single file: an error.
     pub fn media_source(&self) -> Result<MediaSource, ExtractError> {
-        let Choice::Video { best, .. } = &self.choice else {
-            return Err(ExtractError::Choice(ChoiceError::Nothing(
-                "storing image posts is not available in this version".into(),
-            )));
-        };
         let user_agent = self.user_agent.as_deref().unwrap_or(client::IPHONE_UA);
         let mut headers = vec![
             ("User-Agent".to_string(), user_agent.to_string()),
@@ -529,6 +528,12 @@ impl Extraction {
         if let Some(cookie) = &self.cookie {
             headers.push(("Cookie".to_string(), cookie.clone()));
         }
+        let best = match &self.choice {
+            Choice::Video { best, .. } => best,
+            Choice::Images { images, music_url } => {
+                return self.image_post_source(images, music_url.as_deref(), headers);
+            }
+        };
         let expires = best.urls.first().and_then(|u| media::url_expiry(u));
         Ok(MediaSource {
             douyin_id: self.aweme_id.clone(),
@@ -549,6 +554,71 @@ impl Extraction {
                 })),
             },
             metadata: self.metadata.clone(),
+            key_suffix: None,
+            parts: Vec::new(),
+        })
+    }
+
+    /// An image post (stored when `IMAGE_POSTS=store`): the first picture is the main file
+    /// (the video row points at it); the other pictures (`_2`, `_3`, ...), the motion of live
+    /// photos (`_1_live`, ...) and the soundtrack (`_music`) are parts stored beside it.
+    fn image_post_source(
+        &self,
+        images: &[media::ImageMedia],
+        music_url: Option<&str>,
+        headers: Vec<(String, String)>,
+    ) -> Result<MediaSource, ExtractError> {
+        let Some(first) = images.first() else {
+            return Err(ExtractError::Choice(ChoiceError::Nothing(
+                "an image post without any picture URL".into(),
+            )));
+        };
+        let mut parts = Vec::new();
+        for (i, image) in images.iter().enumerate() {
+            if i > 0 {
+                parts.push(MediaPart {
+                    key_suffix: format!("_{}", i + 1),
+                    urls: image.urls.clone(),
+                    expected_size: None,
+                });
+            }
+            if let Some(live) = &image.live_video {
+                parts.push(MediaPart {
+                    key_suffix: format!("_{}_live", i + 1),
+                    urls: live.urls.clone(),
+                    expected_size: live.data_size,
+                });
+            }
+        }
+        if let Some(music) = music_url {
+            parts.push(MediaPart {
+                key_suffix: "_music".into(),
+                urls: vec![music.to_string()],
+                expected_size: None,
+            });
+        }
+        Ok(MediaSource {
+            douyin_id: self.aweme_id.clone(),
+            urls: first.urls.clone(),
+            headers,
+            expected_size: None,
+            strategy: self.strategy.to_string(),
+            video: VideoUpdate {
+                douyin_id: Some(self.aweme_id.clone()),
+                title: self.title.clone(),
+                thumbnail_url: self.cover_url.clone(),
+                // Picture URLs are no video to reuse: nothing is cached for the next attempt.
+                video_url_direct: None,
+                video_url_meta: Some(json!({
+                    "kind": "images",
+                    "images": images.len(),
+                    "strategy": self.strategy,
+                    "metadata": self.metadata,
+                })),
+            },
+            metadata: self.metadata.clone(),
+            key_suffix: None,
+            parts,
         })
     }
 }

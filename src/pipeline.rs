@@ -167,6 +167,36 @@ pub struct MediaSource {
     pub video: VideoUpdate,
     /// Everything else worth keeping (author, music, statistics, candidates).
     pub metadata: Value,
+    /// Inserted before the object key's extension (`_2`, `_music`) for one part of a
+    /// multi-file post; `None` for the main file.
+    pub key_suffix: Option<String>,
+    /// More files of the same post, stored beside the main one under the same key with their
+    /// own suffix: an image post's other pictures, live photos' motion, the soundtrack.
+    pub parts: Vec<MediaPart>,
+}
+
+/// One more file of a multi-file post (see [`MediaSource::parts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MediaPart {
+    /// Inserted before the extension of the post's object key, e.g. `_2`, `_1_live`, `_music`.
+    pub key_suffix: String,
+    /// Mirrors of the file, in order of preference.
+    pub urls: Vec<String>,
+    /// The size the source announced.
+    pub expected_size: Option<u64>,
+}
+
+impl MediaSource {
+    /// The source of one part: the same headers and post, that part's URLs and suffix.
+    pub fn part(&self, part: &MediaPart) -> MediaSource {
+        MediaSource {
+            urls: part.urls.clone(),
+            expected_size: part.expected_size,
+            key_suffix: Some(part.key_suffix.clone()),
+            parts: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// A downloaded file in the job's temp folder.
@@ -324,18 +354,71 @@ impl JobHandler for Pipeline {
         )
         .await
         .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
-        let stored = timed(
+        let mut stored = timed(
             "upload",
             self.storage.store(job, &source, &file, &info, ctx),
         )
         .await?;
         metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
         tracing::info!(bucket = %stored.bucket, key = %stored.object_key, "uploaded");
+        if !source.parts.is_empty() {
+            let parts = self.store_parts(job, &source, ctx).await?;
+            if let Some(meta) = stored.storage_metadata.as_object_mut() {
+                meta.insert("parts".into(), Value::Array(parts));
+            }
+        }
         let mut video = source.video.clone();
         if video.douyin_id.is_none() && !source.douyin_id.is_empty() {
             video.douyin_id = Some(source.douyin_id.clone());
         }
         Ok(JobOutput { stored, video })
+    }
+}
+
+impl Pipeline {
+    /// Downloads, validates and stores each further part of a multi-file post, one after the
+    /// other (each file is removed once stored); returns what was stored, for the metadata.
+    async fn store_parts(
+        &self,
+        job: &ClaimedJob,
+        source: &MediaSource,
+        ctx: &JobContext,
+    ) -> Result<Vec<Value>, JobError> {
+        let mut stored_parts = Vec::with_capacity(source.parts.len());
+        for part in &source.parts {
+            let part_source = source.part(part);
+            let file = timed("download", self.downloader.download(&part_source, ctx)).await?;
+            metrics::counter!(crate::metrics::BYTES_DOWNLOADED).increment(file.size);
+            let validator = self.validator.clone();
+            let to_check = file.clone();
+            let info = timed(
+                "validate",
+                tokio::task::spawn_blocking(move || validator.validate(&to_check)),
+            )
+            .await
+            .map_err(|e| {
+                JobError::transient("validate-panic", format!("validation crashed: {e}"))
+            })??;
+            let stored = timed(
+                "upload",
+                self.storage.store(job, &part_source, &file, &info, ctx),
+            )
+            .await?;
+            metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
+            tracing::info!(key = %stored.object_key, bytes = file.size, "uploaded a part");
+            // The job's temp folder goes at the end; a post of many pictures need not keep
+            // them all until then.
+            let _ = std::fs::remove_file(&file.path);
+            stored_parts.push(serde_json::json!({
+                "key": stored.object_key,
+                "size": stored.filesize,
+                "mime_type": stored.mime_type,
+                "etag": stored.storage_etag,
+                "sha256": file.sha256,
+                "media": info.metadata,
+            }));
+        }
+        Ok(stored_parts)
     }
 }
 

@@ -224,6 +224,39 @@ pub fn object_key(
     Ok(segments.join("/"))
 }
 
+/// `key` with `suffix` inserted before the extension of its last segment (`a/b.jpg`, `_2` →
+/// `a/b_2.jpg`), or appended when it has none. The suffix goes through the same cleaning as
+/// keys.
+pub fn with_suffix(key: &str, suffix: &str) -> Result<String, JobError> {
+    let clean: String = suffix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
+    let name = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}{clean}.{ext}"),
+        _ => format!("{name}{clean}"),
+    };
+    let joined = if dir.is_empty() {
+        name
+    } else {
+        format!("{dir}/{name}")
+    };
+    if joined.len() > MAX_KEY_BYTES {
+        return Err(JobError::permanent(
+            "bad-object-key",
+            format!("object key {joined:?} is longer than {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(joined)
+}
+
 /// Longest key a backend accepts, in bytes (S3's limit; Supabase Storage's is the same).
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -346,6 +379,10 @@ impl Storage for StorageStage {
             &job.video_id.to_string(),
             &info.extension,
         )?;
+        let key = match &source.key_suffix {
+            Some(suffix) => with_suffix(&key, suffix)?,
+            None => key,
+        };
         let mut metadata = BTreeMap::new();
         metadata.insert("douyin_id".to_string(), douyin_id.clone());
         metadata.insert("sha256".to_string(), file.sha256.clone());
@@ -412,6 +449,15 @@ impl Storage for StorageStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_suffix_goes_before_the_extension() {
+        assert_eq!(with_suffix("74/74.jpeg", "_2").unwrap(), "74/74_2.jpeg");
+        assert_eq!(with_suffix("74.mp3", "_music").unwrap(), "74_music.mp3");
+        assert_eq!(with_suffix("a/b", "_1_live").unwrap(), "a/b_1_live");
+        assert_eq!(with_suffix("a/.hidden", "_x").unwrap(), "a/.hidden_x");
+        assert_eq!(with_suffix("a/b.mp4", "/../x").unwrap(), "a/b____x.mp4");
+    }
 
     #[test]
     fn keys_are_deterministic_and_safe() {

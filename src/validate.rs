@@ -5,6 +5,7 @@
 //!   over, never read), checks that the box sizes add up to the file size, and parses
 //!   `moov` (bounded to 64 MiB) for the duration, the tracks, their dimensions and codecs.
 //! - [`validate_image`] checks the magic bytes and dimensions of JPEG, PNG, WebP and HEIC.
+//! - [`validate_mp3`] checks an image post's soundtrack: an ID3v2 tag, then an MPEG frame.
 //!
 //! Both first look for what CDNs and anti-bot layers send instead of media: an empty body,
 //! an HTML page (the captcha middle page, an openresty 403 page) or a JSON error, and name
@@ -27,11 +28,13 @@ use std::path::Path;
 use crate::error::JobError;
 use crate::pipeline::{DownloadedFile, MediaInfo, Validator};
 
+mod audio;
 mod image;
 mod mp4;
 #[cfg(test)]
 mod tests;
 
+pub use audio::{AudioInfo, validate_mp3};
 pub use image::validate_image;
 pub use mp4::validate_mp4;
 
@@ -248,6 +251,9 @@ pub enum ValidationError {
     /// The image is broken (truncated, no dimensions).
     #[error("bad image: {0}")]
     Image(String),
+    /// The soundtrack is not a well-formed MP3.
+    #[error("bad audio: {0}")]
+    Audio(String),
 }
 
 impl ValidationError {
@@ -275,6 +281,7 @@ impl ValidationError {
             ValidationError::SizeMismatch { .. } => "size-mismatch",
             ValidationError::Io(_) => "validate-io",
             ValidationError::Image(_) => "bad-image",
+            ValidationError::Audio(_) => "bad-audio",
         }
     }
 }
@@ -483,7 +490,7 @@ fn found(head: &[u8]) -> String {
     printable(&head[..head.len().min(24)])
 }
 
-/// Validates a video or image (chosen by the magic bytes) and describes it for storage:
+/// Validates a video, image or MP3 soundtrack (chosen by the magic bytes) and describes it for storage:
 /// content type, extension and the [`VideoInfo`] or [`ImageInfo`] as JSON.
 ///
 /// Videos are `video/mp4` (`mp4`), or `video/quicktime` (`mov`) for brand `qt  `; a file
@@ -495,6 +502,14 @@ pub fn validate_media<R: Read + Seek>(r: &mut R) -> Result<MediaInfo, Validation
         return Ok(MediaInfo {
             mime_type: info.format.mime_type().into(),
             extension: info.format.extension().into(),
+            metadata: serde_json::to_value(&info).unwrap_or_default(),
+        });
+    }
+    if audio::detect(&head) {
+        let info = validate_mp3(r)?;
+        return Ok(MediaInfo {
+            mime_type: "audio/mpeg".into(),
+            extension: "mp3".into(),
             metadata: serde_json::to_value(&info).unwrap_or_default(),
         });
     }

@@ -177,7 +177,7 @@ pub struct RawSettings {
     )]
     pub storage_file_size_limit: Option<String>,
 
-    /// Content types a bucket created by the worker accepts, comma-separated [default: video/mp4,video/quicktime,audio/mp4,image/jpeg,image/png,image/webp,image/heic].
+    /// Content types a bucket created by the worker accepts, comma-separated [default: video/mp4,video/quicktime,audio/mp4,audio/mpeg,image/jpeg,image/png,image/webp,image/heic].
     #[arg(
         long,
         env = "STORAGE_ALLOWED_MIME_TYPES",
@@ -235,4 +235,10 @@ pub struct RawSettings {
     /// Time one browser extraction may take, in seconds [default: 30].
     #[arg(long, env = "BROWSER_TIMEOUT_SECONDS", global = true, value_name = "S")]
     pub browser_timeout_seconds: Option<String>,
+
+    /// Image posts (photo slideshows): `refuse` (the job fails for good with "image post (N
+    /// images)") or `store` (the pictures, live photos' motion and the soundtrack)
+    /// [default: refuse].
+    #[arg(long, env = "IMAGE_POSTS", global = true, value_name = "POLICY")]
+    pub image_posts: Option<String>,
 }

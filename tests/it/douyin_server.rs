@@ -393,7 +393,8 @@ pub fn image_post(id: &str, behaviour: Behaviour) -> Post {
                     "play_addr": {
                         "uri": uri,
                         "url_key": format!("{uri}_h264_1080p_1503452"),
-                        "data_size": 602384,
+                        // What this server's CDN serves for it.
+                        "data_size": fake_mp4("").len(),
                         "file_hash": sign,
                         "width": 1080,
                         "height": 1440,
@@ -1228,23 +1229,38 @@ fn fake_webp(tag: &str) -> Vec<u8> {
     b
 }
 
+/// A small JPEG that passes validation: SOI, JFIF, a comment naming the file, a 1080x1440
+/// frame header, EOI.
 fn fake_jpeg(tag: &str) -> Vec<u8> {
     const LEN: usize = 1024;
     let mut b = vec![
         0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0,
     ];
+    let sof = [
+        0xFF, 0xC0, 0x00, 0x11, 8, 0x05, 0xA0, 0x04, 0x38, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1,
+    ];
+    let comment_len = LEN - b.len() - sof.len() - 2 - 4;
+    b.extend_from_slice(&[0xFF, 0xFE]);
+    b.extend_from_slice(&((comment_len + 2) as u16).to_be_bytes());
+    let mut text = Vec::new();
     fill(
-        &mut b,
-        LEN - 2,
+        &mut text,
+        comment_len,
         &format!("douyin-worker fixture image {tag}\n"),
     );
+    b.extend_from_slice(&text);
+    b.extend_from_slice(&sof);
     b.extend_from_slice(&[0xFF, 0xD9]);
     b
 }
 
+/// A small MP3 that passes validation: an empty ID3v2.3 tag, an MPEG-1 layer III frame
+/// header, filler.
 fn fake_mp3(tag: &str) -> Vec<u8> {
     const LEN: usize = 2048;
-    let mut b = vec![b'I', b'D', b'3', 3, 0, 0, 0, 0, 0, 0];
+    let mut b = vec![
+        b'I', b'D', b'3', 3, 0, 0, 0, 0, 0, 0, 0xFF, 0xFB, 0x90, 0x64,
+    ];
     fill(&mut b, LEN, &format!("douyin-worker fixture audio {tag}\n"));
     b
 }

@@ -12,6 +12,7 @@ mod douyin_server;
 mod download;
 mod extract;
 mod helpers;
+mod image_posts;
 mod media;
 mod migrations;
 mod postgrest;
