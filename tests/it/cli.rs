@@ -109,9 +109,13 @@ async fn migrate_is_needed_once_and_idempotent() {
     );
 }
 
-/// The binary running as a worker, stopped with SIGTERM.
+/// The binary running as a worker, stopped with SIGTERM (or killed with SIGKILL); killed on
+/// drop if still running, so a failing test never leaks a process. Its stderr is drained by a
+/// thread from the start (a busy worker writes more than a pipe holds).
 pub(crate) struct RunningBinary {
     child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -134,22 +138,81 @@ impl RunningBinary {
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
         RunningBinary {
-            child: cmd.spawn().unwrap(),
+            child,
+            lines,
+            reader: Some(reader),
             _dir: dir,
         }
     }
 
-    /// SIGTERM, then the exit code and the log lines.
-    pub(crate) fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let out = self.child.wait_with_output().unwrap();
-        let lines = String::from_utf8_lossy(&out.stderr)
-            .lines()
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The JSON log lines written so far.
+    pub(crate) fn logs(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        (out.status.code(), lines)
+            .collect()
+    }
+
+    /// SIGTERM, then the exit code and the log lines (panics if the process has not exited
+    /// within 60 s).
+    pub(crate) fn stop(mut self) -> (Option<i32>, Vec<serde_json::Value>) {
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    /// SIGKILL (a crash: no clean-up of any kind), then the log lines.
+    pub(crate) fn kill9(mut self) -> Vec<serde_json::Value> {
+        let (code, lines) = self.signal_and_wait(libc::SIGKILL);
+        assert_eq!(code, None, "killed by a signal, not exited");
+        lines
+    }
+
+    fn signal_and_wait(&mut self, signal: i32) -> (Option<i32>, Vec<serde_json::Value>) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the worker did not exit within 60 s of signal {signal}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status.code(), self.logs())
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -150,6 +150,11 @@
 //! gateway answers), anything else → 400 (wrapped). TUS routes: that real status, `text/plain`
 //! body `emulated fault <status>\n`, `Tus-Resumable: 1.0.0` (a failed PATCH stores nothing).
 //!
+//! `hang_next(needle, stall, n)`: the next `n` requests whose path contains `needle` get no
+//! answer for `stall` (the body is not read meanwhile), then are handled as usual, a fault
+//! included (a hang then a 503 is a gateway giving up on a stuck backend). `clear_faults()`
+//! forgets every pending fault and hang. Test aids, not in the contract.
+//!
 //! `interrupt_next_patch(after)`: the next TUS PATCH that passes every check above reads
 //! `after` body bytes, appends exactly those to the upload, then the emulator kills the
 //! connection: the server never answers and closes the socket (the listener wraps each
@@ -320,6 +325,25 @@ impl StorageApi {
             status,
             remaining: n,
         });
+    }
+
+    /// The next `n` requests whose path contains `needle` hang: the emulator does nothing with
+    /// them (reads no body, sends nothing) for `stall`, then handles them as usual (a fault
+    /// from [`StorageApi::fail_next`] taken by the same request is answered after the hang).
+    pub fn hang_next(&self, needle: &str, stall: Duration, n: u32) {
+        self.emu.st().hangs.push(Hang {
+            needle: needle.to_string(),
+            stall,
+            remaining: n,
+        });
+    }
+
+    /// Forgets every pending fault and hang (the store is healthy again; a request already
+    /// hanging stays so).
+    pub fn clear_faults(&self) {
+        let mut st = self.emu.st();
+        st.faults.clear();
+        st.hangs.clear();
     }
 
     /// The next TUS PATCH that passes its checks keeps `after` body bytes, then its connection
@@ -594,6 +618,7 @@ struct St {
     tokens: HashMap<String, SignedToken>,
     uploads: HashMap<String, TusUpload>,
     faults: Vec<Fault>,
+    hangs: Vec<Hang>,
     interrupt: Option<u64>,
     log: Vec<Logged>,
     global_limit: Option<u64>,
@@ -715,6 +740,12 @@ struct Fault {
     remaining: u32,
 }
 
+struct Hang {
+    needle: String,
+    stall: Duration,
+    remaining: u32,
+}
+
 struct Logged {
     method: String,
     path: String,
@@ -727,6 +758,17 @@ impl St {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    fn take_hang(&mut self, path: &str) -> Option<Duration> {
+        let hang = self
+            .hangs
+            .iter_mut()
+            .find(|h| h.remaining > 0 && path.contains(&h.needle))?;
+        hang.remaining -= 1;
+        let stall = hang.stall;
+        self.hangs.retain(|h| h.remaining > 0);
+        Some(stall)
     }
 
     fn take_fault(&mut self, path: &str) -> Option<u16> {
@@ -1204,8 +1246,14 @@ async fn handle(
                 })
                 .collect(),
         });
-        st.take_fault(&path)
+        (st.take_hang(&path), st.take_fault(&path))
     };
+    let (hang, fault) = fault;
+    if let Some(stall) = hang {
+        // Neither the body nor the connection is touched meanwhile: a client sending a body
+        // bigger than the socket buffers blocks, a smaller one waits for the answer.
+        tokio::time::sleep(stall).await;
+    }
     let Some(rest) = path.strip_prefix(PREFIX) else {
         drain(body).await;
         return route_not_found(&parts.method, &path);
