@@ -59,18 +59,102 @@ pub fn pg_url() -> String {
     .clone()
 }
 
-fn start_cluster() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pg-cluster.sh");
+fn cluster_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pg-cluster.sh")
+}
+
+fn new_cluster_dir() -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("dw-test-pg.{}.{nanos:x}", std::process::id()));
+    std::env::temp_dir().join(format!("dw-test-pg.{}.{nanos:x}", std::process::id()))
+}
 
+fn start_cluster() -> String {
+    start_cluster_in(&new_cluster_dir())
+}
+
+/// A PostgreSQL cluster of one test's own, for tests that restart or stop the server (never
+/// the shared one). Stopped and removed on drop (and by the script's watchdog if this process
+/// dies).
+pub struct PrivateCluster {
+    /// Superuser URL of its `postgres` database.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Starts one (about 1 s; blocking).
+    pub fn start() -> Self {
+        let dir = new_cluster_dir();
+        let url = start_cluster_in(&dir);
+        PrivateCluster { url, dir }
+    }
+
+    /// `pg_ctl restart -m fast`: every session is cut, the server comes back on the same port.
+    /// Blocking; returns once it accepts connections again.
+    pub fn restart(&self) {
+        let out = Command::new("bash")
+            .arg(cluster_script())
+            .arg("bindir")
+            .output()
+            .expect("pg-cluster.sh bindir");
+        let bindir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let pg_ctl = format!("{bindir}/pg_ctl");
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let args = [
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "restart",
+        ];
+        // As pg-cluster.sh runs it: as `postgres` when we are root, from `/`.
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &pg_ctl]);
+            c
+        } else {
+            Command::new(&pg_ctl)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run pg_ctl restart");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(cluster_script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn start_cluster_in(dir: &Path) -> String {
+    let script = cluster_script();
     let output = Command::new("bash")
         .arg(&script)
         .arg("start")
-        .arg(&dir)
+        .arg(dir)
         .arg(std::process::id().to_string())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
@@ -234,7 +318,7 @@ async fn create_test_db(template: Option<&str>) -> TestDb {
     TestDb { pool, url, name }
 }
 
-async fn pool_for(url: &str, max_connections: u32) -> PgPool {
+pub async fn pool_for(url: &str, max_connections: u32) -> PgPool {
     let options =
         PgConnectOptions::from_str(url).unwrap_or_else(|e| panic!("bad database url {url}: {e}"));
     PgPoolOptions::new()

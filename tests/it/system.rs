@@ -11,7 +11,11 @@
 //!
 //! Every wait has a deadline; every worker process is killed when its handle drops.
 
+mod chaos_cdn;
 mod chaos_kill;
+mod chaos_pg;
+mod chaos_sigterm;
+mod chaos_storage;
 mod scale;
 
 use std::future::Future;

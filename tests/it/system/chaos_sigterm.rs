@@ -1,0 +1,115 @@
+//! SIGTERM during a run: running jobs finish within the grace period or are released to
+//! pending without their attempt counted; the process exits 0 in time.
+
+use std::time::{Duration, Instant};
+
+use super::{Rig, media_path, sha256, wait_until, with_message};
+use crate::cdn::Serve;
+
+const KIB: usize = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_download_finishes_or_releases_running_jobs_and_exits_zero() {
+    const STUCK_1: &str = "7412345678901234001";
+    const STUCK_2: &str = "7412345678901234002";
+    const FINISHES: &str = "7412345678901234003";
+    const GRACE: Duration = Duration::from_secs(3);
+    let stuck = Serve::StallAfter {
+        after: 256 * KIB as u64,
+        stall: Duration::from_secs(60),
+    };
+    let rig = Rig::start(&[
+        (STUCK_1, 1024 * KIB, stuck.clone()),
+        (STUCK_2, 1024 * KIB, stuck),
+        // Pauses for 1 s mid-file: done well within the grace period.
+        (
+            FINISHES,
+            1024 * KIB,
+            Serve::StallAfter {
+                after: 256 * KIB as u64,
+                stall: Duration::from_secs(1),
+            },
+        ),
+    ])
+    .await;
+    let w = rig.worker(&[
+        ("MAX_CONCURRENT", "3"),
+        ("SHUTDOWN_GRACE_SECONDS", "3"),
+        ("WORKER_ID", "terminated"),
+    ]);
+    let ids = [STUCK_1, STUCK_2, FINISHES];
+    let mut jobs = Vec::new();
+    for id in ids {
+        jobs.push(rig.enqueue(id).await);
+    }
+    // All three are mid-download (each file's first bytes are out, the rest is held back).
+    wait_until(
+        Duration::from_secs(20),
+        "three downloads under way",
+        || async {
+            let requests = rig.cdn.requests();
+            ids.iter()
+                .all(|id| {
+                    requests
+                        .iter()
+                        .any(|(m, p, _)| m == "GET" && *p == media_path(id))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let sent = Instant::now();
+    let (code, lines) = w.stop();
+    let took = sent.elapsed();
+    assert_eq!(code, Some(0));
+    assert!(
+        took >= GRACE - Duration::from_millis(500) && took < GRACE + Duration::from_secs(3),
+        "exited {took:?} after SIGTERM (grace {GRACE:?})"
+    );
+    assert_eq!(
+        with_message(&lines, "cancelled by shutdown: releasing the job").count(),
+        2
+    );
+    assert_eq!(
+        with_message(
+            &lines,
+            "grace period over: cancelling running jobs and releasing them"
+        )
+        .count(),
+        1
+    );
+
+    for job in &jobs[..2] {
+        let r = rig.job(*job).await;
+        assert_eq!(r.status, "pending", "released: {r:?}");
+        assert_eq!(r.attempts, 0, "a released attempt is not counted: {r:?}");
+        assert_ne!(r.video_status, "ready");
+    }
+    let r = rig.job(jobs[2]).await;
+    assert_eq!(
+        r.status, "completed",
+        "finished within the grace period: {r:?}"
+    );
+    assert_eq!(r.attempts, 1);
+    assert_eq!(rig.temp_entries(), Vec::<String>::new());
+
+    // The released jobs are taken at once by the next worker.
+    for id in [STUCK_1, STUCK_2] {
+        rig.cdn.set(&media_path(id), Serve::Normal);
+    }
+    let w = rig.worker(&[("MAX_CONCURRENT", "3")]);
+    for job in &jobs[..2] {
+        let r = rig
+            .wait(*job, &["completed", "failed"], Duration::from_secs(20))
+            .await;
+        assert_eq!(r.status, "completed", "{r:?}");
+        assert_eq!(r.attempts, 1, "{r:?}");
+    }
+    let (code, _) = w.stop();
+    assert_eq!(code, Some(0));
+    for v in &rig.videos {
+        let stored = std::fs::read(rig.store().join(format!("{0}/{0}.mp4", v.id))).unwrap();
+        assert_eq!(sha256(&stored), sha256(&v.media), "{}", v.id);
+    }
+    assert_eq!(rig.temp_entries(), Vec::<String>::new());
+}
