@@ -95,6 +95,28 @@ impl PrivateCluster {
     /// `pg_ctl restart -m fast`: every session is cut, the server comes back on the same port.
     /// Blocking; returns once it accepts connections again.
     pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "restart"]);
+    }
+
+    /// The server stopped (`-m fast`: every session cut) for `down`, then started again with
+    /// the same options (same port). Blocking; returns once it accepts connections again.
+    pub fn outage(&self, down: Duration) {
+        // `postmaster.opts`: the server binary, then its quoted options.
+        let opts = std::fs::read_to_string(self.dir.join("data/postmaster.opts"))
+            .expect("read postmaster.opts");
+        let options = opts
+            .trim()
+            .split_once(' ')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default();
+        self.pg_ctl(&["-m", "fast", "stop"]);
+        std::thread::sleep(down);
+        self.pg_ctl(&["-o", &options, "start"]);
+    }
+
+    /// Runs `pg_ctl -D DIR/data -l DIR/log -w -t 60 ARGS` as pg-cluster.sh runs it: as
+    /// `postgres` when we are root, from `/`.
+    fn pg_ctl(&self, args: &[&str]) {
         let out = Command::new("bash")
             .arg(cluster_script())
             .arg("bindir")
@@ -104,19 +126,6 @@ impl PrivateCluster {
         let pg_ctl = format!("{bindir}/pg_ctl");
         let data = self.dir.join("data");
         let log = self.dir.join("log");
-        let args = [
-            "-D",
-            data.to_str().unwrap(),
-            "-l",
-            log.to_str().unwrap(),
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            "60",
-            "restart",
-        ];
-        // As pg-cluster.sh runs it: as `postgres` when we are root, from `/`.
         let mut cmd = if unsafe { libc::geteuid() } == 0 {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", &pg_ctl]);
@@ -125,14 +134,16 @@ impl PrivateCluster {
             Command::new(&pg_ctl)
         };
         let out = cmd
+            .args(["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()])
+            .args(["-w", "-t", "60"])
             .args(args)
             .current_dir("/")
             .stdin(std::process::Stdio::null())
             .output()
-            .expect("run pg_ctl restart");
+            .expect("run pg_ctl");
         assert!(
             out.status.success(),
-            "pg_ctl restart: {}{}",
+            "pg_ctl {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
