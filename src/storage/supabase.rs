@@ -43,6 +43,10 @@ pub struct SupabaseStorage {
     pub chunk_attempts: u32,
     /// Entries asked for per page of a folder listing.
     pub list_page_size: u32,
+    /// Longest time one upload request (a standard upload, a TUS create or one chunk of at
+    /// most 6 MiB) may take from start to answer: a store that hangs fails the attempt
+    /// (transient) instead of holding the job's slot.
+    pub upload_timeout: Duration,
 }
 
 impl std::fmt::Debug for SupabaseStorage {
@@ -87,6 +91,7 @@ impl SupabaseStorage {
             tus_threshold: TUS_CHUNK,
             chunk_attempts: 5,
             list_page_size: 1000,
+            upload_timeout: Duration::from_secs(300),
         })
     }
 
@@ -173,6 +178,7 @@ impl SupabaseStorage {
             .header("x-upsert", "true")
             .header("x-metadata", metadata)
             .body(Self::body(&req.file.path, 0, req.file.size).await?)
+            .timeout(self.upload_timeout)
             .send()
             .await
             .map_err(network)?;
@@ -205,6 +211,7 @@ impl SupabaseStorage {
             .header("Upload-Length", req.file.size)
             .header("Upload-Metadata", upload_metadata)
             .header("x-upsert", "true")
+            .timeout(self.upload_timeout)
             .send()
             .await
             .map_err(network)?;
@@ -235,6 +242,7 @@ impl SupabaseStorage {
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .header("x-upsert", "true")
                 .body(Self::body(&req.file.path, offset, len).await?)
+                .timeout(self.upload_timeout)
                 .send()
                 .await;
             let why = match sent {

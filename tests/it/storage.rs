@@ -234,6 +234,31 @@ async fn transient_storage_errors_are_retried_within_the_attempt() {
 }
 
 #[tokio::test]
+async fn a_hanging_store_times_the_upload_out_and_the_retry_succeeds() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let j = job();
+    let data = bytes(50_000, 6);
+    let file = file_of(tmp.path(), &data);
+    let mut store = supabase(&api);
+    store.upload_timeout = std::time::Duration::from_millis(500);
+    // The first upload hangs far longer than the timeout: it is cut off and tried again.
+    api.hang_next("/object/videos/", std::time::Duration::from_secs(30), 1);
+    let started = std::time::Instant::now();
+    let stored = stage(Arc::new(store))
+        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(api.object("videos", &stored.object_key).unwrap().0, data);
+}
+
+#[tokio::test]
 async fn storage_errors_are_typed() {
     let api = StorageApi::start().await;
     api.create_bucket("videos", false, Some(10_000), Some(vec!["image/*".into()]));
