@@ -517,6 +517,18 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // A worker killed on this machine leaves its jobs' temp folders (partial downloads)
+        // behind; sweep them here too, not only when a worker starts.
+        let root = shared.opts.temp_dir.clone();
+        if let Ok(stale) =
+            tokio::task::spawn_blocking(move || crate::workdir::remove_stale(&root)).await
+            && stale > 0
+        {
+            tracing::info!(
+                removed = stale,
+                "removed temp folders of dead worker processes"
+            );
+        }
         match shared.queue.rescue(500).await {
             Ok(rescued) => {
                 for r in &rescued {

@@ -570,3 +570,39 @@ fn download_progress_is_logged_at_each_quarter_not_at_every_update() {
         text.lines().count()
     );
 }
+
+#[tokio::test]
+async fn a_running_worker_sweeps_the_temp_folders_of_dead_processes() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = start(
+        b.queue.clone(),
+        Arc::new(Succeed::default()),
+        options("sweeper", tmp.path().into()),
+    );
+    // After start-up: a folder of a process that is gone (a pid that cannot be running), and
+    // one of this process (a live worker's), as a killed worker on this machine leaves them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dead = tmp
+        .path()
+        .join(format!("douyin-worker-{}-{}", i32::MAX - 1, Uuid::new_v4()));
+    let live = tmp.path().join(format!(
+        "douyin-worker-{}-{}",
+        std::process::id(),
+        Uuid::new_v4()
+    ));
+    for dir in [&dead, &live] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("partial.mp4"), b"half a video").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead process's folder is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(live.exists(), "a live process's folder is kept");
+    w.stop().await;
+}
