@@ -353,6 +353,8 @@ struct Cell {
     p99: f64,
     run_p50: f64,
     rss_mib: Vec<f64>,
+    /// Jobs each process completed.
+    per_process: Vec<i64>,
     cpu: f64,
     timed_out: bool,
 }
@@ -551,6 +553,13 @@ async fn run_cell(
         .unwrap();
         eprintln!("  failures: {failed}, timed out: {timed_out}, an error: {err:?}");
     }
+    let mut per_process: Vec<i64> = sqlx::query_scalar(
+        "select count(*) from public.download_jobs where status = 'completed' group by worker_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    per_process.resize(procs.max(per_process.len()), 0);
     let mut total: Vec<f64> = rows.iter().map(|r| r.0).collect();
     let mut run: Vec<f64> = rows.iter().map(|r| r.1).collect();
     total.sort_by(f64::total_cmp);
@@ -577,6 +586,7 @@ async fn run_cell(
         p99: percentile(&total, 0.99),
         run_p50: percentile(&run, 0.5),
         rss_mib,
+        per_process,
         cpu,
         timed_out,
     }
@@ -719,9 +729,9 @@ async fn main() {
             );
             println!();
             println!(
-                "| processes | MAX_CONCURRENT | jobs/s | MB/s | enqueue→ready p50 | p99 | one job (claim→ready) p50 | peak RSS per process | worker CPU | raw curl+store MB/s | ours / raw |"
+                "| processes | MAX_CONCURRENT | jobs/s | MB/s | enqueue→ready p50 | p99 | one job (claim→ready) p50 | peak RSS per process | jobs per process | worker CPU | raw curl+store MB/s | ours / raw |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
             let mut raws: HashMap<usize, f64> = HashMap::new();
             for &p in &procs {
                 for &c in &concurrents {
@@ -755,6 +765,15 @@ async fn main() {
                         let hi = cell.rss_mib.iter().copied().fold(0.0, f64::max);
                         format!("{lo:.0}–{hi:.0} MiB")
                     };
+                    let spread = {
+                        let lo = cell.per_process.iter().min().copied().unwrap_or(0);
+                        let hi = cell.per_process.iter().max().copied().unwrap_or(0);
+                        if lo == hi {
+                            lo.to_string()
+                        } else {
+                            format!("{lo}–{hi}")
+                        }
+                    };
                     let mut note = String::new();
                     if cell.failed > 0 || cell.timed_out || cell.completed < cell.jobs {
                         note = format!(
@@ -769,7 +788,7 @@ async fn main() {
                         note.push_str(&format!(" ({} retries)", cell.extra_attempts));
                     }
                     println!(
-                        "| {p} | {c} | {:.1}{note} | {mbps:.0} | {:.2} s | {:.2} s | {:.2} s | {rss} | {:.1} s | {raw_mbps:.0} (×{parallel}) | {:.2} |",
+                        "| {p} | {c} | {:.1}{note} | {mbps:.0} | {:.2} s | {:.2} s | {:.2} s | {rss} | {spread} | {:.1} s | {raw_mbps:.0} (×{parallel}) | {:.2} |",
                         cell.completed as f64 / cell.span,
                         cell.p50,
                         cell.p99,
@@ -782,7 +801,7 @@ async fn main() {
             for &p in &procs {
                 let rate = p as f64 * 1000.0 / OLD_POLL_MS;
                 println!(
-                    "| {p} | any | {rate:.1} (old worker's ceiling) | {:.1} | ≥ {:.0} s | ≥ {:.0} s | | | | | |",
+                    "| {p} | any | {rate:.1} (old worker's ceiling) | {:.1} | ≥ {:.0} s | ≥ {:.0} s | | | | | | |",
                     rate * size_mb,
                     (jobs as f64 / 2.0) / rate,
                     (jobs as f64 - 1.0) / rate,
