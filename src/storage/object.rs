@@ -7,9 +7,10 @@
 //! - `gs://BUCKET`: Google Cloud Storage, from the `GOOGLE_*` variables;
 //! - `az://CONTAINER`: Azure Blob Storage, from the `AZURE_*` variables.
 //!
-//! [`super::cloud`] builds each store. Files are uploaded with a multipart upload in 8 MiB parts
-//! read from the validated file (never the whole file in memory; S3 and GCS multipart uploads,
-//! Azure blocks), with content type, cache control and user metadata.
+//! [`super::cloud`] builds each store. A file of up to one part (8 MiB) is uploaded in one
+//! request; a larger one with a multipart upload in 8 MiB parts read from the validated file
+//! (never the whole file in memory; S3 and GCS multipart uploads, Azure blocks). Both carry
+//! content type, cache control and user metadata.
 //!
 //! Operations: `list` is object_store's recursive listing; `open` streams a `GET`; `delete`
 //! asks `HEAD` first, because S3 deletes succeed whether or not the object was there (so its
@@ -28,7 +29,8 @@ use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as StorePath;
 use object_store::signer::{Method, Signer};
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
@@ -257,6 +259,29 @@ impl ObjectBackend for ObjectStoreBackend {
         );
         for (k, v) in req.metadata {
             attributes.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+        }
+        // A file that fits in one part goes in one request (a multipart upload would take
+        // three); it is read into memory, which stays within the size of a part.
+        if req.file.size <= PART_SIZE as u64 {
+            let bytes = tokio::fs::read(&req.file.path)
+                .await
+                .map_err(|e| StorageError::transient("temp-file", format!("temp file: {e}")))?;
+            let done = self
+                .store
+                .put_opts(
+                    &path,
+                    PutPayload::from(bytes),
+                    PutOptions {
+                        attributes,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.classify(e, "uploading"))?;
+            return Ok(ObjectInfo {
+                size: req.file.size,
+                etag: done.e_tag.map(|t| t.trim_matches('"').to_string()),
+            });
         }
         let upload = self
             .store
