@@ -346,20 +346,7 @@ impl JobHandler for Pipeline {
         };
         metrics::counter!(crate::metrics::BYTES_DOWNLOADED).increment(file.size);
         tracing::info!(bytes = file.size, "downloaded");
-        let validator = self.validator.clone();
-        let to_check = file.clone();
-        let info = timed(
-            "validate",
-            tokio::task::spawn_blocking(move || validator.validate(&to_check)),
-        )
-        .await
-        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
-        let mut stored = timed(
-            "upload",
-            self.storage.store(job, &source, &file, &info, ctx),
-        )
-        .await?;
-        metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
+        let (_, mut stored) = self.validate_and_store(job, &source, &file, ctx).await?;
         tracing::info!(bucket = %stored.bucket, key = %stored.object_key, "uploaded");
         if !source.parts.is_empty() {
             let parts = self.store_parts(job, &source, ctx).await?;
@@ -376,6 +363,27 @@ impl JobHandler for Pipeline {
 }
 
 impl Pipeline {
+    /// Validates a downloaded file (off the async threads) and stores it.
+    async fn validate_and_store(
+        &self,
+        job: &ClaimedJob,
+        source: &MediaSource,
+        file: &DownloadedFile,
+        ctx: &JobContext,
+    ) -> Result<(MediaInfo, StoredObject), JobError> {
+        let validator = self.validator.clone();
+        let to_check = file.clone();
+        let info = timed(
+            "validate",
+            tokio::task::spawn_blocking(move || validator.validate(&to_check)),
+        )
+        .await
+        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
+        let stored = timed("upload", self.storage.store(job, source, file, &info, ctx)).await?;
+        metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
+        Ok((info, stored))
+    }
+
     /// Downloads, validates and stores each further part of a multi-file post, one after the
     /// other (each file is removed once stored); returns what was stored, for the metadata.
     async fn store_parts(
@@ -389,22 +397,9 @@ impl Pipeline {
             let part_source = source.part(part);
             let file = timed("download", self.downloader.download(&part_source, ctx)).await?;
             metrics::counter!(crate::metrics::BYTES_DOWNLOADED).increment(file.size);
-            let validator = self.validator.clone();
-            let to_check = file.clone();
-            let info = timed(
-                "validate",
-                tokio::task::spawn_blocking(move || validator.validate(&to_check)),
-            )
-            .await
-            .map_err(|e| {
-                JobError::transient("validate-panic", format!("validation crashed: {e}"))
-            })??;
-            let stored = timed(
-                "upload",
-                self.storage.store(job, &part_source, &file, &info, ctx),
-            )
-            .await?;
-            metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
+            let (info, stored) = self
+                .validate_and_store(job, &part_source, &file, ctx)
+                .await?;
             tracing::info!(key = %stored.object_key, bytes = file.size, "uploaded a part");
             // The job's temp folder goes at the end; a post of many pictures need not keep
             // them all until then.
