@@ -307,6 +307,11 @@ begin
 end
 $$;
 
+-- Room on each page for the worker's updates of a video row (status, progress, lease
+-- holder: no indexed column) to stay on the page as heap-only tuples, without new index
+-- entries. Applies to pages written from now on.
+alter table public.videos set (fillfactor = 85);
+
 insert into public.douyin_worker_migrations (version, name)
 values (4, '0004_admin.sql')
 on conflict (version) do nothing;
