@@ -1,7 +1,7 @@
 //! The download stage: streams the media into the job's temp folder.
 //!
 //! - Streamed to an owner-only file with a unique name in the job's private temp folder,
-//!   hashing (SHA-256) and counting on the fly in a writer thread ([`sink`]), so the network
+//!   hashing (SHA-256) and counting on the fly in a writer thread (`sink`), so the network
 //!   task never waits on the disk; memory stays at a few chunks plus a 256 KiB write buffer
 //!   whatever the file size. The folder goes when the job ends, on every path.
 //! - Timeouts: connect, idle (no byte for a while) and total.

@@ -6,7 +6,7 @@
 //!   for all free slots in one round trip, spawns one task per job; when the queue had fewer
 //!   due jobs than free slots it sleeps until a wake-up (NOTIFY), a known due time, or the
 //!   poll interval, and never while a slot is free and a job is due;
-//! - the [`reporter`]: records completions, failures and releases in batches (River's batch
+//! - the `reporter`: records completions, failures and releases in batches (River's batch
 //!   completer is the model), so a slot is free as soon as its job's work ends;
 //! - the heartbeat: renews every lease this process holds in one call, and cancels jobs
 //!   whose lease was lost;

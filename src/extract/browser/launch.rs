@@ -3,7 +3,7 @@
 //! Chromium runs as the leader of its own process group (its zygote, renderers and utility
 //! processes join that group), with `PR_SET_PDEATHSIG` so that it dies with the worker even
 //! when the worker is killed with `kill -9`, and with a fresh `--user-data-dir` in a temp
-//! folder. [`Process`]'s `Drop` kills the whole group, reaps it and removes the folder. The
+//! folder. `Process`'s `Drop` kills the whole group, reaps it and removes the folder. The
 //! DevTools URL is read from Chromium's stderr (`--remote-debugging-port=0` picks a free
 //! port), then chromiumoxide connects to it.
 
