@@ -51,7 +51,7 @@ use crate::migrate::MigrateError;
 mod admin;
 mod lifecycle;
 
-use lifecycle::{insert_job, job_from_row};
+use lifecycle::{job_from_row, requeue_video};
 
 /// The `strftime` format of every time the SQLite queue stores, e.g.
 /// `2025-01-31T08:00:00.000Z`: UTC, millisecond precision. SQLite writes the same text with

@@ -95,6 +95,18 @@ impl SupabaseStorage {
         })
     }
 
+    /// Sends a REST request with the key; an answer other than 2xx becomes its typed error.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, StorageError> {
+        let response = self.authed(request).send().await.map_err(network)?;
+        if !response.status().is_success() {
+            return Err(rest_error(response).await);
+        }
+        Ok(response)
+    }
+
     fn url(&self, path: &str) -> Url {
         self.root.join(path).expect("a relative storage path")
     }
@@ -130,15 +142,7 @@ impl SupabaseStorage {
         if !search.is_empty() {
             body["search"] = search.into();
         }
-        let response = self
-            .authed(self.client.post(url))
-            .json(&body)
-            .send()
-            .await
-            .map_err(network)?;
-        if !response.status().is_success() {
-            return Err(rest_error(response).await);
-        }
+        let response = self.call(self.client.post(url).json(&body)).await?;
         response
             .json()
             .await
@@ -501,14 +505,12 @@ impl ObjectBackend for SupabaseStorage {
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         let url = self.object_url("object/sign", key);
         let response = self
-            .authed(self.client.post(url))
-            .json(&serde_json::json!({"expiresIn": ttl.as_secs().max(1)}))
-            .send()
-            .await
-            .map_err(network)?;
-        if !response.status().is_success() {
-            return Err(rest_error(response).await);
-        }
+            .call(
+                self.client
+                    .post(url)
+                    .json(&serde_json::json!({"expiresIn": ttl.as_secs().max(1)})),
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Signed {
             #[serde(rename = "signedURL")]
@@ -593,14 +595,12 @@ impl ObjectBackend for SupabaseStorage {
         check_key(key)?;
         let url = self.url(&format!("object/{}", self.bucket));
         let response = self
-            .authed(self.client.delete(url))
-            .json(&serde_json::json!({ "prefixes": [key] }))
-            .send()
-            .await
-            .map_err(network)?;
-        if !response.status().is_success() {
-            return Err(rest_error(response).await);
-        }
+            .call(
+                self.client
+                    .delete(url)
+                    .json(&serde_json::json!({ "prefixes": [key] })),
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Deleted {
             name: String,

@@ -220,17 +220,7 @@ impl SqliteQueue {
                     max_attempts: Some(r.max_attempts),
                     ..Default::default()
                 };
-                let new_job_id = insert_job(&mut w, &req, video_id, 0, &now_s).await?;
-                sqlx::query(
-                    "update videos
-                        set status = 'queued', last_error = null, next_attempt_at = null,
-                            updated_at = ?1
-                      where id = ?2 and status not in ('downloading', 'running')",
-                )
-                .bind(&now_s)
-                .bind(video_id.hyphenated())
-                .execute(&mut *w.tx)
-                .await?;
+                let new_job_id = requeue_video(&mut w, &req, video_id, 0, &now_s).await?;
                 (Some(new_job_id), RetryOutcome::Queued)
             };
             out.push(result(Some(video_id), new_job_id, outcome));

@@ -742,17 +742,7 @@ impl SqliteQueue {
         {
             (None, EnqueueOutcome::Ready)
         } else {
-            let job_id = insert_job(&mut w, req, video_id, default_priority, &now_s).await?;
-            sqlx::query(
-                "update videos
-                    set status = 'queued', last_error = null, next_attempt_at = null,
-                        updated_at = ?1
-                  where id = ?2 and status not in ('downloading', 'running')",
-            )
-            .bind(&now_s)
-            .bind(&video_id_s)
-            .execute(&mut *w.tx)
-            .await?;
+            let job_id = requeue_video(&mut w, req, video_id, default_priority, &now_s).await?;
             (Some(job_id), EnqueueOutcome::Queued)
         };
         w.commit().await?;
@@ -792,6 +782,28 @@ pub(super) async fn insert_job(
     .bind(priority)
     .bind(req.max_attempts.unwrap_or(5))
     .bind(now_s)
+    .execute(&mut *w.tx)
+    .await?;
+    Ok(job_id)
+}
+
+/// Queues a new job for an existing video and shows the video as `queued` (unless a worker
+/// is on it), as `enqueue_download_job` does.
+pub(super) async fn requeue_video(
+    w: &mut WriteTx<'_>,
+    req: &EnqueueRequest,
+    video_id: Uuid,
+    default_priority: i64,
+    now_s: &str,
+) -> Result<Uuid, sqlx::Error> {
+    let job_id = insert_job(w, req, video_id, default_priority, now_s).await?;
+    sqlx::query(
+        "update videos
+            set status = 'queued', last_error = null, next_attempt_at = null, updated_at = ?1
+          where id = ?2 and status not in ('downloading', 'running')",
+    )
+    .bind(now_s)
+    .bind(video_id.hyphenated())
     .execute(&mut *w.tx)
     .await?;
     Ok(job_id)
