@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::azure::MicrosoftAzure;
 use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as StorePath;
@@ -34,7 +34,7 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
-use super::cloud::{AzureContainer, Cloud};
+use super::cloud::{AzureContainer, BucketCreator, Cloud, GcsBucket, S3Bucket};
 use super::{
     BucketOutcome, BucketSpec, ListedObject, ObjectBackend, ObjectInfo, ObjectStream, PutRequest,
     StorageError, check_key, check_prefix,
@@ -56,8 +56,8 @@ pub struct ObjectStoreBackend {
     signer: Option<Arc<dyn Signer>>,
     bucket: String,
     cloud: Cloud,
-    /// On Azure, what creates the container when it is missing.
-    container: Option<AzureContainer>,
+    /// What creates the bucket when it is missing.
+    creator: Option<BucketCreator>,
 }
 
 /// The backend's name from when it served S3 only.
@@ -69,15 +69,7 @@ impl ObjectStoreBackend {
     pub fn from_url(url: &url::Url) -> Result<Self, String> {
         match Cloud::of_scheme(url.scheme()) {
             Some(Cloud::S3) => {
-                let bucket = url
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| format!("STORAGE_URL={url}: expected s3://BUCKET"))?
-                    .to_string();
-                let store = AmazonS3Builder::from_env()
-                    .with_url(url.as_str())
-                    .build()
-                    .map_err(|e| format!("STORAGE_URL={url}: {e}"))?;
+                let (store, bucket) = super::cloud::s3_from_url(url)?;
                 Ok(Self::amazon(store, bucket))
             }
             Some(Cloud::Gcs) => {
@@ -94,40 +86,39 @@ impl ObjectStoreBackend {
         }
     }
 
-    /// A bucket over an S3 store built elsewhere; it can sign URLs.
-    pub fn amazon(store: AmazonS3, bucket: impl Into<String>) -> Self {
-        let store = Arc::new(store);
-        Self {
-            store: store.clone(),
-            signer: Some(store),
-            bucket: bucket.into(),
-            cloud: Cloud::S3,
-            container: None,
-        }
+    /// An S3 bucket, with what creates it when it is missing (see
+    /// [`super::cloud::s3_from_builder`]); it can sign URLs.
+    pub fn amazon(store: AmazonS3, bucket: S3Bucket) -> Self {
+        let name = bucket.name().to_string();
+        Self::signing(Arc::new(store), name, Cloud::S3, bucket.into())
     }
 
-    /// A Google Cloud Storage bucket over a store built elsewhere (tests); it can sign URLs.
-    pub fn gcs(store: GoogleCloudStorage, bucket: impl Into<String>) -> Self {
-        let store = Arc::new(store);
-        Self {
-            store: store.clone(),
-            signer: Some(store),
-            bucket: bucket.into(),
-            cloud: Cloud::Gcs,
-            container: None,
-        }
+    /// A Google Cloud Storage bucket, with what creates it when it is missing (see
+    /// [`super::cloud::gcs_from_builder`]); it can sign URLs.
+    pub fn gcs(store: GoogleCloudStorage, bucket: GcsBucket) -> Self {
+        let name = bucket.name().to_string();
+        Self::signing(Arc::new(store), name, Cloud::Gcs, bucket.into())
     }
 
-    /// An Azure container over a store built elsewhere, with what creates the container (see
+    /// An Azure container, with what creates it when it is missing (see
     /// [`super::cloud::azure_from_builder`]); it can sign URLs.
     pub fn azure(store: MicrosoftAzure, container: AzureContainer) -> Self {
-        let store = Arc::new(store);
+        let name = container.name().to_string();
+        Self::signing(Arc::new(store), name, Cloud::Azure, container.into())
+    }
+
+    fn signing<S: ObjectStore + Signer>(
+        store: Arc<S>,
+        bucket: String,
+        cloud: Cloud,
+        creator: BucketCreator,
+    ) -> Self {
         Self {
             store: store.clone(),
             signer: Some(store),
-            bucket: container.name().to_string(),
-            cloud: Cloud::Azure,
-            container: Some(container),
+            bucket,
+            cloud,
+            creator: Some(creator),
         }
     }
 
@@ -138,7 +129,7 @@ impl ObjectStoreBackend {
             signer: None,
             bucket: bucket.into(),
             cloud: Cloud::S3,
-            container: None,
+            creator: None,
         }
     }
 
@@ -208,32 +199,26 @@ fn classify(e: object_store::Error, what: &str, cloud: Cloud) -> StorageError {
 
 #[async_trait]
 impl ObjectBackend for ObjectStoreBackend {
-    /// S3: object_store cannot create buckets; a `HEAD` checks the bucket is reachable. GCS
-    /// and Azure: a one-page listing tells a missing bucket from an empty one (a key that may
-    /// not list falls back to the `HEAD`); a missing Azure container is created, a missing GCS
-    /// bucket is an error that says how to create it.
+    /// A one-page listing tells a missing bucket from an empty one (a `HEAD` cannot: S3
+    /// answers a missing bucket's `HEAD` with a bare 404, as for a missing key); a missing
+    /// bucket is created. Credentials that may not list fall back to a `HEAD` of a probe key,
+    /// which at least proves the bucket is reachable.
     async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError> {
         let probe = StorePath::from(".douyin-worker-probe");
         let what = format!("bucket {}", self.shown());
-        if self.cloud != Cloud::S3 {
-            match self.store.list_with_delimiter(Some(&probe)).await {
-                Ok(_) => return Ok(BucketOutcome::Exists),
-                Err(e) if is_missing_bucket(&e) => {
-                    return match &self.container {
-                        Some(container) => container.create(spec).await,
-                        None => Err(StorageError::permanent(
-                            "no-such-bucket",
-                            format!(
-                                "{what} does not exist: create it (gcloud storage buckets create \
-                                 {})",
-                                self.shown()
-                            ),
-                        )),
-                    };
-                }
-                Err(object_store::Error::PermissionDenied { .. }) => {}
-                Err(e) => return Err(self.classify(e, &what)),
+        match self.store.list_with_delimiter(Some(&probe)).await {
+            Ok(_) => return Ok(BucketOutcome::Exists),
+            Err(e) if is_missing_bucket(&e) => {
+                return match &self.creator {
+                    Some(creator) => creator.create(spec).await,
+                    None => Err(StorageError::permanent(
+                        "no-such-bucket",
+                        format!("{what} does not exist: create it"),
+                    )),
+                };
             }
+            Err(object_store::Error::PermissionDenied { .. }) => {}
+            Err(e) => return Err(self.classify(e, &what)),
         }
         match self.store.head(&probe).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(BucketOutcome::Exists),

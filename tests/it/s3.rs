@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
 use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::storage::cloud::s3_from_builder;
 use douyin_worker::storage::object::S3Store;
 use douyin_worker::storage::{ObjectBackend, PutRequest};
 use object_store::aws::AmazonS3Builder;
@@ -77,16 +78,22 @@ impl S3Server {
     }
 
     pub fn store(&self, bucket: &str, secret: &str) -> S3Store {
-        let store = AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region("us-east-1")
-            .with_bucket_name(bucket)
-            .with_access_key_id(ACCESS)
-            .with_secret_access_key(secret)
-            .build()
-            .unwrap();
+        self.store_in(bucket, secret, "us-east-1")
+    }
+
+    /// The bucket as the worker sees it, in a region of its own.
+    pub fn store_in(&self, bucket: &str, secret: &str, region: &str) -> S3Store {
+        let (store, bucket) = s3_from_builder(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .with_region(region)
+                .with_bucket_name(bucket)
+                .with_access_key_id(ACCESS)
+                .with_secret_access_key(secret),
+        )
+        .unwrap();
         S3Store::amazon(store, bucket)
     }
 }
@@ -186,7 +193,8 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
     use douyin_worker::queue::{EnqueueRequest, JobQueue};
     const ID: &str = "7412345678901234567";
-    let server = S3Server::start("videos");
+    // The `videos` bucket does not exist yet: the binary creates it at start-up.
+    let server = S3Server::start("other");
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
     let bin = crate::cli::RunningBinary::start(&[
@@ -224,6 +232,58 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         .unwrap()
         .expect("in the bucket");
     assert!(head.size > 1000);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_created_once_in_its_region() {
+    let server = S3Server::start("videos");
+    let tmp = tempfile::tempdir().unwrap();
+    let public = douyin_worker::storage::BucketSpec {
+        public: true,
+        ..Default::default()
+    };
+    for (bucket, region) in [("fresh", "us-east-1"), ("paris", "eu-west-3")] {
+        let s3 = server.store_in(bucket, SECRET, region);
+        // Before: a missing bucket, not an empty one.
+        assert_eq!(
+            s3.list("").await.unwrap_err().code,
+            "no-such-bucket",
+            "{bucket}"
+        );
+        assert_eq!(
+            s3.ensure_bucket(&public).await.unwrap(),
+            douyin_worker::storage::BucketOutcome::Created,
+            "{bucket}"
+        );
+        assert_eq!(
+            s3.ensure_bucket(&public).await.unwrap(),
+            douyin_worker::storage::BucketOutcome::Exists,
+            "{bucket}"
+        );
+        let data = bytes(2000, 5);
+        crate::storage_admin::put(&s3, tmp.path(), "a/a.mp4", &data, "video/mp4").await;
+        let listed = s3.list("").await.unwrap();
+        assert_eq!(listed.len(), 1, "{bucket}: {listed:?}");
+    }
+    // A wrong secret creates nothing and says which settings to check.
+    let bad = server.store_in("other", "not-the-secret", "us-east-1");
+    let e = bad.ensure_bucket(&public).await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-access-denied", ErrorClass::Permanent),
+        "{e}"
+    );
+    assert!(e.message.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+    assert!(!e.message.contains("not-the-secret"), "{e}");
+    assert_eq!(
+        server
+            .store("other", SECRET)
+            .list("")
+            .await
+            .unwrap_err()
+            .code,
+        "no-such-bucket"
+    );
 }
 
 #[tokio::test]
@@ -332,10 +392,9 @@ async fn s3_operation_errors_are_classified_without_the_secret() {
         .with_retry(object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
-        })
-        .build()
-        .unwrap();
-    let gone = S3Store::amazon(gone, "videos");
+        });
+    let (gone, bucket) = s3_from_builder(gone).unwrap();
+    let gone = S3Store::amazon(gone, bucket);
     assert_eq!(
         gone.list("").await.unwrap_err().class,
         ErrorClass::Transient
