@@ -587,3 +587,38 @@ async fn claim_returns_only_due_jobs_and_respects_the_limit(kind: Kind) {
     assert_eq!(b.queue.claim("w", 3, LEASE).await.unwrap().len(), 2);
     assert!(b.queue.claim("w", 3, LEASE).await.unwrap().is_empty());
 }
+
+/// Claims go over a connection the queue keeps; when the server drops it, one claim fails
+/// (transient) and the next opens a fresh connection and claims.
+#[tokio::test]
+async fn postgres_claims_survive_their_connection_being_dropped() {
+    let b = Backend::new(Kind::Postgres).await;
+    b.enqueue_many(3).await;
+    assert_eq!(b.queue.claim("w", 1, LEASE).await.unwrap().len(), 1);
+    let db = b.pg.as_ref().unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid()
+            and query like '%claim_download_jobs%') t",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "the claim connection");
+    let mut claimed = 0;
+    let mut errors = 0;
+    for _ in 0..3 {
+        match b.queue.claim("w", 1, LEASE).await {
+            Ok(jobs) => claimed += jobs.len(),
+            Err(e) => {
+                assert!(e.is_transient(), "{e}");
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors <= 1, "{errors} failed claims");
+    assert_eq!(
+        claimed, 2,
+        "every job is claimed once the connection is replaced"
+    );
+}
