@@ -134,6 +134,39 @@ fn no_credential(cloud: Cloud, what: &str, e: impl std::fmt::Display) -> Storage
     )
 }
 
+/// Sends a `PUT` that object_store's own signer for the cloud (`sign`) signs first: it signs
+/// an `http::Request` (method, URL, `headers`, body), which reqwest then sends as it is.
+async fn put_signed(
+    http: &reqwest::Client,
+    url: &url::Url,
+    headers: &[(&'static str, &'static str)],
+    body: bytes::Bytes,
+    what: &str,
+    sign: impl FnOnce(&mut object_store::client::HttpRequest) -> object_store::Result<()>,
+) -> Result<reqwest::Response, StorageError> {
+    let config = |e: &dyn std::fmt::Display| {
+        StorageError::permanent("storage-config", format!("{what}: {e}"))
+    };
+    let mut req = axum::http::Request::builder()
+        .method(axum::http::Method::PUT)
+        .uri(url.as_str());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut req = req
+        .body(object_store::client::HttpRequestBody::from(body.clone()))
+        .map_err(|e| config(&e))?;
+    sign(&mut req).map_err(|e| config(&e))?;
+    let (parts, _) = req.into_parts();
+    http.request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .header(reqwest::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(what, e))
+}
+
 /// The request could not be sent or answered: worth another try.
 fn unreachable(what: &str, e: reqwest::Error) -> StorageError {
     StorageError::transient(

@@ -6,7 +6,7 @@ use object_store::azure::{
 use reqwest::StatusCode;
 use url::Url;
 
-use super::{Cloud, creation_answer, http_client, no_credential, truthy, unreachable};
+use super::{Cloud, creation_answer, http_client, no_credential, put_signed, truthy};
 use crate::storage::{BucketOutcome, BucketSpec, StorageError};
 
 /// The container of an `az://CONTAINER` URL (or `abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net`),
@@ -125,27 +125,21 @@ impl AzureContainer {
             .map_err(|e| no_credential(Cloud::Azure, &what, e))?;
         let mut url = self.url.clone();
         url.query_pairs_mut().append_pair("restype", "container");
-        let mut req = axum::http::Request::builder()
-            .method(axum::http::Method::PUT)
-            .uri(url.as_str());
-        if spec.public {
-            req = req.header("x-ms-blob-public-access", "blob");
-        }
-        let mut req = req
-            .body(object_store::client::HttpRequestBody::empty())
-            .map_err(|e| StorageError::permanent("storage-config", format!("{what}: {e}")))?;
-        AzureAuthorizer::new(&credential, &self.account)
-            .try_authorize(&mut req)
-            .map_err(|e| StorageError::permanent("storage-config", format!("{what}: {e}")))?;
-        let (parts, _) = req.into_parts();
-        let resp = self
-            .http
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .header(reqwest::header::CONTENT_LENGTH, "0")
-            .send()
-            .await
-            .map_err(|e| unreachable(&what, e))?;
+        let headers: &[(&str, &str)] = if spec.public {
+            &[("x-ms-blob-public-access", "blob")]
+        } else {
+            &[]
+        };
+        let signer = AzureAuthorizer::new(&credential, &self.account);
+        let resp = put_signed(
+            &self.http,
+            &url,
+            headers,
+            bytes::Bytes::new(),
+            &what,
+            |req| signer.try_authorize(req),
+        )
+        .await?;
         let status = resp.status();
         let code = resp
             .headers()

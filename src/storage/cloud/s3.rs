@@ -6,7 +6,7 @@ use object_store::aws::{
 use reqwest::StatusCode;
 use url::Url;
 
-use super::{Cloud, creation_answer, http_client, no_credential, truthy, unreachable};
+use super::{Cloud, creation_answer, http_client, no_credential, put_signed, truthy};
 use crate::storage::{BucketOutcome, BucketSpec, StorageError};
 
 /// The bucket of an `s3://BUCKET` URL, configured from the `AWS_*` variables.
@@ -102,31 +102,20 @@ impl S3Bucket {
             .await
             .map_err(|e| no_credential(Cloud::S3, &what, e))?;
         let body = if self.region == "us-east-1" {
-            String::new()
+            bytes::Bytes::new()
         } else {
             format!(
                 "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
                  <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
                 self.region
             )
+            .into()
         };
-        let mut req = axum::http::Request::builder()
-            .method(axum::http::Method::PUT)
-            .uri(self.url.as_str())
-            .body(object_store::client::HttpRequestBody::from(body.clone()))
-            .map_err(|e| StorageError::permanent("storage-config", format!("{what}: {e}")))?;
-        AwsAuthorizer::new(&credential, "s3", &self.region)
-            .try_authorize(&mut req, None)
-            .map_err(|e| StorageError::permanent("storage-config", format!("{what}: {e}")))?;
-        let (parts, _) = req.into_parts();
-        let resp = self
-            .http
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&what, e))?;
+        let signer = AwsAuthorizer::new(&credential, "s3", &self.region);
+        let resp = put_signed(&self.http, &self.url, &[], body, &what, |req| {
+            signer.try_authorize(req, None)
+        })
+        .await?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let code = xml_element(&text, "Code").unwrap_or_default();
