@@ -6,8 +6,9 @@
 # - installs missing test dependencies (one `ensure_*` function each; apt needs root);
 # - starts one throwaway PostgreSQL cluster (tests/support/pg-cluster.sh) and exports
 #   DW_TEST_DATABASE_URL; the cluster is stopped and removed on exit;
-# - installs the Azure and GCS emulators under ~/.cache/douyin-worker-test (DW_TEST_CACHE) and
-#   exports DW_AZURITE and DW_FAKE_GCS_SERVER;
+# - installs the Azure and GCS emulators and moto's S3 server (for GCS uploads) under
+#   ~/.cache/douyin-worker-test (DW_TEST_CACHE) and exports DW_AZURITE, DW_FAKE_GCS_SERVER and
+#   DW_MOTO_SERVER;
 # - runs `cargo nextest run` over all targets and features (falls back to `cargo test` when
 #   cargo-nextest cannot be installed), then the doc tests.
 #
@@ -96,7 +97,8 @@ ensure_s3s_fs() {
 }
 
 # Emulators of the cloud object stores, installed under a cache folder (not the repo) and found
-# by the tests through DW_AZURITE and DW_FAKE_GCS_SERVER; each test starts its own on a free port.
+# by the tests through DW_AZURITE, DW_FAKE_GCS_SERVER and DW_MOTO_SERVER; each test starts its own
+# on a free port.
 TEST_CACHE="${DW_TEST_CACHE:-$HOME/.cache/douyin-worker-test}"
 
 # Azurite: Microsoft's Azure Storage emulator (npm), which checks Shared Key signatures and SAS.
@@ -138,6 +140,26 @@ ensure_fake_gcs_server() {
     fi
     DW_FAKE_GCS_SERVER="$link"
     export DW_FAKE_GCS_SERVER
+}
+
+# moto's S3 server (PyPI moto[server]): stands in for GCS's XML API, which shares S3's object
+# paths and multipart upload, so object_store's GCS uploads run (no GCS emulator takes them).
+MOTO_VERSION=5.2.5
+ensure_moto_server() {
+    local venv="$TEST_CACHE/moto-venv"
+    local link="$TEST_CACHE/moto-server"
+    if [ ! -x "$link" ] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+        command -v python3 >/dev/null 2>&1 || die "python3 not found: it installs moto's server (the stand-in for GCS uploads)"
+        say "installing moto[server]==$MOTO_VERSION into $venv"
+        mkdir -p "$TEST_CACHE"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2 \
+            || die "could not install moto[server]==$MOTO_VERSION from PyPI"
+        [ -x "$venv/bin/moto_server" ] || die "moto installed no moto_server"
+        ln -sf "$venv/bin/moto_server" "$link"
+    fi
+    DW_MOTO_SERVER="$link"
+    export DW_MOTO_SERVER
 }
 
 USE_NEXTEST=1
@@ -193,6 +215,7 @@ main() {
     ensure_s3s_fs
     ensure_azurite
     ensure_fake_gcs_server
+    ensure_moto_server
     ensure_nextest
 
     start_postgres
