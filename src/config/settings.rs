@@ -71,7 +71,8 @@ pub struct RawSettings {
     #[arg(long, env = "TEMP_DIR", global = true, value_name = "DIR")]
     pub temp_dir: Option<String>,
 
-    /// Connections to PostgreSQL per process [default: MAX_CONCURRENT + 4].
+    /// Pooled connections to PostgreSQL per process (LISTEN holds one); claims go over one
+    /// more of their own [default: MAX_CONCURRENT + 4].
     #[arg(long, env = "DB_MAX_CONNECTIONS", global = true, value_name = "N")]
     pub db_max_connections: Option<String>,
 
