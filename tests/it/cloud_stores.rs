@@ -87,6 +87,35 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Starts an installed server (see [`installed`]) in a temporary folder, on a free
+    /// loopback port that `args` puts on its command line, with its output discarded; returns
+    /// once the port answers.
+    fn start(
+        var: &str,
+        cached: &str,
+        what: &str,
+        args: impl FnOnce(&str) -> Vec<String>,
+    ) -> (Server, u16) {
+        let bin = installed(var, cached, what);
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(args(&port.to_string()))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} ({e}): run bash scripts/test.sh"));
+        wait_for_port(port, what, &mut child);
+        (Server { child, _dir: dir }, port)
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 /// A running Azurite blob service (in memory).
 pub struct Azurite {
     /// `http://127.0.0.1:PORT`.
@@ -96,25 +125,25 @@ pub struct Azurite {
 
 impl Azurite {
     pub fn start() -> Azurite {
-        let bin = installed(
+        let (server, port) = Server::start(
             "DW_AZURITE",
             "azurite/node_modules/.bin/azurite-blob",
             "Azurite",
+            |port| {
+                strings(&[
+                    "--silent",
+                    "--inMemoryPersistence",
+                    "--skipApiVersionCheck",
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    port,
+                ])
+            },
         );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .args(["--silent", "--inMemoryPersistence", "--skipApiVersionCheck"])
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("Azurite ({e}): run bash scripts/test.sh"));
-        wait_for_port(port, "Azurite", &mut child);
         Azurite {
             url: format!("http://127.0.0.1:{port}"),
-            _server: Server { child, _dir: dir },
+            _server: server,
         }
     }
 
@@ -147,29 +176,31 @@ pub struct FakeGcs {
 
 impl FakeGcs {
     pub fn start() -> FakeGcs {
-        let bin = installed("DW_FAKE_GCS_SERVER", "fake-gcs-server", "fake-gcs-server");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let mut child = Command::new(bin)
-            .args([
-                "-scheme",
-                "http",
-                "-backend",
-                "memory",
-                "-log-level",
-                "error",
-            ])
-            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-            .args(["-public-host", &host])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("fake-gcs-server ({e}): run bash scripts/test.sh"));
-        wait_for_port(port, "fake-gcs-server", &mut child);
+        let (server, port) = Server::start(
+            "DW_FAKE_GCS_SERVER",
+            "fake-gcs-server",
+            "fake-gcs-server",
+            |port| {
+                let host = format!("127.0.0.1:{port}");
+                strings(&[
+                    "-scheme",
+                    "http",
+                    "-backend",
+                    "memory",
+                    "-log-level",
+                    "error",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    port,
+                    "-public-host",
+                    &host,
+                ])
+            },
+        );
         FakeGcs {
-            url: format!("http://{host}"),
-            _server: Server { child, _dir: dir },
+            url: format!("http://127.0.0.1:{port}"),
+            _server: server,
         }
     }
 
@@ -264,16 +295,10 @@ pub struct GcsXmlStandIn {
 impl GcsXmlStandIn {
     /// A server with one empty bucket.
     pub async fn start(bucket: &str) -> GcsXmlStandIn {
-        let bin = installed("DW_MOTO_SERVER", "moto-server", "moto's server");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("moto_server ({e}): run bash scripts/test.sh"));
-        wait_for_port(port, "moto_server", &mut child);
+        let (server, port) =
+            Server::start("DW_MOTO_SERVER", "moto-server", "moto's server", |port| {
+                strings(&["-H", "127.0.0.1", "-p", port])
+            });
         let url = format!("http://127.0.0.1:{port}");
         let r = reqwest::Client::new()
             .put(format!("{url}/{bucket}"))
@@ -283,7 +308,7 @@ impl GcsXmlStandIn {
         assert!(r.status().is_success(), "creating {bucket}: {}", r.status());
         GcsXmlStandIn {
             url,
-            _server: Server { child, _dir: dir },
+            _server: server,
         }
     }
 
