@@ -25,6 +25,7 @@ mod cdn;
 #[path = "../tests/it/douyin_server.rs"]
 #[allow(dead_code, unused_imports)]
 mod douyin_server;
+mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -172,28 +173,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn cluster_url() -> (String, Option<tempfile::TempDir>) {
-    if let Ok(url) = std::env::var("DW_TEST_DATABASE_URL") {
-        return (url, None);
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pg-cluster.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .arg(dir.path().join("pg"))
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("run pg-cluster.sh");
-    assert!(
-        out.status.success(),
-        "pg-cluster.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    (url, Some(dir))
 }
 
 fn s3s_binary() -> String {
@@ -689,7 +668,7 @@ async fn main() {
     for m in &media {
         cdn.add(&m.path, m.bytes.clone(), Serve::Normal);
     }
-    let (base_url, _cluster) = cluster_url();
+    let (base_url, _cluster) = support::cluster_url();
     let admin = sqlx::PgPool::connect(&base_url).await.expect("connect");
     let ctx = Ctx {
         admin,

@@ -8,7 +8,6 @@
 //! figure, since a shared 2-core machine varies by 10-20 % from one run to the next.
 //! Prints figures; checks only that every job completed.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,8 @@ use douyin_worker::retry::RetryPolicy;
 use douyin_worker::worker::{Worker, WorkerOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 /// Does nothing but report when it started.
 struct NoOp {
@@ -51,28 +52,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn cluster_url() -> (String, Option<tempfile::TempDir>) {
-    if let Ok(url) = std::env::var("DW_TEST_DATABASE_URL") {
-        return (url, None);
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pg-cluster.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .arg(dir.path().join("pg"))
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("run pg-cluster.sh");
-    assert!(
-        out.status.success(),
-        "pg-cluster.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    (url, Some(dir))
 }
 
 fn options(concurrency: usize) -> WorkerOptions {
@@ -215,7 +194,7 @@ async fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 10);
     let rounds = env_or("BENCH_ROUNDS", 5).max(1);
     let pickups = env_or("BENCH_PICKUPS", 200).max(1);
-    let (base_url, _cluster) = cluster_url();
+    let (base_url, _cluster) = support::cluster_url();
     let admin = sqlx::PgPool::connect(&base_url).await.expect("connect");
 
     let mut rates = Vec::with_capacity(rounds);

@@ -139,6 +139,24 @@ pub async fn open_sqlite_when_created(path: &std::path::Path) -> SqliteQueue {
     SqliteQueue::open(path).await.unwrap()
 }
 
+/// Queues the video `douyin_id` into the SQLite queue of the worker process running on
+/// `data_dir` and waits (30 s at most) until that job is completed.
+pub async fn queue_and_complete(
+    data_dir: &std::path::Path,
+    douyin_id: &str,
+) -> douyin_worker::queue::JobRecord {
+    let q = open_sqlite_when_created(&data_dir.join("douyin-worker.db")).await;
+    let r = q
+        .enqueue(&douyin_worker::queue::EnqueueRequest {
+            douyin_id: Some(douyin_id.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = r.job_id.expect("queued");
+    wait_for_status(&q, id, &["completed"], std::time::Duration::from_secs(30)).await
+}
+
 /// Runs each named async test fn (taking a [`Kind`]) once per backend.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {

@@ -571,7 +571,6 @@ async fn azure_an_endpoint_that_does_not_answer_is_a_transient_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_az_url_the_binary_creates_the_container_and_stores_jobs_in_it() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-    use douyin_worker::queue::{EnqueueRequest, JobQueue};
     const ID: &str = "7412345678901234567";
     let azurite = Azurite::start();
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
@@ -586,16 +585,7 @@ async fn with_an_az_url_the_binary_creates_the_container_and_stores_jobs_in_it()
         ("AZURE_STORAGE_ACCOUNT_NAME", AZ_ACCOUNT),
         ("AZURE_STORAGE_ACCOUNT_KEY", AZ_KEY),
     ]);
-    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
-    let r = q
-        .enqueue(&EnqueueRequest {
-            douyin_id: Some(ID.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let id = r.job_id.unwrap();
-    crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
+    crate::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
     let text = serde_json::to_string(&lines).unwrap();

@@ -191,7 +191,6 @@ async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-    use douyin_worker::queue::{EnqueueRequest, JobQueue};
     const ID: &str = "7412345678901234567";
     // The `videos` bucket does not exist yet: the binary creates it at start-up.
     let server = S3Server::start("other");
@@ -208,17 +207,7 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         ("AWS_ACCESS_KEY_ID", ACCESS),
         ("AWS_SECRET_ACCESS_KEY", SECRET),
     ]);
-    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
-    let r = q
-        .enqueue(&EnqueueRequest {
-            douyin_id: Some(ID.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let id = r.job_id.unwrap();
-    let rec =
-        crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
+    let rec = crate::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
     let text = serde_json::to_string(&lines).unwrap();
