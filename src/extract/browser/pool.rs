@@ -249,8 +249,9 @@ impl BrowserPool {
         (!pids.is_empty()).then(|| pids.into_iter().filter_map(launch::pss_bytes).sum())
     }
 
-    /// Tabs (page targets) the current browser has open, as the browser itself reports them.
-    pub async fn browser_tabs(&self) -> Option<usize> {
+    /// Tabs (page targets) the current browser has open, as the browser itself reports them:
+    /// their target ids, so a caller can tell a tab that stayed open from one that is new.
+    pub async fn browser_tabs(&self) -> Option<Vec<String>> {
         let instance = self.current.lock().await.clone()?;
         let targets = instance
             .browser
@@ -263,7 +264,8 @@ impl BrowserPool {
                 .target_infos
                 .iter()
                 .filter(|t| t.r#type == "page")
-                .count(),
+                .map(|t| t.target_id.as_ref().to_string())
+                .collect(),
         )
     }
 }
