@@ -58,6 +58,42 @@ pub enum QueueBackend {
     },
 }
 
+/// What sits between the worker and PostgreSQL (`DB_POOLER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbPooler {
+    /// A direct connection (or a pooler that keeps sessions).
+    None,
+    /// A session-mode pooler: one server connection per client connection.
+    Session,
+    /// A transaction-mode pooler (Supabase's port 6543): a client's connection may change
+    /// server connection after every transaction, so nothing may outlive one.
+    Transaction,
+}
+
+impl DbPooler {
+    /// Whether a session outlives one transaction (LISTEN, prepared statements, session locks).
+    pub fn keeps_sessions(self) -> bool {
+        self != DbPooler::Transaction
+    }
+
+    /// The mode `auto` picks for `url`: transaction for Supabase's transaction-pooler port 6543
+    /// or a `pgbouncer=true` parameter (the convention of other clients), else none.
+    pub fn detect(url: &str) -> Self {
+        let Ok(url) = Url::parse(url) else {
+            return DbPooler::None;
+        };
+        let flagged = url.query_pairs().any(|(k, v)| {
+            k.eq_ignore_ascii_case("pgbouncer")
+                && matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        });
+        if flagged || url.port() == Some(6543) {
+            DbPooler::Transaction
+        } else {
+            DbPooler::None
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -98,6 +134,8 @@ pub struct Config {
     pub temp_dir: PathBuf,
     /// PostgreSQL pool size.
     pub db_max_connections: u32,
+    /// The pooler in front of PostgreSQL, after detection.
+    pub db_pooler: DbPooler,
     /// Debug logging.
     pub debug: bool,
     /// Log format.
@@ -142,6 +180,24 @@ pub struct Config {
     pub signed_url_ttl: Duration,
     /// Origins allowed by CORS (`["*"]` for any; empty for none).
     pub api_cors_origins: Vec<String>,
+    /// The download API's own listener (`None`: on `http_addr` when enabled).
+    pub api_addr: Option<SocketAddr>,
+    /// Bearer token the download API requires.
+    pub api_token: Option<Secret>,
+    /// Requests per minute per client on the download API (0: no limit).
+    pub api_rate_limit: u32,
+    /// Time after a video's last queued download before the API queues it again.
+    pub api_retry_cooldown: Duration,
+    /// The client address comes from the last `X-Forwarded-For` entry.
+    pub api_trust_forwarded_for: bool,
+    /// Open connections per listener.
+    pub http_max_connections: usize,
+    /// Time to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// Idle keep-alive time.
+    pub http_idle_timeout: Duration,
+    /// Time an API request may take before its answer starts.
+    pub http_request_timeout: Duration,
     /// The browser executable, if set (else searched on PATH).
     pub chromium_path: Option<PathBuf>,
     /// The browser strategy is used.
@@ -327,6 +383,17 @@ impl Config {
             false,
         )
         .number(max_concurrent.min(10_000) as u32 + 4, 2, 10_000)?;
+        let pooler_f = field("db_pooler", "DB_POOLER", &raw.db_pooler, false);
+        let db_pooler = match pooler_f.present().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => match &queue {
+                QueueBackend::Postgres { url } => DbPooler::detect(url.expose()),
+                _ => DbPooler::None,
+            },
+            Some("transaction") => DbPooler::Transaction,
+            Some("session") => DbPooler::Session,
+            Some("none" | "off" | "direct") => DbPooler::None,
+            Some(_) => return Err(pooler_f.fail("expected auto, transaction, session or none")),
+        };
         let debug = field("debug", "DEBUG", &raw.debug, false).boolean(false)?;
         let format_f = field("log_format", "LOG_FORMAT", &raw.log_format, false);
         let log_format = match format_f.present().map(str::to_ascii_lowercase).as_deref() {
@@ -513,11 +580,30 @@ impl Config {
                 http_f.fail("expected IP:PORT (e.g. 127.0.0.1:9464 or 0.0.0.0:8080), or off")
             })?),
         };
-        let api_enabled =
-            field("api_enabled", "API_ENABLED", &raw.api_enabled, false).boolean(false)?;
-        if api_enabled && http_addr.is_none() {
+        let api_addr_f = field("api_addr", "API_ADDR", &raw.api_addr, false);
+        let api_addr = match api_addr_f.present() {
+            None => None,
+            Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+                api_addr_f.fail("expected IP:PORT (e.g. 0.0.0.0:8080), or off")
+            })?),
+        };
+        if let (Some(api), Some(http)) = (api_addr, http_addr)
+            && api == http
+            && api.port() != 0
+        {
+            return Err(api_addr_f.fail(
+                "the download API needs its own address: it is the same as HTTP_ADDR (health and metrics)",
+            ));
+        }
+        // API_ADDR turns the API on unless API_ENABLED says otherwise.
+        let api_enabled = field("api_enabled", "API_ENABLED", &raw.api_enabled, false)
+            .boolean(api_addr.is_some())?;
+        let api_addr = api_addr.filter(|_| api_enabled);
+        if api_enabled && api_addr.is_none() && http_addr.is_none() {
             return Err(ConfigError(
-                "API_ENABLED=true needs the HTTP server: set HTTP_ADDR (it is off)".into(),
+                "API_ENABLED=true needs a listener: set API_ADDR (or HTTP_ADDR, which is off)"
+                    .into(),
             ));
         }
         let signed_url_ttl = Duration::from_secs(
@@ -556,6 +642,67 @@ impl Config {
                 )));
             }
         }
+        let api_token_f = field("api_token", "API_TOKEN", &raw.api_token, true);
+        let api_token = match api_token_f.present() {
+            None => None,
+            Some(t) if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(api_token_f.fail(
+                    "expected at least 16 characters without spaces (e.g. from `openssl rand -hex 32`)",
+                ));
+            }
+            Some(t) => Some(Secret::new(t)),
+        };
+        let api_rate_limit: u32 = field(
+            "api_rate_limit",
+            "API_RATE_LIMIT",
+            &raw.api_rate_limit,
+            false,
+        )
+        .number(120, 0, 1_000_000)?;
+        let api_retry_cooldown = Duration::from_secs(
+            field(
+                "api_retry_cooldown_seconds",
+                "API_RETRY_COOLDOWN_SECONDS",
+                &raw.api_retry_cooldown_seconds,
+                false,
+            )
+            .number(60, 0, 86_400)?,
+        );
+        let api_trust_forwarded_for = field(
+            "api_trust_forwarded_for",
+            "API_TRUST_FORWARDED_FOR",
+            &raw.api_trust_forwarded_for,
+            false,
+        )
+        .boolean(false)?;
+        let http_max_connections: usize = field(
+            "http_max_connections",
+            "HTTP_MAX_CONNECTIONS",
+            &raw.http_max_connections,
+            false,
+        )
+        .number(512, 1, 1_000_000)?;
+        let http_header_timeout = secs(
+            "http_header_timeout_seconds",
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            &raw.http_header_timeout_seconds,
+            10,
+            3600,
+        )?;
+        let http_idle_timeout = secs(
+            "http_idle_timeout_seconds",
+            "HTTP_IDLE_TIMEOUT_SECONDS",
+            &raw.http_idle_timeout_seconds,
+            60,
+            86_400,
+        )?;
+        let http_request_timeout = secs(
+            "http_request_timeout_seconds",
+            "HTTP_REQUEST_TIMEOUT_SECONDS",
+            &raw.http_request_timeout_seconds,
+            30,
+            3600,
+        )?;
         let chromium_path = field("chromium_path", "CHROMIUM_PATH", &raw.chromium_path, false)
             .present()
             .map(PathBuf::from);
@@ -596,6 +743,15 @@ impl Config {
             api_enabled,
             signed_url_ttl,
             api_cors_origins,
+            api_addr,
+            api_token,
+            api_rate_limit,
+            api_retry_cooldown,
+            api_trust_forwarded_for,
+            http_max_connections,
+            http_header_timeout,
+            http_idle_timeout,
+            http_request_timeout,
             chromium_path,
             browser_enabled,
             browser_max_pages,
@@ -634,6 +790,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(grace_s),
             temp_dir,
             db_max_connections,
+            db_pooler,
             debug,
             log_format,
         })

@@ -71,6 +71,13 @@ pub struct RawSettings {
     #[arg(long, env = "TEMP_DIR", global = true, value_name = "DIR")]
     pub temp_dir: Option<String>,
 
+    /// A connection pooler between the worker and PostgreSQL: `transaction` (Supabase's port
+    /// 6543, PgBouncer `pool_mode=transaction`: no prepared statements kept, no LISTEN),
+    /// `session`, `none`, or `auto` [default: auto: transaction for port 6543 or
+    /// `pgbouncer=true` in DATABASE_URL, else none].
+    #[arg(long, env = "DB_POOLER", global = true, value_name = "MODE")]
+    pub db_pooler: Option<String>,
+
     /// Pooled connections to PostgreSQL per process (LISTEN holds one); claims go over one
     /// more of their own [default: MAX_CONCURRENT + 4].
     #[arg(long, env = "DB_MAX_CONNECTIONS", global = true, value_name = "N")]
@@ -209,6 +216,54 @@ pub struct RawSettings {
     /// HTTP_ADDR; it may face the internet [default: false].
     #[arg(long, env = "API_ENABLED", global = true, value_name = "BOOL")]
     pub api_enabled: Option<String>,
+
+    /// Address of the download API's own listener (e.g. 0.0.0.0:8080); setting it turns the
+    /// API on there, apart from health and metrics on HTTP_ADDR [default: unset].
+    #[arg(long, env = "API_ADDR", global = true, value_name = "ADDR")]
+    pub api_addr: Option<String>,
+
+    /// A bearer token the download API requires (`Authorization: Bearer TOKEN`) [default:
+    /// unset: the API is open]. Never logged.
+    #[arg(
+        long,
+        env = "API_TOKEN",
+        global = true,
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
+    /// Requests per minute one client may make to the download API; 0 turns the limit off
+    /// [default: 120].
+    #[arg(long, env = "API_RATE_LIMIT", global = true, value_name = "N")]
+    pub api_rate_limit: Option<String>,
+
+    /// Seconds after a video's last queued download before the API queues it again
+    /// [default: 60].
+    #[arg(long, env = "API_RETRY_COOLDOWN_SECONDS", global = true, value_name = "S")]
+    pub api_retry_cooldown_seconds: Option<String>,
+
+    /// Behind a reverse proxy: take the client's address for the rate limit from the last
+    /// entry of `X-Forwarded-For` (true/false) [default: false].
+    #[arg(long, env = "API_TRUST_FORWARDED_FOR", global = true, value_name = "BOOL")]
+    pub api_trust_forwarded_for: Option<String>,
+
+    /// Connections the HTTP server holds open at once, per listener [default: 512].
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", global = true, value_name = "N")]
+    pub http_max_connections: Option<String>,
+
+    /// Seconds a client may take to send a request's headers [default: 10].
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    pub http_header_timeout_seconds: Option<String>,
+
+    /// Seconds an idle keep-alive connection stays open [default: 60].
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    pub http_idle_timeout_seconds: Option<String>,
+
+    /// Seconds an API request may take before its answer starts (a proxied file may then
+    /// stream for longer) [default: 30].
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    pub http_request_timeout_seconds: Option<String>,
 
     /// Lifetime of the download API's signed URLs, in seconds [default: 3600].
     #[arg(long, env = "SIGNED_URL_TTL", global = true, value_name = "S")]

@@ -54,7 +54,7 @@ fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() 
     r.http_addr = Some("off".into());
     r.api_enabled = Some("true".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
-    assert!(e.contains("API_ENABLED=true needs the HTTP server"), "{e}");
+    assert!(e.contains("API_ENABLED=true needs a listener"), "{e}");
 }
 
 #[test]
