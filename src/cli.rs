@@ -474,10 +474,10 @@ async fn migrate(config: Config) -> Result<(), Failure> {
         }
         QueueBackend::Supabase => {
             return Err(usage(anyhow::anyhow!(
-                "migrations cannot run over the Supabase REST API: paste migrations/0001_schema.sql, \
-                 0002_queue.sql, 0003_compat_and_grants.sql and 0004_admin.sql, in that order, into \
+                "migrations cannot run over the Supabase REST API: paste {}, in that order, into \
                  the Supabase SQL editor, or run `douyin-worker migrate` once with DATABASE_URL set to the project's \
-                 connection string"
+                 connection string",
+                crate::migrate::postgres_files_in_order()
             )));
         }
     }

@@ -51,7 +51,23 @@ pub const POSTGRES: &[Migration] = &[
         name: "0004_admin.sql",
         sql: include_str!("../migrations/0004_admin.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_row_security.sql",
+        sql: include_str!("../migrations/0005_row_security.sql"),
+    },
 ];
+
+/// The PostgreSQL files as a person pastes them: `migrations/0001_schema.sql, 0002_queue.sql,
+/// ... and 0005_row_security.sql` (for the messages that tell how to apply them by hand).
+pub fn postgres_files_in_order() -> String {
+    let names: Vec<&str> = POSTGRES.iter().map(|m| m.name).collect();
+    match names.split_last() {
+        Some((last, [])) => format!("migrations/{last}"),
+        Some((last, rest)) => format!("migrations/{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
 /// The SQLite schema (the embedded default's queue), in order.
 pub const SQLITE: &[Migration] = &[Migration {
@@ -234,6 +250,20 @@ mod tests {
                 .sql
                 .contains(&format!("$$ select {} $$", crate::queue::SCHEMA_VERSION))
         );
+    }
+
+    #[test]
+    fn the_paste_list_names_every_file_in_order() {
+        let list = postgres_files_in_order();
+        assert!(
+            list.starts_with("migrations/0001_schema.sql, 0002_queue.sql, "),
+            "{list}"
+        );
+        assert!(
+            list.ends_with(&format!(" and {}", POSTGRES.last().unwrap().name)),
+            "{list}"
+        );
+        assert_eq!(list.matches(".sql").count(), POSTGRES.len());
     }
 
     #[test]

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::error::ErrorClass;
 
 /// The schema version (`douyin_worker_schema_version()`) this build works with.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The NOTIFY channel the database signals claimable jobs on.
 pub const NOTIFY_CHANNEL: &str = "douyin_worker_jobs";

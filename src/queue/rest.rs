@@ -150,10 +150,10 @@ fn api_error(function: &str, status: StatusCode, e: ApiError, raw: &[u8]) -> Que
     if code == "PGRST202" {
         return QueueError::Schema(format!(
             "the function public.{function} is missing from the database: apply the \
-             migrations (paste migrations/0001_schema.sql, 0002_queue.sql, \
-             0003_compat_and_grants.sql and 0004_admin.sql in order into the SQL editor, or \
+             migrations (paste {} in order into the SQL editor, or \
              run `douyin-worker migrate` with DATABASE_URL); a function created a moment ago \
-             may also need the API's schema cache reloaded ({message})"
+             may also need the API's schema cache reloaded ({message})",
+            crate::migrate::postgres_files_in_order()
         ));
     }
     match status.as_u16() {
@@ -295,19 +295,19 @@ impl JobQueue for RestQueue {
             .call("douyin_worker_schema_version", json!({}))
             .await
             .map_err(|e| match e {
-                QueueError::Schema(_) => QueueError::Schema(
+                QueueError::Schema(_) => QueueError::Schema(format!(
                     "the douyin-worker functions are missing from the database (the migrations \
-                     have not been applied): paste migrations/0001_schema.sql, 0002_queue.sql, \
-                     0003_compat_and_grants.sql and 0004_admin.sql in order into the Supabase \
-                     SQL editor, or run `douyin-worker migrate` once with DATABASE_URL"
-                        .into(),
-                ),
+                     have not been applied): paste {} in order into the Supabase \
+                     SQL editor, or run `douyin-worker migrate` once with DATABASE_URL",
+                    crate::migrate::postgres_files_in_order()
+                )),
                 other => other,
             })?;
         if version < SCHEMA_VERSION {
             return Err(QueueError::Schema(format!(
                 "the database schema is at version {version}, this worker needs {SCHEMA_VERSION}: \
-                 apply the newer migrations/*.sql in the SQL editor"
+                 paste the newer of {} in order into the SQL editor",
+                crate::migrate::postgres_files_in_order()
             )));
         }
         Ok(())

@@ -17,6 +17,7 @@ mod media;
 mod migrations;
 mod postgrest;
 mod queue;
+mod row_security;
 mod s3;
 mod stages;
 mod storage;
