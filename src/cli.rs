@@ -163,8 +163,12 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
 
 /// Parses the command line and runs it. `main` only maps the result to an exit code.
 pub fn main() -> ExitCode {
-    // A `.env` in the working directory, as the old worker read; real variables win.
-    let dotenv = dotenvy::dotenv();
+    // A `.env` in the working directory, as the old worker read; real variables win. A file
+    // that cannot be read whole stops start-up: half of it would run the wrong setup.
+    if let Err(e) = crate::config::env_file::load() {
+        eprintln!("douyin-worker: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -184,11 +188,6 @@ pub fn main() -> ExitCode {
         std::io::stderr().is_terminal(),
         std::io::stderr,
     );
-    if let Err(e) = &dotenv
-        && !e.not_found()
-    {
-        tracing::warn!(error = %e, "could not read .env");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

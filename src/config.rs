@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
+pub mod env_file;
 mod settings;
 pub use settings::RawSettings;
 use url::Url;
@@ -24,9 +25,20 @@ use url::Url;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret.
+    /// Wraps a secret, and registers it so that [`crate::redact::scrub`] keeps it out of any
+    /// upstream text that is logged or stored.
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        let s = s.into();
+        crate::redact::register(&s);
+        Self(s)
+    }
+
+    /// Wraps a URL that holds a secret (`DATABASE_URL`): only its password and password-like
+    /// query parameters are registered for scrubbing, so the rest of it can be shown.
+    pub fn url(s: impl Into<String>) -> Self {
+        let s = s.into();
+        crate::redact::register_url_password(&s);
+        Self(s)
     }
 
     /// The secret itself, for the one place that needs it.
@@ -313,7 +325,7 @@ impl Config {
             Some(url) => {
                 validate_database_url(url).map_err(|why| db_f.fail(why))?;
                 QueueBackend::Postgres {
-                    url: Secret::new(url),
+                    url: Secret::url(url),
                 }
             }
             None if supabase_url.is_some() => QueueBackend::Supabase,
@@ -404,7 +416,10 @@ impl Config {
 
         let douyin_cookie = field("douyin_cookie", "DOUYIN_COOKIE", &raw.douyin_cookie, true)
             .present()
-            .map(Secret::new);
+            .map(|c| {
+                crate::redact::register_cookie(c);
+                Secret::new(c)
+            });
         let upstream_f = field(
             "douyin_upstream",
             "DOUYIN_UPSTREAM",
@@ -868,12 +883,27 @@ fn validate_database_url(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A URL with its password replaced by `***`.
+/// A URL with its password, and the values of password-like query parameters (`password`,
+/// `sslpassword`, any name holding `key`, `token` or `secret`), replaced by `***`.
 pub fn redact_url(s: &str) -> String {
     match Url::parse(s) {
         Ok(mut url) => {
             if url.password().is_some() {
                 let _ = url.set_password(Some("***"));
+            }
+            if url.query().is_some() {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if crate::redact::is_secret_param(&k) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()
         }

@@ -51,7 +51,8 @@ pub struct JobError {
     pub class: ErrorClass,
     /// Stable kebab-case code, e.g. `unsupported-link`, `download-timeout`.
     pub code: &'static str,
-    /// What went wrong, for people. Never contains secrets.
+    /// What went wrong, for people. Never contains secrets (the configured ones are scrubbed
+    /// out when the error is made).
     pub message: String,
     /// A lower bound for the next attempt, when the other side said when to come back
     /// (e.g. HTTP 429 `Retry-After`).
@@ -79,7 +80,8 @@ impl JobError {
         Self {
             class,
             code,
-            message: message.into(),
+            // Messages carry upstream text; it goes to the log and `last_error`.
+            message: crate::redact::scrub_owned(message.into()),
             retry_after: None,
         }
     }

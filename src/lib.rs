@@ -12,6 +12,7 @@
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
 //! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
 //! - [`error`]: job errors that know whether a retry can help.
+//! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
 //! - [`retry`]: exponential backoff with full jitter.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
 //! - [`supabase`]: what kind a Supabase API key is.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod queue;
+pub mod redact;
 pub mod retry;
 pub mod shutdown;
 pub mod storage;

@@ -84,7 +84,7 @@ pub struct StorageError {
     pub class: ErrorClass,
     /// Stable code.
     pub code: &'static str,
-    /// What went wrong (no secrets).
+    /// What went wrong (the configured secrets are scrubbed out when the error is made).
     pub message: String,
 }
 
@@ -94,7 +94,7 @@ impl StorageError {
         Self {
             class: ErrorClass::Transient,
             code,
-            message: message.into(),
+            message: crate::redact::scrub_owned(message.into()),
         }
     }
 
@@ -103,7 +103,7 @@ impl StorageError {
         Self {
             class: ErrorClass::Permanent,
             code,
-            message: message.into(),
+            message: crate::redact::scrub_owned(message.into()),
         }
     }
 }

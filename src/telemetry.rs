@@ -1,5 +1,7 @@
 //! Logging with `tracing`: human-readable lines by default, JSON with `LOG_FORMAT=json`;
-//! `DEBUG=true` raises the level; `RUST_LOG` overrides both.
+//! `DEBUG=true` raises the level; `RUST_LOG` overrides both. Every line passes through
+//! [`crate::redact::scrub`] on its way out, so no configured secret reaches the log whatever
+//! logged it (a dependency's debug line included).
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
@@ -35,7 +37,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(sink);
+        .with_writer(Scrubbed(sink));
     match format {
         LogFormat::Json => Box::new(
             builder
@@ -55,4 +57,90 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing::subscriber::set_global_default(subscriber(format, filter(debug), ansi, sink)).is_ok()
+}
+
+/// A [`MakeWriter`] whose writers scrub the registered secrets out of each line. The fmt
+/// layer writes an event in one `write`, so a secret is never split between two.
+pub struct Scrubbed<M>(pub M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Scrubbed<M> {
+    type Writer = ScrubbingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbingWriter(self.0.make_writer())
+    }
+}
+
+/// The writer of [`Scrubbed`].
+pub struct ScrubbingWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for ScrubbingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Ok(text) = std::str::from_utf8(buf) else {
+            return self.0.write(buf);
+        };
+        match crate::redact::scrub(text) {
+            std::borrow::Cow::Borrowed(_) => self.0.write_all(buf)?,
+            std::borrow::Cow::Owned(clean) => self.0.write_all(clean.as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Sink {
+        type Writer = Sink;
+        fn make_writer(&'a self) -> Sink {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn no_registered_secret_reaches_a_log_line_in_either_format() {
+        crate::redact::register("sb_secret_logged_by_mistake_123");
+        crate::redact::register_cookie("sessionid=cookie-value-in-a-log; ttwid=x");
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let sink = Sink::default();
+            let subscriber = subscriber(format, EnvFilter::new("debug"), false, sink.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!(
+                    header = "Bearer sb_secret_logged_by_mistake_123",
+                    "upstream said: Cookie: sessionid=cookie-value-in-a-log"
+                );
+            });
+            let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            assert!(out.contains("upstream said"), "{format:?}: {out}");
+            assert!(
+                !out.contains("sb_secret_logged_by_mistake_123"),
+                "{format:?}: {out}"
+            );
+            assert!(!out.contains("cookie-value-in-a-log"), "{format:?}: {out}");
+            assert_eq!(
+                out.matches(crate::redact::REDACTED).count(),
+                2,
+                "{format:?}: {out}"
+            );
+        }
+    }
 }

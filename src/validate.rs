@@ -440,15 +440,9 @@ fn snippet(b: &[u8], max: usize) -> String {
     collapse(&String::from_utf8_lossy(b), max)
 }
 
+/// Downloaded text on one line, safe to print ([`crate::redact::excerpt`]).
 fn collapse(s: &str, max: usize) -> String {
-    let words: Vec<&str> = s.split_whitespace().collect();
-    let joined = words.join(" ");
-    if joined.chars().count() <= max {
-        return joined;
-    }
-    let mut cut: String = joined.chars().take(max).collect();
-    cut.push('…');
-    cut
+    crate::redact::excerpt(s, max)
 }
 
 /// What a file that is not the expected format looks like, from its first bytes.

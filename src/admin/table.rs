@@ -129,22 +129,14 @@ pub fn maybe_time(t: Option<DateTime<Utc>>) -> String {
     t.map(time).unwrap_or_else(|| NONE.into())
 }
 
-/// Text on one line, cut to `max` characters with an ellipsis; [`NONE`] when empty.
+/// Text on one line, cut to `max` characters with an ellipsis, control characters escaped
+/// (a stored error may quote an upstream page); [`NONE`] when empty.
 pub fn trimmed(text: Option<&str>, max: usize) -> String {
-    let one_line = text
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let one_line = crate::redact::excerpt(text.unwrap_or_default(), max);
     if one_line.is_empty() {
         return NONE.into();
     }
-    if one_line.chars().count() <= max {
-        return one_line;
-    }
-    let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    one_line
 }
 
 #[cfg(test)]

@@ -164,6 +164,30 @@ fn summary_and_debug_hide_secrets() {
 }
 
 #[test]
+fn passwords_in_query_parameters_are_hidden_in_the_summary() {
+    let mut r = raw();
+    r.database_url = Some(
+        "postgres://u@localhost/db?password=hunter2&sslpassword=certpass9&sslmode=require\
+         &app_api_key=k3y-value&access_token=t0ken-value&client_secret=s3cret-value"
+            .into(),
+    );
+    let c = Config::resolve(&r, None).unwrap();
+    let text = format!("{} {:?}", c.summary(), c);
+    for secret in [
+        "hunter2",
+        "certpass9",
+        "k3y-value",
+        "t0ken-value",
+        "s3cret-value",
+    ] {
+        assert!(!text.contains(secret), "{secret}: {text}");
+    }
+    assert!(text.contains("password=***"), "{text}");
+    assert!(text.contains("sslmode=require"), "{text}");
+    assert!(text.contains("postgres://u@localhost/db?"), "{text}");
+}
+
+#[test]
 fn booleans_and_formats_are_checked() {
     let mut r = raw();
     r.debug = Some("TRUE".into());

@@ -99,16 +99,10 @@ impl ParseError {
 /// Longest excerpt kept in [`ParseError::Drift`], in characters.
 pub const EXCERPT_CHARS: usize = 200;
 
-/// The start of `body`, whitespace collapsed, at most [`EXCERPT_CHARS`] characters.
+/// The start of `body` on one line, at most [`EXCERPT_CHARS`] characters, control
+/// characters escaped and secrets scrubbed ([`crate::redact::excerpt`]).
 fn excerpt(body: &str) -> String {
-    let head: String = body.chars().take(EXCERPT_CHARS * 8).collect();
-    let collapsed = head.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() <= EXCERPT_CHARS {
-        return collapsed;
-    }
-    let mut cut: String = collapsed.chars().take(EXCERPT_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    crate::redact::excerpt(body, EXCERPT_CHARS)
 }
 
 /// Whether `body` is ByteDance's captcha middle page ("验证码中间页") rather than content.

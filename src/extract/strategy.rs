@@ -272,14 +272,9 @@ impl Strategy for SlidesInfo {
     }
 }
 
-/// At most 200 characters of `text`, on one line.
+/// At most 200 characters of `text`, on one line, safe to print ([`crate::redact::excerpt`]).
 pub fn excerpt(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
-    trimmed.chars().take(200).collect()
+    crate::redact::excerpt(text, 200)
 }
 
 /// The default chain, in order.

@@ -136,16 +136,19 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// Maps an error answer to a queue error that says what to do.
 fn api_error(function: &str, status: StatusCode, e: ApiError, raw: &[u8]) -> QueueError {
-    let code = e.code.clone().unwrap_or_default();
-    let mut message = e
-        .message
-        .clone()
-        .unwrap_or_else(|| String::from_utf8_lossy(raw).chars().take(200).collect());
+    // The answer's text may echo the request (a proxy's error page echoing the headers):
+    // one line, the key scrubbed.
+    let safe = |t: &str| crate::redact::excerpt(t, 300);
+    let code = safe(e.code.as_deref().unwrap_or_default());
+    let mut message = match e.message.as_deref() {
+        Some(m) => safe(m),
+        None => safe(&String::from_utf8_lossy(raw)),
+    };
     if let Some(d) = e.details.as_deref().filter(|d| !d.is_empty()) {
-        message = format!("{message} ({d})");
+        message = format!("{message} ({})", safe(d));
     }
     if let Some(h) = e.hint.as_deref().filter(|h| !h.is_empty()) {
-        message = format!("{message}; hint: {h}");
+        message = format!("{message}; hint: {}", safe(h));
     }
     if code == "PGRST202" {
         return QueueError::Schema(format!(

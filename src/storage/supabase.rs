@@ -337,9 +337,12 @@ async fn rest_error(response: reqwest::Response) -> StorageError {
         .and_then(|s| s.parse().ok())
         .unwrap_or(http);
     let code = e.code.unwrap_or_default();
-    let message = e
-        .message
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+    let message = crate::redact::excerpt(
+        &e.message
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+        300,
+    );
+    let code = crate::redact::excerpt(&code, 60);
     let text = format!("Supabase Storage: {message} ({code}, {status})");
     match code.as_str() {
         "NoSuchBucket" => StorageError::permanent(
@@ -364,13 +367,7 @@ async fn rest_error(response: reqwest::Response) -> StorageError {
 /// Maps a TUS error: real statuses, plain-text bodies.
 async fn tus_error(what: &str, response: reqwest::Response) -> StorageError {
     let status = response.status().as_u16();
-    let body: String = response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    let body = crate::redact::excerpt(&response.text().await.unwrap_or_default(), 200);
     let text = format!(
         "Supabase Storage TUS {what}: HTTP {status}: {}",
         body.trim()

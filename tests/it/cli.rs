@@ -78,6 +78,90 @@ fn a_database_password_never_reaches_the_output() {
     assert!(!all.contains("hunter2"), "{all}");
 }
 
+#[test]
+fn an_unparsable_env_file_stops_start_up_naming_its_line_but_never_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unquoted cookie, then the setting that decides the queue: before, the cookie line
+    // was logged whole and DATABASE_URL dropped, so the worker ran on SQLite.
+    std::fs::write(
+        dir.path().join(".env"),
+        "MAX_CONCURRENT=3\nDOUYIN_COOKIE=sessionid=s3ss10n-secret; ttwid=1%7Ctw1d-secret\n\
+         DATABASE_URL=postgres://u:pw-secret-1@127.0.0.1:1/db\n",
+    )
+    .unwrap();
+    for command in ["run", "stats", "migrate"] {
+        let o = worker_in(dir.path(), &[command], &[]);
+        let all = format!("{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+        assert_eq!(o.status.code(), Some(2), "{command}: {all}");
+        assert!(
+            all.contains(".env line 2 (DOUYIN_COOKIE)"),
+            "{command}: {all}"
+        );
+        for secret in ["s3ss10n-secret", "tw1d-secret", "pw-secret-1"] {
+            assert!(!all.contains(secret), "{command}: {secret}: {all}");
+        }
+        assert!(
+            !all.contains("SQLite"),
+            "{command} must not start on SQLite: {all}"
+        );
+    }
+    // An unterminated quote.
+    std::fs::write(
+        dir.path().join(".env"),
+        "SUPABASE_SERVICE_ROLE_KEY='sb_secret_unterminated\nSUPABASE_URL=https://x.supabase.co\n",
+    )
+    .unwrap();
+    let o = worker_in(dir.path(), &["run"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(".env line 1 (SUPABASE_SERVICE_ROLE_KEY): a quote is opened"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("sb_secret_unterminated"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_quoted_cookie_in_env_loads_and_so_does_every_line_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "DOUYIN_COOKIE=\"sessionid=s3ss10n-secret; ttwid=1%7Ctw1d-secret\"\nMAX_CONCURRENT=lots\n",
+    )
+    .unwrap();
+    let o = worker_in(dir.path(), &["run"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("MAX_CONCURRENT=lots: expected a whole number"),
+        "the line after the cookie was read: {}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("s3ss10n-secret"), "{}", stderr(&o));
+}
+
+#[test]
+fn passwords_in_database_url_parameters_never_reach_the_output() {
+    let o = worker(
+        &["run"],
+        &[(
+            "DATABASE_URL",
+            "postgres://u@127.0.0.1:1/db?password=hunter2-param&sslpassword=cert-pass-param&connect_timeout=1",
+        )],
+    );
+    let all = format!("{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    assert_ne!(o.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("postgres://u@127.0.0.1:1/db?"),
+        "the start-up line: {all}"
+    );
+    assert!(!all.contains("hunter2-param"), "{all}");
+    assert!(!all.contains("cert-pass-param"), "{all}");
+}
+
 #[tokio::test]
 async fn migrate_is_needed_once_and_idempotent() {
     init_tracing();
