@@ -292,7 +292,7 @@ async fn an_ordinary_owner_runs_the_migrations_and_the_queue_with_row_security_o
         .complete(
             "w1",
             &[Completion {
-                lease: claimed[0].lease.clone(),
+                lease: claimed[0].lease,
                 stored,
                 video: VideoUpdate::default(),
             }],
