@@ -19,6 +19,7 @@ mod postgrest;
 mod queue;
 mod row_security;
 mod s3;
+mod secrets;
 mod stages;
 mod storage;
 mod storage_admin;

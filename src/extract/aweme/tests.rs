@@ -589,3 +589,23 @@ fn playwm_to_play_touches_only_the_path() {
         "https://a.example/x/?tag=playwm/"
     );
 }
+
+#[test]
+fn a_share_page_with_terminal_escapes_gives_an_excerpt_that_cannot_rewrite_a_terminal() {
+    // ESC[2J clears the screen; ESC]0;...BEL sets the window title; U+202E flips text.
+    let page =
+        "<html><body>\u{1b}[2J\u{1b}]0;owned\u{7}新版页面 \u{202e}txt.exe\u{9b}31m</body></html>";
+    let err = share_page_record(page, "1").unwrap_err();
+    let ParseError::Drift { excerpt, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        !excerpt
+            .chars()
+            .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+        "{excerpt:?}"
+    );
+    assert!(excerpt.contains("\\u{1b}[2J"), "{excerpt}");
+    assert!(excerpt.contains("新版页面"), "{excerpt}");
+    assert!(!err.to_string().contains('\u{1b}'));
+}
