@@ -12,10 +12,9 @@
 //!   again once.
 //! - Limits: `MAX_VIDEO_BYTES`, at `Content-Length` or as soon as the stream passes it; the
 //!   size must match `Content-Length` and the record's `data_size`.
-//! - Every URL and redirect hop passes the SSRF [`guard`]; redirects are bounded.
+//! - Every URL and redirect hop passes the SSRF [`crate::guard`]; redirects are bounded.
 //! - Progress goes to the job row through the job context (throttled there).
 
-pub mod guard;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -110,7 +109,9 @@ impl HttpDownloader {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
-            .dns_resolver(guard::GuardedResolver::new(opts.allow_private_networks))
+            .dns_resolver(crate::guard::GuardedResolver::new(
+                opts.allow_private_networks,
+            ))
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self { client, opts })
@@ -307,7 +308,7 @@ impl HttpDownloader {
     ) -> Result<reqwest::Response, MirrorEnd> {
         let mut current = url.clone();
         for _ in 0..=self.opts.max_redirects {
-            guard::check_url(&current, self.opts.allow_private_networks)
+            crate::guard::check_url(&current, self.opts.allow_private_networks)
                 .map_err(|why| MirrorEnd::Next(why, None))?;
             let target = self.opts.upstream.apply(&current);
             let mut req = self.client.get(target.clone());

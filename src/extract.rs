@@ -96,6 +96,7 @@ impl ExtractOptions {
                 },
                 cookie: cfg.douyin_cookie.clone(),
                 timeout: cfg.extract_timeout,
+                allow_private_networks: cfg.allow_private_networks,
             },
             prefer_h264: cfg.prefer_h264,
             images: cfg.image_posts,

@@ -12,6 +12,8 @@
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
 //! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
 //! - [`error`]: job errors that know whether a retry can help.
+//! - [`guard`]: the public-address guard on every URL fetched for a job (extraction and
+//!   download), every redirect hop and every resolved address.
 //! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
 //! - [`retry`]: exponential backoff with full jitter.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
@@ -29,6 +31,7 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod get;
+pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod migrate;

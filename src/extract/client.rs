@@ -3,8 +3,11 @@
 //! A session keeps the cookies Douyin sets (the share page's cookies are what the item-info
 //! API checks), adds the user's `DOUYIN_COOKIE` on Douyin hosts only, follows redirects
 //! itself (so every hop goes through the `DOUYIN_UPSTREAM` rewrite and stays on allowed
-//! schemes), and bounds every request by the extraction timeout. Cookie values are secrets:
-//! they are never logged.
+//! schemes), and bounds every request by the extraction timeout. Every request and redirect
+//! hop, and every address a name resolves to, passes the public-address [`crate::guard`]
+//! (a Douyin page redirecting to a loopback or metadata address is refused before it is
+//! asked), except the `DOUYIN_UPSTREAM` stand-in the operator configured. Cookie values are
+//! secrets: they are never logged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +34,8 @@ pub struct ClientOptions {
     pub cookie: Option<Secret>,
     /// Timeout of one request.
     pub timeout: Duration,
+    /// Lift the public-address guard (`ALLOW_PRIVATE_NETWORKS`, tests only).
+    pub allow_private_networks: bool,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +44,7 @@ impl Default for ClientOptions {
             upstream: Upstream::direct(),
             cookie: None,
             timeout: Duration::from_secs(15),
+            allow_private_networks: false,
         }
     }
 }
@@ -79,6 +85,10 @@ impl DouyinClient {
     pub fn new(opts: ClientOptions) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(crate::guard::GuardedResolver::trusting(
+                opts.allow_private_networks,
+                opts.upstream.host(),
+            ))
             .connect_timeout(Duration::from_secs(10))
             .timeout(opts.timeout)
             .build()
@@ -138,6 +148,10 @@ impl Session<'_> {
         }
         let upstream = &self.client.opts.upstream;
         let target = upstream.apply(url);
+        if !upstream.serves(&target) {
+            crate::guard::check_url(&target, self.client.opts.allow_private_networks)
+                .map_err(|why| FetchError::Redirect(format!("{}: {why}", host_of(url))))?;
+        }
         let douyin = url.host_str().is_some_and(is_douyin_host);
         let mut request = self
             .client
@@ -201,6 +215,10 @@ impl Session<'_> {
             }
         }
     }
+}
+
+fn host_of(url: &Url) -> &str {
+    url.host_str().unwrap_or("?")
 }
 
 /// A reqwest error named by host only (queries may carry tokens).

@@ -68,6 +68,20 @@ impl Upstream {
         out
     }
 
+    /// Whether `url` goes to the stand-in the operator configured (`DOUYIN_UPSTREAM`): such a
+    /// request is trusted, wherever the stand-in listens; any other one passes the
+    /// public-address guard.
+    pub fn serves(&self, url: &Url) -> bool {
+        self.base
+            .as_ref()
+            .is_some_and(|base| base.origin() == url.origin())
+    }
+
+    /// The stand-in's host name, if a rewrite is in effect.
+    pub fn host(&self) -> Option<&str> {
+        self.base.as_ref().and_then(Url::host_str)
+    }
+
     /// The Douyin URL a rewritten URL stands for (for a redirect's `Location` from the
     /// stand-in); other URLs are returned as they are.
     pub fn original(&self, url: &Url) -> Url {

@@ -396,3 +396,99 @@ async fn get_saves_a_validated_file_and_exit_codes_tell_failures_apart() {
     );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
 }
+
+/// A server counting its requests and answering `body`; returns its address and the count.
+async fn counting_server(
+    body: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            body
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
+/// A "Douyin" that redirects every request to `location`.
+async fn redirecting_douyin(location: String) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_douyin_page_redirecting_to_a_private_address_is_refused_before_it_is_asked() {
+    use std::sync::atomic::Ordering;
+    const INTERNAL: &str = "INTERNAL-ADMIN-PAGE root:x:0:0";
+    let (internal, hits) = counting_server(INTERNAL).await;
+    for location in [
+        format!("http://{internal}/admin"),
+        format!("http://localhost:{}/admin", internal.port()),
+        format!("http://[::ffff:127.0.0.1]:{}/admin", internal.port()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let douyin = redirecting_douyin(location.clone()).await;
+        let x = DouyinExtractor::new(ExtractOptions {
+            client: ClientOptions {
+                upstream: Upstream::rewrite_to(douyin.parse().unwrap()),
+                timeout: std::time::Duration::from_secs(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let e = x
+            .extract(&format!("https://www.douyin.com/video/{ID}"))
+            .await
+            .expect_err("nothing to extract");
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("INTERNAL-ADMIN-PAGE"), "{location}: {text}");
+        assert!(
+            text.contains("private, loopback or link-local"),
+            "{location}: the refusal is named: {text}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the internal server was asked"
+    );
+
+    // The same redirect is followed when the guard is lifted (tests only): the check above
+    // is what stops it.
+    let douyin = redirecting_douyin(format!("http://{internal}/admin")).await;
+    let x = DouyinExtractor::new(ExtractOptions {
+        client: ClientOptions {
+            upstream: Upstream::rewrite_to(douyin.parse().unwrap()),
+            allow_private_networks: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let _ = x
+        .extract(&format!("https://www.douyin.com/video/{ID}"))
+        .await;
+    assert!(hits.load(Ordering::SeqCst) > 0);
+}
