@@ -854,17 +854,11 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
 }
 
 fn validate_database_url(s: &str) -> Result<(), String> {
-    // Errors must not echo the URL: it may hold a password.
-    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "expected a postgres:// or postgresql:// URL, not {}://",
-            url.scheme()
-        ));
-    }
-    s.parse::<sqlx::postgres::PgConnectOptions>()
-        .map_err(|e| format!("not a usable PostgreSQL URL ({e})"))?;
-    Ok(())
+    // Errors must not echo the URL: it may hold a password. Parameters nothing understands
+    // are reported when connecting.
+    crate::queue::postgres::options::parse_database_url(s)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A URL with its password replaced by `***`.
