@@ -71,6 +71,15 @@ pub enum DbPooler {
 }
 
 impl DbPooler {
+    /// The mode as `DB_POOLER` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbPooler::None => "none",
+            DbPooler::Session => "session",
+            DbPooler::Transaction => "transaction",
+        }
+    }
+
     /// Whether a session outlives one transaction (LISTEN, prepared statements, session locks).
     pub fn keeps_sessions(self) -> bool {
         self != DbPooler::Transaction
@@ -799,7 +808,11 @@ impl Config {
     /// The settings worth logging at start-up, without secrets.
     pub fn summary(&self) -> String {
         let queue = match &self.queue {
-            QueueBackend::Postgres { url } => format!("postgres {}", redact_url(url.expose())),
+            QueueBackend::Postgres { url } => format!(
+                "postgres {} pooler={}",
+                redact_url(url.expose()),
+                self.db_pooler.as_str()
+            ),
             QueueBackend::Supabase => format!(
                 "supabase {}",
                 self.supabase_url.as_ref().map(Url::as_str).unwrap_or("?")
@@ -861,12 +874,24 @@ fn validate_database_url(s: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// A URL with its password replaced by `***`.
+/// A URL with its password, and the values of its query parameters, replaced by `***`
+/// (`?password=` and `?sslpassword=` are secrets too); only `sslmode` and `pgbouncer` show.
 pub fn redact_url(s: &str) -> String {
     match Url::parse(s) {
         Ok(mut url) => {
             if url.password().is_some() {
                 let _ = url.set_password(Some("***"));
+            }
+            if url.query().is_some() {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let shown = matches!(k.as_ref(), "sslmode" | "ssl-mode" | "pgbouncer");
+                        let v = if shown { v.into_owned() } else { "***".into() };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()
         }
