@@ -87,7 +87,12 @@ async fn fresh_database(admin: &sqlx::PgPool, base_url: &str, pool_size: u32) ->
     let mut url = url::Url::parse(base_url).unwrap();
     url.set_path(&db);
     // The worker's own pool settings.
-    let pg = PgQueue::connect_lazy(url.as_str(), pool_size).unwrap();
+    let pg = PgQueue::connect_lazy(
+        url.as_str(),
+        douyin_worker::config::DbPooler::None,
+        pool_size,
+    )
+    .unwrap();
     douyin_worker::migrate::apply_postgres(pg.pool())
         .await
         .unwrap();

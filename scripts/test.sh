@@ -3,7 +3,8 @@
 #
 #   bash scripts/test.sh [extra cargo-nextest args]
 #
-# - installs missing test dependencies (one `ensure_*` function each; apt needs root);
+# - installs missing test dependencies (one `ensure_*` function each; apt needs root), among
+#   them PgBouncer, which the pooler tests start in front of the cluster;
 # - starts one throwaway PostgreSQL cluster (tests/support/pg-cluster.sh) and exports
 #   DW_TEST_DATABASE_URL; the cluster is stopped and removed on exit;
 # - installs the Azure and GCS emulators and moto's S3 server (for GCS uploads) under
@@ -63,6 +64,27 @@ and re-run: bash scripts/test.sh"
     fi
     say "installing ffmpeg"
     apt_install ffmpeg
+}
+
+# PgBouncer: the pooler tests put Debian's PgBouncer (the protocol and limits of Supabase's
+# poolers) in front of the test cluster, each on a port of its own. The package's own service is
+# stopped if installing started it: the tests need none, and it would hold port 6432.
+ensure_pgbouncer() {
+    if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then
+        return 0
+    fi
+    if ! is_root; then
+        die "PgBouncer not found (the pooler tests need it). Install it, e.g.
+    sudo apt-get install -y pgbouncer
+and re-run: bash scripts/test.sh"
+    fi
+    say "installing pgbouncer"
+    apt_install pgbouncer
+    [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 \
+        || die "pgbouncer was installed but is still not found"
+    if command -v invoke-rc.d >/dev/null 2>&1; then
+        invoke-rc.d pgbouncer stop >/dev/null 2>&1 || true
+    fi
 }
 
 # Chromium: the browser-strategy tests drive a real headless Chromium over CDP.
@@ -214,6 +236,7 @@ main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs)"
 
     ensure_postgres
+    ensure_pgbouncer
     ensure_ffmpeg
     ensure_chromium
     ensure_s3s_fs

@@ -460,7 +460,9 @@ async fn migrate(config: Config) -> Result<(), Failure> {
     match &config.queue {
         QueueBackend::Postgres { url } => {
             // One connection, no pool: a database that cannot be reached fails at once.
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose())
+            let options = queue::postgres::options::connect_options(url.expose())
+                .map_err(|e| usage(anyhow::anyhow!("DATABASE_URL: {e}")))?;
+            let mut conn = sqlx::ConnectOptions::connect(&options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
             let report = crate::migrate::apply_postgres_on(&mut conn).await?;

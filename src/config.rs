@@ -83,6 +83,15 @@ pub enum DbPooler {
 }
 
 impl DbPooler {
+    /// The mode as `DB_POOLER` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbPooler::None => "none",
+            DbPooler::Session => "session",
+            DbPooler::Transaction => "transaction",
+        }
+    }
+
     /// Whether a session outlives one transaction (LISTEN, prepared statements, session locks).
     pub fn keeps_sessions(self) -> bool {
         self != DbPooler::Transaction
@@ -815,7 +824,11 @@ impl Config {
     /// The settings worth logging at start-up, without secrets.
     pub fn summary(&self) -> String {
         let queue = match &self.queue {
-            QueueBackend::Postgres { url } => format!("postgres {}", redact_url(url.expose())),
+            QueueBackend::Postgres { url } => format!(
+                "postgres {} pooler={}",
+                redact_url(url.expose()),
+                self.db_pooler.as_str()
+            ),
             QueueBackend::Supabase => format!(
                 "supabase {}",
                 self.supabase_url.as_ref().map(Url::as_str).unwrap_or("?")
@@ -870,21 +883,15 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
 }
 
 fn validate_database_url(s: &str) -> Result<(), String> {
-    // Errors must not echo the URL: it may hold a password.
-    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "expected a postgres:// or postgresql:// URL, not {}://",
-            url.scheme()
-        ));
-    }
-    s.parse::<sqlx::postgres::PgConnectOptions>()
-        .map_err(|e| format!("not a usable PostgreSQL URL ({e})"))?;
-    Ok(())
+    // Errors must not echo the URL: it may hold a password. Parameters nothing understands
+    // are reported when connecting.
+    crate::queue::postgres::options::parse_database_url(s)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-/// A URL with its password, and the values of password-like query parameters (`password`,
-/// `sslpassword`, any name holding `key`, `token` or `secret`), replaced by `***`.
+/// A URL with its password, and the values of its query parameters, replaced by `***`
+/// (`?password=` and `?sslpassword=` are secrets too); only `sslmode` and `pgbouncer` show.
 pub fn redact_url(s: &str) -> String {
     match Url::parse(s) {
         Ok(mut url) => {
@@ -895,11 +902,8 @@ pub fn redact_url(s: &str) -> String {
                 let pairs: Vec<(String, String)> = url
                     .query_pairs()
                     .map(|(k, v)| {
-                        let v = if crate::redact::is_secret_param(&k) {
-                            "***".to_string()
-                        } else {
-                            v.into_owned()
-                        };
+                        let shown = matches!(k.as_ref(), "sslmode" | "ssl-mode" | "pgbouncer");
+                        let v = if shown { v.into_owned() } else { "***".into() };
                         (k.into_owned(), v)
                     })
                     .collect();

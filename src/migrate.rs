@@ -3,8 +3,9 @@
 //! PostgreSQL: the files in `migrations/` are idempotent, so they can also be pasted, in
 //! order, into the Supabase SQL editor. `douyin-worker migrate` applies each file that is new
 //! or changed since it was last applied (recorded with a checksum in
-//! `douyin_worker_migrations`), one transaction per file, under an advisory lock so that
-//! workers starting together do not race.
+//! `douyin_worker_migrations`), one transaction per file, each under a transaction-level
+//! advisory lock so that runs starting together do not race (also through a
+//! transaction-mode connection pooler, where a session-level lock would not be held).
 //!
 //! SQLite: one schema file with the same tables, applied the same way.
 
@@ -112,73 +113,84 @@ pub async fn apply_postgres(pool: &PgPool) -> Result<MigrationReport, MigrateErr
 }
 
 /// [`apply_postgres`] on one connection.
+///
+/// Each file is checked and applied in one transaction that first takes a transaction-level
+/// advisory lock, then reads whether the file is already recorded with the same checksum: of
+/// two runs at once, the second waits for the first's file and then finds it done. Nothing
+/// outlives a transaction (no session lock, no named prepared statement), so this is safe
+/// through a transaction-mode pooler, where consecutive transactions of one client may run
+/// on different server connections, as well as on a direct connection.
 pub async fn apply_postgres_on(
     conn: &mut sqlx::PgConnection,
 ) -> Result<MigrationReport, MigrateError> {
-    sqlx::query("select pg_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *conn)
-        .await?;
-    let result = apply_postgres_locked(&mut *conn).await;
-    let unlock = sqlx::query("select pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *conn)
-        .await;
-    let report = result?;
-    unlock?;
+    let mut report = MigrationReport::default();
+    for m in POSTGRES {
+        if apply_postgres_file(&mut *conn, m).await? {
+            report.applied.push(m.name);
+        } else {
+            report.unchanged.push(m.name);
+        }
+    }
     Ok(report)
 }
 
-async fn apply_postgres_locked(
+/// Applies `m` unless it is recorded with the same checksum; whether it applied it.
+async fn apply_postgres_file(
     conn: &mut sqlx::PgConnection,
-) -> Result<MigrationReport, MigrateError> {
-    let has_table: bool =
-        sqlx::query_scalar("select to_regclass('public.douyin_worker_migrations') is not null")
-            .fetch_one(&mut *conn)
-            .await?;
-    let recorded: Vec<(i32, Option<String>)> = if has_table {
-        sqlx::query_as("select version, checksum from public.douyin_worker_migrations")
-            .fetch_all(&mut *conn)
-            .await?
-    } else {
-        Vec::new()
-    };
-    let mut report = MigrationReport::default();
-    for m in POSTGRES {
-        let checksum = m.checksum();
-        let done = recorded
-            .iter()
-            .any(|(v, c)| *v == m.version && c.as_deref() == Some(checksum.as_str()));
-        if done {
-            report.unchanged.push(m.name);
-            continue;
-        }
-        let file_err = |source| MigrateError::File {
-            name: m.name,
-            source,
-        };
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql("set local client_min_messages = warning")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(m.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(file_err)?;
-        sqlx::query(
-            "insert into public.douyin_worker_migrations (version, name, checksum) values ($1, $2, $3)
-             on conflict (version) do update set name = excluded.name, checksum = excluded.checksum,
-                 applied_at = now()",
-        )
-        .bind(m.version)
-        .bind(m.name)
-        .bind(&checksum)
+    m: &Migration,
+) -> Result<bool, MigrateError> {
+    let checksum = m.checksum();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // Statements are unnamed (`persistent(false)`): a named one would outlive the
+    // transaction on a pooler's shared server connection.
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(LOCK_KEY)
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
+    let has_table: bool =
+        sqlx::query_scalar("select to_regclass('public.douyin_worker_migrations') is not null")
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
+    let done = has_table
+        && sqlx::query_scalar::<_, bool>(
+            "select exists (select from public.douyin_worker_migrations
+                             where version = $1 and checksum = $2)",
+        )
+        .bind(m.version)
+        .bind(&checksum)
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
+    if done {
         tx.commit().await?;
-        report.applied.push(m.name);
+        return Ok(false);
     }
-    Ok(report)
+    let file_err = |source| MigrateError::File {
+        name: m.name,
+        source,
+    };
+    sqlx::raw_sql("set local client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(m.sql)
+        .execute(&mut *tx)
+        .await
+        .map_err(file_err)?;
+    sqlx::query(
+        "insert into public.douyin_worker_migrations (version, name, checksum) values ($1, $2, $3)
+         on conflict (version) do update set name = excluded.name, checksum = excluded.checksum,
+             applied_at = now()",
+    )
+    .bind(m.version)
+    .bind(m.name)
+    .bind(&checksum)
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Applies the SQLite schema files that are new or changed.

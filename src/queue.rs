@@ -678,7 +678,11 @@ pub async fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn JobQ
     use crate::config::QueueBackend;
     match &cfg.queue {
         QueueBackend::Postgres { url } => {
-            let q = postgres::PgQueue::connect_lazy(url.expose(), cfg.db_max_connections)?;
+            let q = postgres::PgQueue::connect_lazy(
+                url.expose(),
+                cfg.db_pooler,
+                cfg.db_max_connections,
+            )?;
             q.check_schema().await?;
             Ok(std::sync::Arc::new(q))
         }

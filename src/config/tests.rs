@@ -188,6 +188,24 @@ fn passwords_in_query_parameters_are_hidden_in_the_summary() {
 }
 
 #[test]
+fn the_summary_hides_url_parameter_values_and_names_the_pooler() {
+    let mut r = raw();
+    r.database_url = Some(
+        "postgres://u@pooler.example.com:6543/db?sslmode=require&sslpassword=hunter2\
+         &password=topsecret"
+            .into(),
+    );
+    let c = Config::resolve(&r, None).unwrap();
+    let text = c.summary();
+    assert!(
+        !text.contains("hunter2") && !text.contains("topsecret"),
+        "{text}"
+    );
+    assert!(text.contains("sslmode=require&sslpassword=***"), "{text}");
+    assert!(text.contains("pooler=transaction"), "{text}");
+}
+
+#[test]
 fn booleans_and_formats_are_checked() {
     let mut r = raw();
     r.debug = Some("TRUE".into());

@@ -1,5 +1,12 @@
-//! The PostgreSQL backend: the SQL functions of `migrations/` over a direct connection, and
-//! LISTEN/NOTIFY wake-ups.
+//! The PostgreSQL backend: the SQL functions of `migrations/`, and LISTEN/NOTIFY wake-ups,
+//! over direct connections or through a connection pooler (Supabase's session or transaction
+//! pooler, PgBouncer).
+//!
+//! - [`options`]: `DATABASE_URL` to connect options.
+//! - `db`: how statements are run, per pooler mode.
+
+mod db;
+pub mod options;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,11 +15,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::config::DbPooler;
+
+use self::db::Db;
+use self::options::connect_options;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
@@ -21,22 +32,24 @@ use super::{
     SCHEMA_VERSION, VideoInfo, VideoState, WorkerLoad, WorkerStats,
 };
 
-/// The queue in a PostgreSQL database (self-hosted or Supabase's).
+/// The queue in a PostgreSQL database (self-hosted or Supabase's), directly or through a
+/// connection pooler.
 #[derive(Clone, Debug)]
 pub struct PgQueue {
-    pool: PgPool,
-    /// The connection claims go over (a worker has one claim in flight at a time).
-    claims: Arc<OwnConnection>,
+    db: Db,
 }
 
 impl PgQueue {
-    /// Connects a pool of `max_connections` to `url`. The pool connects lazily, so a
-    /// database that is down at start-up is retried, not fatal.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, QueueError> {
-        let options: sqlx::postgres::PgConnectOptions = url
-            .parse()
-            .map_err(|e: sqlx::Error| QueueError::Rejected(format!("DATABASE_URL: {e}")))?;
-        let options = options
+    /// Connects a pool of `max_connections` to `url` (through `pooler`, see
+    /// [`DbPooler`]). The pool connects lazily, so a database that is down at start-up is
+    /// retried, not fatal.
+    pub fn connect_lazy(
+        url: &str,
+        pooler: DbPooler,
+        max_connections: u32,
+    ) -> Result<Self, QueueError> {
+        let options = connect_options(url)
+            .map_err(|e| QueueError::Rejected(format!("DATABASE_URL: {e}")))?
             .application_name("douyin-worker")
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5));
@@ -48,65 +61,24 @@ impl PgQueue {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool_behind(pool, pooler))
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool of direct connections (or through a session-mode pooler).
     pub fn from_pool(pool: PgPool) -> Self {
+        Self::from_pool_behind(pool, DbPooler::None)
+    }
+
+    /// Wraps an existing pool whose connections go through `pooler`.
+    pub fn from_pool_behind(pool: PgPool, pooler: DbPooler) -> Self {
         Self {
-            pool,
-            claims: Default::default(),
+            db: Db::new(pool, pooler),
         }
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-/// A connection of its own for calls one task makes back to back (the claims), opened with
-/// the pool's settings on first use and kept, outside the pool (closing the pool never waits
-/// for it). A pool checkout per claim cost about 0.1 ms of a 0.6 ms claim and moved the claims
-/// across server processes; on one kept connection the worker loop ran 30-40 % more jobs per
-/// second (`benches/worker_loop.rs`; the same for the outcome calls, a few per second in
-/// batches, changed nothing measurable). After any error the connection is dropped and the
-/// next call opens a fresh one, so a broken connection never sticks.
-#[derive(Debug, Default)]
-struct OwnConnection(tokio::sync::Mutex<Option<PgConnection>>);
-
-impl OwnConnection {
-    /// The connection, opened first if there is none; callers take turns.
-    async fn get(&self, pool: &PgPool) -> Result<OwnGuard<'_>, sqlx::Error> {
-        let mut slot = self.0.lock().await;
-        if slot.is_none() {
-            // As long as the pool waits for a connection.
-            let options = pool.connect_options();
-            let conn = tokio::time::timeout(Duration::from_secs(10), options.connect())
-                .await
-                .map_err(|_| {
-                    sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connecting to the database took longer than 10 s",
-                    ))
-                })??;
-            *slot = Some(conn);
-        }
-        Ok(OwnGuard(slot))
-    }
-}
-
-/// A turn on an [`OwnConnection`].
-struct OwnGuard<'a>(tokio::sync::MutexGuard<'a, Option<PgConnection>>);
-
-impl OwnGuard<'_> {
-    fn conn(&mut self) -> &mut PgConnection {
-        self.0.as_mut().expect("opened by OwnConnection::get")
-    }
-
-    /// Drops the connection after an error; the next call opens another.
-    fn discard(&mut self) {
-        *self.0 = None;
+        self.db.pool()
     }
 }
 
@@ -203,12 +175,12 @@ impl JobQueue for PgQueue {
     }
 
     async fn check_schema(&self) -> Result<(), QueueError> {
-        let version: Result<i32, sqlx::Error> =
-            sqlx::query_scalar("select public.douyin_worker_schema_version()")
-                .fetch_one(&self.pool)
-                .await;
+        let version = self
+            .db
+            .one::<(i32,)>(sqlx::query("select public.douyin_worker_schema_version()"))
+            .await;
         match version {
-            Ok(v) if v >= SCHEMA_VERSION => {
+            Ok((v,)) if v >= SCHEMA_VERSION => {
                 if v > SCHEMA_VERSION {
                     tracing::warn!(
                         database = v,
@@ -218,7 +190,7 @@ impl JobQueue for PgQueue {
                 }
                 Ok(())
             }
-            Ok(v) => Err(QueueError::Schema(format!(
+            Ok((v,)) => Err(QueueError::Schema(format!(
                 "the database schema is at version {v}, this worker needs {SCHEMA_VERSION}: \
                  run `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
             ))),
@@ -239,14 +211,15 @@ impl JobQueue for PgQueue {
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
-        let mut own = self.claims.get(&self.pool).await?;
-        let rows = sqlx::query("select * from public.claim_download_jobs($1, $2, $3)")
-            .bind(worker_id)
-            .bind(limit.min(i32::MAX as u32) as i32)
-            .bind(lease_secs(lease))
-            .fetch_all(own.conn())
-            .await
-            .inspect_err(|_| own.discard())?;
+        let rows = self
+            .db
+            .claim_rows(
+                sqlx::query("select * from public.claim_download_jobs($1, $2, $3)")
+                    .bind(worker_id)
+                    .bind(limit.min(i32::MAX as u32) as i32)
+                    .bind(lease_secs(lease)),
+            )
+            .await?;
         rows.iter()
             .map(|r| claimed_from_row(r).map_err(QueueError::from))
             .collect()
@@ -261,14 +234,17 @@ impl JobQueue for PgQueue {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "select job_id, lease_id from public.heartbeat_download_jobs($1, $2, $3)",
-        )
-        .bind(worker_id)
-        .bind(lease_json(leases))
-        .bind(lease_secs(lease))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, Uuid)> = self
+            .db
+            .all(
+                sqlx::query(
+                    "select job_id, lease_id from public.heartbeat_download_jobs($1, $2, $3)",
+                )
+                .bind(worker_id)
+                .bind(lease_json(leases))
+                .bind(lease_secs(lease)),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(job_id, lease_id)| Lease { job_id, lease_id })
@@ -284,12 +260,14 @@ impl JobQueue for PgQueue {
             return Ok(Vec::new());
         }
         let body = Value::Array(items.iter().map(completion_json).collect());
-        let rows: Vec<(Uuid, String)> =
-            sqlx::query_as("select job_id, outcome from public.complete_download_jobs($1, $2)")
-                .bind(worker_id)
-                .bind(body)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(Uuid, String)> = self
+            .db
+            .all(
+                sqlx::query("select job_id, outcome from public.complete_download_jobs($1, $2)")
+                    .bind(worker_id)
+                    .bind(body),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, o)| (id, CompleteOutcome::from_sql(&o)))
@@ -305,13 +283,16 @@ impl JobQueue for PgQueue {
             return Ok(Vec::new());
         }
         let body = Value::Array(items.iter().map(failure_json).collect());
-        let rows: Vec<(Uuid, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "select job_id, outcome, scheduled_at from public.fail_download_jobs($1, $2)",
-        )
-        .bind(worker_id)
-        .bind(body)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, String, Option<DateTime<Utc>>)> = self
+            .db
+            .all(
+                sqlx::query(
+                    "select job_id, outcome, scheduled_at from public.fail_download_jobs($1, $2)",
+                )
+                .bind(worker_id)
+                .bind(body),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, o, at)| (id, FailOutcome::from_sql(&o, at)))
@@ -326,12 +307,14 @@ impl JobQueue for PgQueue {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(Uuid, String)> =
-            sqlx::query_as("select job_id, outcome from public.release_download_jobs($1, $2)")
-                .bind(worker_id)
-                .bind(lease_json(leases))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(Uuid, String)> = self
+            .db
+            .all(
+                sqlx::query("select job_id, outcome from public.release_download_jobs($1, $2)")
+                    .bind(worker_id)
+                    .bind(lease_json(leases)),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, o)| (id, ReleaseOutcome::from_sql(&o)))
@@ -339,13 +322,16 @@ impl JobQueue for PgQueue {
     }
 
     async fn rescue(&self, limit: u32) -> Result<Vec<Rescued>, QueueError> {
-        let rows: Vec<(Uuid, String, Option<String>, Uuid, Option<String>)> = sqlx::query_as(
-            "select job_id, outcome, worker_id, video_id, douyin_id
-               from public.rescue_download_jobs($1)",
-        )
-        .bind(limit.min(i32::MAX as u32) as i32)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, String, Option<String>, Uuid, Option<String>)> = self
+            .db
+            .all(
+                sqlx::query(
+                    "select job_id, outcome, worker_id, video_id, douyin_id
+                       from public.rescue_download_jobs($1)",
+                )
+                .bind(limit.min(i32::MAX as u32) as i32),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(
@@ -367,33 +353,38 @@ impl JobQueue for PgQueue {
         done: u64,
         total: Option<u64>,
     ) -> Result<bool, QueueError> {
-        let held: bool =
-            sqlx::query_scalar("select public.report_download_progress($1, $2, $3, $4, $5)")
-                .bind(worker_id)
-                .bind(lease.job_id)
-                .bind(lease.lease_id)
-                .bind(done.min(i64::MAX as u64) as i64)
-                .bind(total.map(|t| t.min(i64::MAX as u64) as i64))
-                .fetch_one(&self.pool)
-                .await?;
+        let (held,): (bool,) = self
+            .db
+            .one(
+                sqlx::query("select public.report_download_progress($1, $2, $3, $4, $5)")
+                    .bind(worker_id)
+                    .bind(lease.job_id)
+                    .bind(lease.lease_id)
+                    .bind(done.min(i64::MAX as u64) as i64)
+                    .bind(total.map(|t| t.min(i64::MAX as u64) as i64)),
+            )
+            .await?;
         Ok(held)
     }
 
     async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError> {
-        let row: (Option<Uuid>, Option<Uuid>, String) = sqlx::query_as(
-            "select job_id, video_id, outcome from public.enqueue_download_job(
-                 p_video_id => $1, p_url => $2, p_douyin_id => $3, p_payload => $4,
-                 p_priority => $5, p_max_attempts => $6, p_force => $7)",
-        )
-        .bind(req.video_id)
-        .bind(req.url.as_deref())
-        .bind(req.douyin_id.as_deref())
-        .bind(req.payload.as_ref())
-        .bind(req.priority)
-        .bind(req.max_attempts)
-        .bind(req.force)
-        .fetch_one(&self.pool)
-        .await?;
+        let row: (Option<Uuid>, Option<Uuid>, String) = self
+            .db
+            .one(
+                sqlx::query(
+                    "select job_id, video_id, outcome from public.enqueue_download_job(
+                         p_video_id => $1, p_url => $2, p_douyin_id => $3, p_payload => $4,
+                         p_priority => $5, p_max_attempts => $6, p_force => $7)",
+                )
+                .bind(req.video_id)
+                .bind(req.url.as_deref())
+                .bind(req.douyin_id.as_deref())
+                .bind(req.payload.as_ref())
+                .bind(req.priority)
+                .bind(req.max_attempts)
+                .bind(req.force),
+            )
+            .await?;
         let outcome = EnqueueOutcome::parse(&row.2)
             .ok_or_else(|| QueueError::Database(format!("unknown enqueue outcome {:?}", row.2)))?;
         Ok(EnqueueResult {
@@ -404,10 +395,10 @@ impl JobQueue for PgQueue {
     }
 
     async fn stats(&self) -> Result<WorkerStats, QueueError> {
-        let r: (i64, i64, i64, i64, i64, i64) =
-            sqlx::query_as("select * from public.get_worker_stats()")
-                .fetch_one(&self.pool)
-                .await?;
+        let r: (i64, i64, i64, i64, i64, i64) = self
+            .db
+            .one(sqlx::query("select * from public.get_worker_stats()"))
+            .await?;
         Ok(WorkerStats {
             total_jobs: r.0,
             pending_jobs: r.1,
@@ -419,44 +410,51 @@ impl JobQueue for PgQueue {
     }
 
     async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
-        let exists: bool = sqlx::query_scalar(
-            "select to_regprocedure('public.ensure_videos_bucket()') is not null",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (exists,): (bool,) = self
+            .db
+            .one(sqlx::query(
+                "select to_regprocedure('public.ensure_videos_bucket()') is not null",
+            ))
+            .await?;
         if exists {
-            sqlx::query("select public.ensure_videos_bucket()")
-                .execute(&self.pool)
+            self.db
+                .rows(sqlx::query("select public.ensure_videos_bucket()"))
                 .await?;
         }
         Ok(exists)
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
-        let row = sqlx::query("select * from public.list_download_jobs(p_job_id => $1)")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional_row(
+                sqlx::query("select * from public.list_download_jobs(p_job_id => $1)").bind(id),
+            )
             .await?;
         row.map(|r| job_from_row(&r).map_err(QueueError::from))
             .transpose()
     }
 
     async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
-        let row = sqlx::query("select * from public.get_download_video($1)")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional_row(sqlx::query("select * from public.get_download_video($1)").bind(id))
             .await?;
         row.map(|r| video_from_row(&r).map_err(QueueError::from))
             .transpose()
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
-        let rows =
-            sqlx::query("select * from public.list_download_jobs(p_status => $1, p_limit => $2)")
+        let rows = self
+            .db
+            .rows(
+                sqlx::query(
+                    "select * from public.list_download_jobs(p_status => $1, p_limit => $2)",
+                )
                 .bind(filter.status.map(|s| s.as_str()))
-                .bind(sql_int(filter.limit))
-                .fetch_all(&self.pool)
-                .await?;
+                .bind(sql_int(filter.limit)),
+            )
+            .await?;
         rows.iter()
             .map(|r| job_from_row(r).map_err(QueueError::from))
             .collect()
@@ -467,14 +465,17 @@ impl JobQueue for PgQueue {
             RetryTarget::Jobs(ids) => (Some(ids.as_slice()), false),
             RetryTarget::AllFailed => (None, true),
         };
-        let rows: Vec<(Uuid, Option<Uuid>, Option<Uuid>, String)> = sqlx::query_as(
-            "select job_id, video_id, new_job_id, outcome
-               from public.retry_download_jobs(p_job_ids => $1, p_all_failed => $2)",
-        )
-        .bind(ids)
-        .bind(all_failed)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, Option<Uuid>, Option<Uuid>, String)> = self
+            .db
+            .all(
+                sqlx::query(
+                    "select job_id, video_id, new_job_id, outcome
+                       from public.retry_download_jobs(p_job_ids => $1, p_all_failed => $2)",
+                )
+                .bind(ids)
+                .bind(all_failed),
+            )
+            .await?;
         rows.into_iter()
             .map(|(job_id, video_id, new_job_id, outcome)| {
                 let outcome = RetryOutcome::parse(&outcome).ok_or_else(|| {
@@ -491,8 +492,11 @@ impl JobQueue for PgQueue {
     }
 
     async fn overview(&self) -> Result<QueueOverview, QueueError> {
-        let r = sqlx::query("select * from public.get_download_queue_overview()")
-            .fetch_one(&self.pool)
+        let r = self
+            .db
+            .row(sqlx::query(
+                "select * from public.get_download_queue_overview()",
+            ))
             .await?;
         let workers: sqlx::types::Json<Vec<WorkerLoad>> = r.try_get("workers")?;
         Ok(QueueOverview {
@@ -511,12 +515,14 @@ impl JobQueue for PgQueue {
     }
 
     async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("select object_key from public.list_wanted_object_keys($1)")
-                .bind(bucket)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(keys.into_iter().collect())
+        let keys: Vec<(String,)> = self
+            .db
+            .all(
+                sqlx::query("select object_key from public.list_wanted_object_keys($1)")
+                    .bind(bucket),
+            )
+            .await?;
+        Ok(keys.into_iter().map(|(key,)| key).collect())
     }
 
     async fn subscribe(
@@ -524,7 +530,18 @@ impl JobQueue for PgQueue {
         signal: Arc<JobSignal>,
         shutdown: CancellationToken,
     ) -> Result<(), QueueError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        if !self.db.pooler().keeps_sessions() {
+            // LISTEN needs a session: behind a transaction-mode pooler the connection goes
+            // back to the pool after every transaction, and notifications with it.
+            tracing::info!(
+                "push wake-ups are off: DATABASE_URL goes through a transaction-mode pooler \
+                 (DB_POOLER), where LISTEN cannot work, so new jobs are picked up by polling, \
+                 up to POLL_INTERVAL after they are queued; a session-mode pooler or a direct \
+                 connection URL gives millisecond pickups"
+            );
+            return Ok(());
+        }
+        let mut listener = PgListener::connect_with(self.db.pool()).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         tokio::spawn(async move {
             let mut failures: u32 = 0;

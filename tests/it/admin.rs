@@ -79,7 +79,7 @@ async fn claim(q: &dyn JobQueue, job: Uuid, worker: &str) -> ClaimedJob {
 }
 
 /// Claims `job` and fails it for good.
-async fn fail_for_good(q: &dyn JobQueue, job: Uuid) {
+pub(crate) async fn fail_for_good(q: &dyn JobQueue, job: Uuid) {
     let c = claim(q, job, "w").await;
     q.fail(
         "w",
@@ -96,7 +96,7 @@ async fn fail_for_good(q: &dyn JobQueue, job: Uuid) {
 }
 
 /// Claims `job` and completes it with the object `key` in `bucket`.
-async fn complete(q: &dyn JobQueue, job: Uuid, bucket: &str, key: &str) {
+pub(crate) async fn complete(q: &dyn JobQueue, job: Uuid, bucket: &str, key: &str) {
     let c = claim(q, job, "w").await;
     q.complete(
         "w",
@@ -131,15 +131,15 @@ async fn enqueue_video(q: &dyn JobQueue, video_id: Uuid) -> Uuid {
 // Running the binary
 
 /// Where the binary finds its queue and store.
-struct Place {
-    env: Vec<(String, String)>,
-    store: PathBuf,
+pub(crate) struct Place {
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) store: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Place {
     /// A PostgreSQL database (and a store folder).
-    fn postgres(url: &str) -> Self {
+    pub(crate) fn postgres(url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         Place {
@@ -182,7 +182,7 @@ impl Place {
     }
 
     /// Runs the binary with `args`.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let cwd = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
         cmd.args(args).current_dir(cwd.path());
@@ -207,20 +207,20 @@ impl Place {
     }
 
     /// Runs the binary; it must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         String::from_utf8(o.stdout).unwrap()
     }
 
     /// Runs the binary with `--json`; it must succeed.
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.ok(args);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -413,6 +413,7 @@ async fn readiness_follows_the_queue_the_store_and_shutdown() {
     drop(closed);
     let dead = PgQueue::connect_lazy(
         &format!("postgres://postgres:hunter2-secret@127.0.0.1:{port}/postgres?connect_timeout=1"),
+        douyin_worker::config::DbPooler::None,
         2,
     )
     .unwrap();

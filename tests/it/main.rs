@@ -15,6 +15,7 @@ mod helpers;
 mod image_posts;
 mod media;
 mod migrations;
+mod pooler;
 mod postgrest;
 mod queue;
 mod row_security;
