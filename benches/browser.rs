@@ -22,7 +22,7 @@ use douyin_worker::extract::BrowserOptions;
 use douyin_worker::extract::browser::BrowserPool;
 use douyin_worker::extract::client::ClientOptions;
 use douyin_worker::extract::strategy::Target;
-use douyin_worker::extract::upstream::Upstream;
+use douyin_worker::net::upstream::Upstream;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use douyin_server::{Behaviour, DouyinServer, video_post};
 use douyin_worker::extract::client::ClientOptions;
-use douyin_worker::extract::upstream::Upstream;
 use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
+use douyin_worker::net::upstream::Upstream;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

@@ -12,7 +12,7 @@
 //!   again once.
 //! - Limits: `MAX_VIDEO_BYTES`, at `Content-Length` or as soon as the stream passes it; the
 //!   size must match `Content-Length` and the record's `data_size`.
-//! - Every URL and redirect hop passes the SSRF [`crate::guard`]; redirects are bounded.
+//! - Every URL and redirect hop passes the SSRF [`crate::net::guard`]; redirects are bounded.
 //! - Progress goes to the job row through the job context (throttled there).
 
 mod sink;
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::error::JobError;
-use crate::extract::upstream::{Upstream, is_douyin_host};
+use crate::net::upstream::{Upstream, is_douyin_host};
 use crate::pipeline::{DownloadedFile, Downloader, JobContext, MediaSource};
 
 /// The error code when every mirror refused with 403: the signed URL expired.
@@ -109,7 +109,7 @@ impl HttpDownloader {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
-            .dns_resolver(crate::guard::GuardedResolver::new(
+            .dns_resolver(crate::net::guard::GuardedResolver::new(
                 opts.allow_private_networks,
             ))
             .build()
@@ -308,7 +308,7 @@ impl HttpDownloader {
     ) -> Result<reqwest::Response, MirrorEnd> {
         let mut current = url.clone();
         for _ in 0..=self.opts.max_redirects {
-            crate::guard::check_url(&current, self.opts.allow_private_networks)
+            crate::net::guard::check_url(&current, self.opts.allow_private_networks)
                 .map_err(|why| MirrorEnd::Next(why, None))?;
             let target = self.opts.upstream.apply(&current);
             let mut req = self.client.get(target.clone());

@@ -5,7 +5,6 @@
 //!   pages and APIs that carry it (share page, H5 item info, slides info, web detail).
 //! - [`media`]: which file to download: candidates, ranking, expiry of CDN URLs, metadata.
 //! - [`reflow`]: the encrypted `reflow_id` the H5 item-info API wants.
-//! - [`upstream`]: which hosts are Douyin's, and the `DOUYIN_UPSTREAM` test rewrite.
 //! - [`client`]: HTTP sessions with Douyin's cookies; [`strategy`]: the chain of strategies.
 //! - `browser` (feature `browser`, on by default): the last strategy, a shared headless
 //!   Chromium driven over CDP.
@@ -20,7 +19,6 @@ pub mod link;
 pub mod media;
 pub mod reflow;
 pub mod strategy;
-pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,8 +89,8 @@ impl ExtractOptions {
         Self {
             client: ClientOptions {
                 upstream: match &cfg.douyin_upstream {
-                    Some(url) => upstream::Upstream::rewrite_to(url.clone()),
-                    None => upstream::Upstream::direct(),
+                    Some(url) => crate::net::upstream::Upstream::rewrite_to(url.clone()),
+                    None => crate::net::upstream::Upstream::direct(),
                 },
                 cookie: cfg.douyin_cookie.clone(),
                 timeout: cfg.extract_timeout,

@@ -12,8 +12,9 @@
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
 //! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
 //! - [`error`]: job errors that know whether a retry can help.
-//! - [`guard`]: the public-address guard on every URL fetched for a job (extraction and
-//!   download), every redirect hop and every resolved address.
+//! - [`net`]: the network rules shared by extraction and download: which hosts are Douyin's
+//!   and the `DOUYIN_UPSTREAM` rewrite ([`net::upstream`]), and the public-address guard on
+//!   every URL, redirect hop and resolved address ([`net::guard`]).
 //! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
 //! - [`retry`]: exponential backoff with full jitter.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
@@ -31,10 +32,10 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod get;
-pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod migrate;
+pub mod net;
 pub mod pipeline;
 pub mod queue;
 pub mod redact;

@@ -4,7 +4,7 @@
 //! API checks), adds the user's `DOUYIN_COOKIE` on Douyin hosts only, follows redirects
 //! itself (so every hop goes through the `DOUYIN_UPSTREAM` rewrite and stays on allowed
 //! schemes), and bounds every request by the extraction timeout. Every request and redirect
-//! hop, and every address a name resolves to, passes the public-address [`crate::guard`]
+//! hop, and every address a name resolves to, passes the public-address [`crate::net::guard`]
 //! (a Douyin page redirecting to a loopback or metadata address is refused before it is
 //! asked), except the `DOUYIN_UPSTREAM` stand-in the operator configured. Cookie values are
 //! secrets: they are never logged.
@@ -15,8 +15,8 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
 
-use super::upstream::{Upstream, is_douyin_host};
 use crate::config::Secret;
+use crate::net::upstream::{Upstream, is_douyin_host};
 
 /// The User-Agent of the mobile share pages and APIs (an iPhone's Safari).
 pub const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
@@ -85,7 +85,7 @@ impl DouyinClient {
     pub fn new(opts: ClientOptions) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(crate::guard::GuardedResolver::trusting(
+            .dns_resolver(crate::net::guard::GuardedResolver::trusting(
                 opts.allow_private_networks,
                 opts.upstream.host(),
             ))
@@ -149,7 +149,7 @@ impl Session<'_> {
         let upstream = &self.client.opts.upstream;
         let target = upstream.apply(url);
         if !upstream.serves(&target) {
-            crate::guard::check_url(&target, self.client.opts.allow_private_networks)
+            crate::net::guard::check_url(&target, self.client.opts.allow_private_networks)
                 .map_err(|why| FetchError::Redirect(format!("{}: {why}", host_of(url))))?;
         }
         let douyin = url.host_str().is_some_and(is_douyin_host);

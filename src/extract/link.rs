@@ -62,8 +62,9 @@ const ID_MAX: usize = 25;
 const CODE_MAX: usize = 64;
 /// Hosts whose single path segment is a short-link code.
 const SHORT_HOSTS: [&str; 3] = ["v.douyin.com", "jx.douyin.com", "v.iesdouyin.com"];
-/// Registrable domains of Douyin; the hosts accepted are these and their subdomains.
-const DOUYIN_DOMAINS: [&str; 2] = ["douyin.com", "iesdouyin.com"];
+/// Registrable domains a pasted link may point into (these and their subdomains); the wider
+/// family of Douyin hosts that cookies may go to is [`crate::net::upstream::DOUYIN_DOMAINS`].
+const LINK_DOMAINS: [&str; 2] = ["douyin.com", "iesdouyin.com"];
 /// Payload keys that may carry a job's link, in order of preference.
 const PAYLOAD_KEYS: [&str; 5] = ["url", "link", "video_url", "share_url", "share_text"];
 /// What an id-carrying URL is expected to look like, for refusals.
@@ -189,7 +190,7 @@ fn candidates(text: &str) -> Vec<Candidate> {
 /// Adds `token` as `https://{token}` when it starts with a Douyin host.
 fn push_schemeless(found: &mut Vec<Candidate>, token: &str) {
     let host = token.split(['/', '?', '#', ':']).next().unwrap_or_default();
-    if !host.contains('@') && is_douyin_host(host) {
+    if !host.contains('@') && is_link_host(host) {
         found.push(Candidate::Url(format!("https://{token}")));
     }
 }
@@ -219,7 +220,7 @@ fn check_host(url: &Url) -> Result<String, UnsupportedLink> {
     let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
         return Err(refuse(format!("no host in {}", shown(url))));
     };
-    if !is_douyin_host(host) {
+    if !is_link_host(host) {
         return Err(refuse(format!("host {host} is not a Douyin host")));
     }
     Ok(normalize_host(host))
@@ -338,10 +339,10 @@ fn normalize_host(host: &str) -> String {
 }
 
 /// Whether `host` is `douyin.com`, `iesdouyin.com` or a subdomain of either.
-fn is_douyin_host(host: &str) -> bool {
+fn is_link_host(host: &str) -> bool {
     let host = normalize_host(host);
     host.split('.').all(|label| !label.is_empty())
-        && DOUYIN_DOMAINS.iter().any(|domain| {
+        && LINK_DOMAINS.iter().any(|domain| {
             host == *domain
                 || host
                     .strip_suffix(domain)

@@ -11,8 +11,8 @@ use douyin_worker::extract::browser::{BrowserPool, BrowserStrategy, launch};
 use douyin_worker::extract::client::{ClientOptions, IPHONE_UA};
 use douyin_worker::extract::media::Choice;
 use douyin_worker::extract::strategy::{SharePage, Strategy};
-use douyin_worker::extract::upstream::Upstream;
 use douyin_worker::extract::{BrowserOptions, DouyinExtractor, ExtractError, ExtractOptions};
+use douyin_worker::net::upstream::Upstream;
 
 use crate::douyin_server::{Behaviour, DouyinServer, video_post};
 use crate::helpers::init_tracing;

@@ -1379,7 +1379,7 @@ fn cdn(host: &str, path: &str, query: &[(String, String)], headers: &HeaderMap) 
 mod tests {
     use super::*;
     use douyin_worker::extract::reflow::reflow_id;
-    use douyin_worker::extract::upstream::Upstream;
+    use douyin_worker::net::upstream::Upstream;
 
     const ID: &str = "7412345678901234567";
 

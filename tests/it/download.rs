@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use douyin_worker::download::{CDN_FORBIDDEN, DownloadOptions, HttpDownloader};
 use douyin_worker::error::ErrorClass;
-use douyin_worker::extract::upstream::Upstream;
+use douyin_worker::net::upstream::Upstream;
 use douyin_worker::pipeline::{DownloadedFile, MediaSource};
 use sha2::{Digest, Sha256};
 

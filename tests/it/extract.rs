@@ -4,8 +4,8 @@
 use douyin_worker::error::ErrorClass;
 use douyin_worker::extract::client::ClientOptions;
 use douyin_worker::extract::media::Choice;
-use douyin_worker::extract::upstream::Upstream;
 use douyin_worker::extract::{DouyinExtractor, ExtractError, ExtractOptions};
+use douyin_worker::net::upstream::Upstream;
 
 use crate::douyin_server::{Behaviour, DouyinServer, image_post, video_post};
 

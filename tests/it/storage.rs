@@ -379,8 +379,8 @@ async fn signed_urls_download_without_a_key_until_they_expire() {
 async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
     use douyin_worker::download::{DownloadOptions, HttpDownloader};
     use douyin_worker::extract::client::ClientOptions;
-    use douyin_worker::extract::upstream::Upstream;
     use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
+    use douyin_worker::net::upstream::Upstream;
     use douyin_worker::pipeline::{Pipeline, Stages};
     use douyin_worker::queue::EnqueueRequest;
     use douyin_worker::validate::FileValidator;

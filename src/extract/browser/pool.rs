@@ -17,7 +17,7 @@ use crate::config::Secret;
 use crate::extract::BrowserOptions;
 use crate::extract::client::ClientOptions;
 use crate::extract::strategy::Target;
-use crate::extract::upstream::Upstream;
+use crate::net::upstream::Upstream;
 
 /// How long closing a tab or the browser may take before it is given up (or killed).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
