@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cdn::{Cdn, Serve, bytes};
 use douyin_worker::download::{DownloadOptions, HttpDownloader};
-use douyin_worker::pipeline::MediaSource;
+use douyin_worker::stage::MediaSource;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use douyin_worker::config::Secret;
-use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::local::LocalFolder;
 use douyin_worker::storage::object::S3Store;
 use douyin_worker::storage::supabase::SupabaseStorage;

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use douyin_worker::error::JobError;
-use douyin_worker::pipeline::{JobContext, JobHandler, JobOutput};
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::{ClaimedJob, JobQueue, StoredObject};
 use douyin_worker::retry::RetryPolicy;
+use douyin_worker::stage::{JobContext, JobHandler, JobOutput};
 use douyin_worker::worker::{Worker, WorkerOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -7,7 +7,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::admin;
 use crate::config::{Config, QueueBackend, RawSettings};
 use crate::error::{ErrorClass, JobError};
-use crate::pipeline::{Pipeline, Stages};
+use crate::pipeline::Pipeline;
 use crate::queue;
 use crate::worker::{Worker, WorkerOptions};
 
@@ -302,8 +302,6 @@ async fn run(config: Config) -> Result<(), Failure> {
         running = stats.running_jobs,
         "queue ready"
     );
-    // The stages arrive with their own modules; until each has a real implementation the
-    // worker refuses to take jobs rather than claim them and fail them.
     let extractor = std::sync::Arc::new(
         crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::from_config(&config))
             .map_err(usage_msg)?,
@@ -320,13 +318,12 @@ async fn run(config: Config) -> Result<(), Failure> {
         created = outcome == crate::storage::BucketOutcome::Created,
         "storage ready"
     );
-    let pipeline = Pipeline::build(Stages {
-        extractor: Some(extractor.clone()),
-        downloader: Some(std::sync::Arc::new(downloader)),
-        validator: Some(std::sync::Arc::new(crate::validate::FileValidator)),
-        storage: Some(storage_stage(&config, backend.clone())),
-    })
-    .map_err(usage)?;
+    let pipeline = Pipeline::new(
+        extractor.clone(),
+        std::sync::Arc::new(downloader),
+        std::sync::Arc::new(crate::validate::FileValidator),
+        storage_stage(&config, backend.clone()),
+    );
     let shutdown = crate::shutdown::on_signals()?;
     // The server binds before any job is claimed: a busy port is a start-up error.
     let server = match config.http_addr {
@@ -408,7 +405,7 @@ fn storage_backend(
 fn storage_stage(
     config: &Config,
     backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
-) -> std::sync::Arc<dyn crate::pipeline::Storage> {
+) -> std::sync::Arc<dyn crate::stage::Storage> {
     std::sync::Arc::new(crate::storage::StorageStage::new(
         backend,
         crate::storage::StorageOptions {

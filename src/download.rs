@@ -8,7 +8,8 @@
 //! - Resume: a dropped connection continues with `Range: bytes=N-`; only a 206 whose
 //!   `Content-Range` starts at N is accepted, a 200 starts over; a bounded number of times.
 //! - Mirrors: 403, 404, 410 and 5xx move on to the next mirror; when every mirror answered
-//!   403 (an expired URL) the error says so ([`CDN_FORBIDDEN`]) and the pipeline extracts
+//!   403 (an expired URL) the error says so ([`CDN_FORBIDDEN`], a
+//!   [`crate::stage::DownloadError::Expired`] to the pipeline) and the pipeline extracts
 //!   again once.
 //! - Limits: `MAX_VIDEO_BYTES`, at `Content-Length` or as soon as the stream passes it; the
 //!   size must match `Content-Length` and the record's `data_size`.
@@ -28,7 +29,7 @@ use url::Url;
 
 use crate::error::JobError;
 use crate::net::upstream::{Upstream, is_douyin_host};
-use crate::pipeline::{DownloadedFile, Downloader, JobContext, MediaSource};
+use crate::stage::{DownloadError, DownloadedFile, Downloader, JobContext, MediaSource};
 
 /// The error code when every mirror refused with 403: the signed URL expired.
 pub const CDN_FORBIDDEN: &str = "cdn-forbidden";
@@ -397,13 +398,21 @@ impl Downloader for HttpDownloader {
         &self,
         source: &MediaSource,
         ctx: &JobContext,
-    ) -> Result<DownloadedFile, JobError> {
+    ) -> Result<DownloadedFile, DownloadError> {
         let dir: PathBuf = ctx
             .temp_dir()
             .map_err(|e| JobError::transient("temp-file", format!("temp folder: {e}")))?
             .to_path_buf();
         let progress = |done: u64, total: Option<u64>| ctx.report_progress(done, total);
-        self.download_to(source, &dir, &progress).await
+        self.download_to(source, &dir, &progress)
+            .await
+            .map_err(|e| {
+                if e.code == CDN_FORBIDDEN {
+                    DownloadError::Expired(e)
+                } else {
+                    DownloadError::Failed(e)
+                }
+            })
     }
 }
 

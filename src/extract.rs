@@ -29,9 +29,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorClass, JobError};
-use crate::pipeline::MediaPart;
-use crate::pipeline::{JobContext, MediaSource};
-use crate::queue::{ClaimedJob, VideoUpdate};
+use crate::stage::VideoUpdate;
+use crate::stage::{JobContext, MediaPart, MediaSource, StageJob};
 use aweme::ParseError;
 use client::{ClientOptions, DouyinClient, Session};
 use link::{Link, PostKind, UnsupportedLink};
@@ -446,13 +445,14 @@ impl DouyinExtractor {
 impl DouyinExtractor {
     /// The direct URL an earlier extraction cached on the video row, if it stays valid for
     /// [`ExtractOptions::cache_margin`]; CDN URLs carry their expiry.
-    fn cached_source(&self, job: &ClaimedJob) -> Option<MediaSource> {
-        let url = job.video.video_url_direct.as_deref()?;
-        let douyin_id = job.video.douyin_id.clone()?;
+    fn cached_source(&self, job: &StageJob) -> Option<MediaSource> {
+        let cached = job.cached.as_ref()?;
+        let url = cached.url.as_str();
+        let douyin_id = job.douyin_id.clone()?;
         if !media::still_valid(url, chrono::Utc::now(), self.opts.cache_margin) {
             return None;
         }
-        let meta = job.video.video_url_meta.clone().unwrap_or(Value::Null);
+        let meta = cached.meta.clone().unwrap_or(Value::Null);
         let candidate = &meta["candidate"];
         let mut urls = vec![url.to_string()];
         for mirror in candidate["urls"].as_array().into_iter().flatten() {
@@ -483,24 +483,16 @@ impl DouyinExtractor {
 }
 
 #[async_trait]
-impl crate::pipeline::Extractor for DouyinExtractor {
-    async fn extract(&self, job: &ClaimedJob, _ctx: &JobContext) -> Result<MediaSource, JobError> {
+impl crate::stage::Extractor for DouyinExtractor {
+    async fn extract(&self, job: &StageJob, _ctx: &JobContext) -> Result<MediaSource, JobError> {
         if let Some(cached) = self.cached_source(job) {
             tracing::info!("using the cached direct URL, still valid");
             return Ok(cached);
         }
-        self.extract_fresh(job, _ctx).await
-    }
-
-    async fn extract_fresh(
-        &self,
-        job: &ClaimedJob,
-        _ctx: &JobContext,
-    ) -> Result<MediaSource, JobError> {
         let input = link::job_link(
             job.payload.as_ref(),
-            job.video.video_url.as_deref(),
-            job.video.douyin_id.as_deref(),
+            job.link.as_deref(),
+            job.douyin_id.as_deref(),
         )
         .ok_or_else(|| {
             JobError::permanent(

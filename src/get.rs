@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::download::{DownloadOptions, HttpDownloader};
 use crate::error::JobError;
 use crate::extract::{DouyinExtractor, ExtractOptions};
-use crate::pipeline::Validator;
+use crate::stage::Validator;
 use crate::validate::FileValidator;
 
 /// Progress for people: a bar on a terminal, a line every few seconds elsewhere.

@@ -10,7 +10,9 @@
 //!   [`queue::sqlite`], [`queue::rest`]); `migrations/` holds the reference SQL.
 //! - [`migrate`]: the embedded schema migrations.
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
-//! - [`pipeline`]: the job handler and the stage traits (extract, download, validate, store).
+//! - [`stage`]: the stages' shared words (the job as the stages see it, the media source,
+//!   the downloaded file, the job context) and the four stage traits.
+//! - [`pipeline`]: extract → download → validate → upload, over one implementation of each.
 //! - [`error`]: job errors that know whether a retry can help.
 //! - [`net`]: the network rules shared by extraction and download: which hosts are Douyin's
 //!   and the `DOUYIN_UPSTREAM` rewrite ([`net::upstream`]), and the public-address guard on
@@ -41,6 +43,7 @@ pub mod queue;
 pub mod redact;
 pub mod retry;
 pub mod shutdown;
+pub mod stage;
 pub mod storage;
 pub mod supabase;
 pub mod telemetry;

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorClass, JobError};
-use crate::pipeline::{DownloadedFile, JobContext, MediaInfo, MediaSource, Storage};
-use crate::queue::{ClaimedJob, StoredObject};
+use crate::queue::StoredObject;
+use crate::stage::{DownloadedFile, JobContext, MediaInfo, MediaSource, StageJob, Storage};
 
 /// An upload.
 #[derive(Clone, Debug)]
@@ -359,15 +359,14 @@ impl StorageStage {
 impl Storage for StorageStage {
     async fn store(
         &self,
-        job: &ClaimedJob,
+        job: &StageJob,
         source: &MediaSource,
         file: &DownloadedFile,
         info: &MediaInfo,
         ctx: &JobContext,
     ) -> Result<StoredObject, JobError> {
         let douyin_id = if source.douyin_id.is_empty() {
-            job.video
-                .douyin_id
+            job.douyin_id
                 .clone()
                 .unwrap_or_else(|| job.video_id.to_string())
         } else {
@@ -398,7 +397,7 @@ impl Storage for StorageStage {
                 metadata.insert("source_host".into(), u.host_str().unwrap_or("").to_string());
             }
         }
-        if let Some(link) = job.video.video_url.as_deref() {
+        if let Some(link) = job.link.as_deref() {
             metadata.insert("source_link".into(), link.to_string());
         }
         let req = PutRequest {

@@ -26,7 +26,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::error::JobError;
-use crate::pipeline::{DownloadedFile, MediaInfo, Validator};
+use crate::stage::{DownloadedFile, MediaInfo, Validator};
 
 mod audio;
 mod image;
@@ -38,7 +38,7 @@ pub use audio::{AudioInfo, validate_mp3};
 pub use image::validate_image;
 pub use mp4::validate_mp4;
 
-/// What validation found about a video (`pipeline::MediaInfo::metadata` is built from it).
+/// What validation found about a video (`stage::MediaInfo::metadata` is built from it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct VideoInfo {
     /// The `ftyp` major brand as written, e.g. `isom`, `mp42`, `M4V ` (unknown but printable

@@ -36,9 +36,9 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::error::JobError;
-use crate::pipeline::{JobContext, JobHandler, ProgressBoard};
 use crate::queue::{ClaimedJob, Completion, Failure, JobQueue, JobSignal, Lease};
 use crate::retry::RetryPolicy;
+use crate::stage::{JobContext, JobHandler, ProgressBoard};
 
 pub use reporter::Outcome;
 

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
-use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::cloud::{azure_from_builder, gcs_from_builder};
 use douyin_worker::storage::object::{ObjectStoreBackend, PART_SIZE};
 use douyin_worker::storage::{BucketOutcome, BucketSpec, ObjectBackend, PutRequest};

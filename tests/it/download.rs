@@ -8,7 +8,7 @@ use std::time::Duration;
 use douyin_worker::download::{CDN_FORBIDDEN, DownloadOptions, HttpDownloader};
 use douyin_worker::error::ErrorClass;
 use douyin_worker::net::upstream::Upstream;
-use douyin_worker::pipeline::{DownloadedFile, MediaSource};
+use douyin_worker::stage::{DownloadedFile, MediaSource};
 use sha2::{Digest, Sha256};
 
 use crate::cdn::{Cdn, Serve, bytes};
@@ -331,8 +331,8 @@ async fn private_addresses_are_refused_including_redirect_hops() {
 
 #[tokio::test]
 async fn cancelling_a_job_mid_download_leaves_no_temp_file() {
-    use douyin_worker::pipeline::{Downloader, JobContext, ProgressBoard};
     use douyin_worker::queue::Lease;
+    use douyin_worker::stage::{Downloader, JobContext, ProgressBoard};
     let cdn = Cdn::start().await;
     cdn.add(
         "/v.mp4",

@@ -249,8 +249,8 @@ fn job(
 
 #[tokio::test]
 async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_url() {
-    use douyin_worker::pipeline::{Extractor, JobContext, ProgressBoard};
     use douyin_worker::queue::VideoInfo;
+    use douyin_worker::stage::{Extractor, JobContext, ProgressBoard, StageJob};
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let x = extractor(&server);
     let tmp = tempfile::tempdir().unwrap();
@@ -272,7 +272,9 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
             ..Default::default()
         },
     );
-    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    let source = Extractor::extract(&x, &StageJob::from(&j), &ctx_for(&j))
+        .await
+        .unwrap();
     assert_eq!(source.douyin_id, ID);
     assert_eq!(source.strategy, "h5_iteminfo");
     assert!(
@@ -309,7 +311,9 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
             ..Default::default()
         },
     );
-    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    let source = Extractor::extract(&x, &StageJob::from(&j), &ctx_for(&j))
+        .await
+        .unwrap();
     assert_eq!(source.strategy, "cache");
     assert_eq!(source.urls[0], cached_url);
     assert_eq!(server.requests().len(), before);
@@ -323,7 +327,9 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
             ..Default::default()
         },
     );
-    let source = Extractor::extract(&x, &j, &ctx_for(&j)).await.unwrap();
+    let source = Extractor::extract(&x, &StageJob::from(&j), &ctx_for(&j))
+        .await
+        .unwrap();
     assert_eq!(source.strategy, "h5_iteminfo");
 }
 

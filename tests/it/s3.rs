@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
-use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::cloud::s3_from_builder;
 use douyin_worker::storage::object::S3Store;
 use douyin_worker::storage::{ObjectBackend, PutRequest};

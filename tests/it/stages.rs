@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use douyin_worker::error::{ErrorClass, JobError};
-use douyin_worker::pipeline::{JobContext, JobHandler, JobOutput};
 use douyin_worker::queue::{ClaimedJob, StoredObject, VideoUpdate};
+use douyin_worker::stage::{JobContext, JobHandler, JobOutput};
 use uuid::Uuid;
 
 /// What the test handlers saw.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use douyin_worker::config::Secret;
 use douyin_worker::error::ErrorClass;
-use douyin_worker::pipeline::{
-    DownloadedFile, JobContext, MediaInfo, MediaSource, ProgressBoard, Storage,
-};
 use douyin_worker::queue::{ClaimedJob, Lease, VideoInfo};
+use douyin_worker::stage::{
+    DownloadedFile, JobContext, MediaInfo, MediaSource, ProgressBoard, StageJob, Storage,
+};
 use douyin_worker::storage::local::LocalFolder;
 use douyin_worker::storage::supabase::SupabaseStorage;
 use douyin_worker::storage::{ObjectBackend, PutRequest, StorageOptions, StorageStage};
@@ -109,7 +109,13 @@ async fn local_folder_stores_under_a_deterministic_key_and_a_retry_replaces() {
     let data = bytes(100_000, 1);
     let file = file_of(tmp.path(), &data);
     let stored = stage
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert_eq!(stored.object_key, format!("{ID}/{ID}.mp4"));
@@ -128,7 +134,13 @@ async fn local_folder_stores_under_a_deterministic_key_and_a_retry_replaces() {
     let data2 = bytes(120_000, 2);
     let file2 = file_of(tmp.path(), &data2);
     stage
-        .store(&j, &source(), &file2, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file2,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -156,7 +168,13 @@ async fn supabase_standard_upload_with_metadata_and_verification() {
     let data = bytes(1_000_000, 3);
     let file = file_of(tmp.path(), &data);
     let stored = stage(Arc::new(supabase(&api)))
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert_eq!(stored.storage_provider, "supabase");
@@ -173,7 +191,13 @@ async fn supabase_standard_upload_with_metadata_and_verification() {
     assert_eq!(h("x-upsert").as_deref(), Some("true"));
     // A retry overwrites the same key.
     stage(Arc::new(supabase(&api)))
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert_eq!(api.object_count("videos"), 1);
@@ -220,14 +244,26 @@ async fn transient_storage_errors_are_retried_within_the_attempt() {
     let j = job();
     let file = file_of(tmp.path(), &bytes(50_000, 5));
     let stored = stage(Arc::new(supabase(&api)))
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert!(api.object("videos", &stored.object_key).is_some());
     // Still down after the retries: the attempt fails as transient.
     api.fail_next("/object/videos/", 500, 10);
     let e = stage(Arc::new(supabase(&api)))
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.class, ErrorClass::Transient, "{e}");
@@ -247,7 +283,13 @@ async fn a_hanging_store_times_the_upload_out_and_the_retry_succeeds() {
     api.hang_next("/object/videos/", std::time::Duration::from_secs(30), 1);
     let started = std::time::Instant::now();
     let stored = stage(Arc::new(store))
-        .store(&j, &source(), &file, &info(), &ctx(tmp.path(), &j))
+        .store(
+            &StageJob::from(&j),
+            &source(),
+            &file,
+            &info(),
+            &ctx(tmp.path(), &j),
+        )
         .await
         .unwrap();
     assert!(
@@ -381,7 +423,7 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
     use douyin_worker::extract::client::ClientOptions;
     use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
     use douyin_worker::net::upstream::Upstream;
-    use douyin_worker::pipeline::{Pipeline, Stages};
+    use douyin_worker::pipeline::Pipeline;
     use douyin_worker::queue::EnqueueRequest;
     use douyin_worker::validate::FileValidator;
     use douyin_worker::worker::Worker;
@@ -394,8 +436,8 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
     // The store fails every upload of the first attempt (3 tries within it).
     api.fail_next("/object/videos/", 503, 3);
     let upstream = Upstream::rewrite_to(douyin.url.parse().unwrap());
-    let pipeline = Pipeline::build(Stages {
-        extractor: Some(Arc::new(
+    let pipeline = Pipeline::new(
+        Arc::new(
             DouyinExtractor::new(ExtractOptions {
                 client: ClientOptions {
                     upstream: upstream.clone(),
@@ -404,18 +446,17 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
                 ..Default::default()
             })
             .unwrap(),
-        )),
-        downloader: Some(Arc::new(
+        ),
+        Arc::new(
             HttpDownloader::new(DownloadOptions {
                 upstream,
                 ..Default::default()
             })
             .unwrap(),
-        )),
-        validator: Some(Arc::new(FileValidator)),
-        storage: Some(Arc::new(stage(Arc::new(supabase(&api))))),
-    })
-    .unwrap();
+        ),
+        Arc::new(FileValidator),
+        Arc::new(stage(Arc::new(supabase(&api)))),
+    );
     let b = crate::backends::Backend::new(crate::backends::Kind::Sqlite).await;
     let id = b
         .enqueue_with(EnqueueRequest {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use douyin_worker::pipeline::DownloadedFile;
+use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::local::LocalFolder;
 use douyin_worker::storage::{ListedObject, ObjectBackend, ObjectStream, PutRequest};
 use futures::StreamExt;

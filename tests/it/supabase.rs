@@ -402,7 +402,7 @@ async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() 
         "videos",
     )
     .unwrap();
-    let file = douyin_worker::pipeline::DownloadedFile {
+    let file = douyin_worker::stage::DownloadedFile {
         path,
         size: 2_000_000,
         sha256: "x".into(),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
-use douyin_worker::pipeline::JobHandler;
 use douyin_worker::queue::JobQueue;
 use douyin_worker::retry::RetryPolicy;
+use douyin_worker::stage::JobHandler;
 use douyin_worker::worker::{RunSummary, Worker, WorkerOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
