@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod api_guard;
 mod backends;
 mod browser;
 mod cdn;
