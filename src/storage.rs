@@ -191,7 +191,10 @@ pub trait ObjectBackend: Send + Sync + 'static {
         let _ = (key, start, end);
         Err(StorageError::permanent(
             "unsupported",
-            format!("the {} store cannot read part of an object", self.provider()),
+            format!(
+                "the {} store cannot read part of an object",
+                self.provider()
+            ),
         ))
     }
 

@@ -257,7 +257,9 @@ fn cooled_down(state: &HttpState, v: &VideoState) -> Result<(), Response> {
     let Some(queued_at) = v.latest_job_created_at else {
         return Ok(());
     };
-    let since = (chrono::Utc::now() - queued_at).to_std().unwrap_or_default();
+    let since = (chrono::Utc::now() - queued_at)
+        .to_std()
+        .unwrap_or_default();
     match cooldown.checked_sub(since) {
         Some(wait) if !wait.is_zero() => {
             metrics::counter!(crate::metrics::API_REFUSED, "reason" => "cooldown").increment(1);

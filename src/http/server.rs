@@ -204,7 +204,9 @@ async fn connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         let call = hyper::service::Service::call(&app, req);
         async move {
-            let response = call.await.unwrap_or_else(|never: Infallible| match never {});
+            let response = call
+                .await
+                .unwrap_or_else(|never: Infallible| match never {});
             Ok::<_, Infallible>(response.map(|inner| TrackedBody {
                 inner,
                 _guard: guard,

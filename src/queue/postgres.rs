@@ -466,8 +466,7 @@ impl JobQueue for PgQueue {
         let mut video = video_from_row(&row)?;
         // A schema whose function lacks the latest job's id, time and code: read them from
         // the table (the same job the function calls the latest).
-        if row.try_column("latest_job_created_at").is_err() && video.latest_job_status.is_some()
-        {
+        if row.try_column("latest_job_created_at").is_err() && video.latest_job_status.is_some() {
             let latest: Option<(Uuid, DateTime<Utc>, Option<String>)> = sqlx::query_as(
                 "select j.id, j.created_at, j.last_error_code
                    from public.download_jobs j

@@ -29,8 +29,8 @@ use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as StorePath;
 use object_store::signer::{Method, Signer};
 use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 

@@ -155,7 +155,11 @@ async fn fifty_retry_posts_queue_at_most_one_job_and_none_when_a_retry_cannot_he
         .send()
         .await
         .unwrap();
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
 
     // Past the cooldown, a retry queues again.
@@ -190,7 +194,11 @@ async fn a_cross_site_text_plain_or_form_post_is_refused_and_queues_nothing() {
     assert_eq!(all_jobs(&rig.db.pool, video).await, 0);
 
     // The old UI's POST (no body, no type) and a JSON POST still work.
-    let r = client.post(url(&rig, video, "download")).send().await.unwrap();
+    let r = client
+        .post(url(&rig, video, "download"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let r = client
         .post(url(&rig, video, "download"))
@@ -209,7 +217,11 @@ async fn a_head_request_answers_without_queueing() {
     let video = insert_video(&rig.db.pool, "7400000000000000121").await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        let r = client.head(url(&rig, video, "download")).send().await.unwrap();
+        let r = client
+            .head(url(&rig, video, "download"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
     }
     assert_eq!(all_jobs(&rig.db.pool, video).await, 0, "HEAD queued a job");
@@ -217,7 +229,14 @@ async fn a_head_request_answers_without_queueing() {
     // A stored file: HEAD on the proxy link gives its headers, no body.
     let stored = insert_video(&rig.db.pool, "7400000000000000122").await;
     let key = "7400000000000000122/7400000000000000122.mp4";
-    crate::api::mark_stored(&rig.db.pool, rig.store.path(), stored, key, Some(&[7u8; 3000])).await;
+    crate::api::mark_stored(
+        &rig.db.pool,
+        rig.store.path(),
+        stored,
+        key,
+        Some(&[7u8; 3000]),
+    )
+    .await;
     let r = client
         .head(format!("{}?proxy=true", url(&rig, stored, "download")))
         .send()
@@ -249,7 +268,11 @@ async fn one_client_over_its_rate_gets_429_with_retry_after() {
     }
     let r = get_as("198.51.100.7").await.unwrap();
     assert_eq!(r.status(), 429);
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=12).contains(&wait), "{wait}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "rate_limited");
@@ -330,10 +353,16 @@ async fn a_failed_answer_never_carries_last_error() {
         .fetch_one(&rig.db.pool)
         .await
         .unwrap();
-    assert!(stored.contains("/var/lib/douyin-worker"), "the row keeps it");
+    assert!(
+        stored.contains("/var/lib/douyin-worker"),
+        "the row keeps it"
+    );
     let (status, body) = crate::api::get(&url(&rig, video, "download")).await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!(body["error"], "the file could not be stored; a retry may work");
+    assert_eq!(
+        body["error"],
+        "the file could not be stored; a retry may work"
+    );
     assert_eq!(body["retry_available"], true);
     let text = body.to_string();
     for secret in ["/var/lib", "os error", "No space", "sig=", "html"] {

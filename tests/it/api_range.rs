@@ -22,7 +22,9 @@ const KEY: &str = "7400000000000000201/7400000000000000201.mp4";
 
 /// Bytes that differ at every offset (so a wrong range shows).
 fn content(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect()
 }
 
 async fn put(store: &dyn ObjectBackend, data: &[u8]) {
@@ -89,7 +91,10 @@ async fn check_ranges(store: Arc<dyn ObjectBackend>, data: &[u8], which: &str) {
         );
         assert_eq!(r.headers()["content-type"], "video/mp4", "{which}");
         let got = r.bytes().await.unwrap();
-        assert!(got.as_ref() == &data[start..=end], "{which} {range}: wrong bytes");
+        assert!(
+            got.as_ref() == &data[start..=end],
+            "{which} {range}: wrong bytes"
+        );
     }
 
     let r = ranged("bytes=999999-").await.unwrap();

@@ -165,11 +165,8 @@ async fn a_flood_of_half_requests_on_the_api_port_leaves_readyz_and_jobs_alone()
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let (bin, db, _douyin, _data) = worker_at_256(
-        &[("HTTP_ADDR", &http_addr), ("API_ADDR", &api_addr)],
-        ID,
-    )
-    .await;
+    let (bin, db, _douyin, _data) =
+        worker_at_256(&[("HTTP_ADDR", &http_addr), ("API_ADDR", &api_addr)], ID).await;
     wait_until_answers(&format!("http://{api_addr}/health")).await;
 
     let flood = Flood::start(&api_addr, 300);
@@ -177,11 +174,17 @@ async fn a_flood_of_half_requests_on_the_api_port_leaves_readyz_and_jobs_alone()
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (status, body) = get(&format!("http://{http_addr}/readyz")).await;
     assert_eq!(status, 200, "{body}");
-    run_job(&db, ID).await.expect("the job completes during the flood");
+    run_job(&db, ID)
+        .await
+        .expect("the job completes during the flood");
     let (status, body) = get(&format!("http://{http_addr}/readyz")).await;
     assert_eq!(status, 200, "{body}");
     let last = flood.stop();
-    assert_eq!(last.len(), 300, "every connection of the last round was taken");
+    assert_eq!(
+        last.len(),
+        300,
+        "every connection of the last round was taken"
+    );
     all_closed(last, Duration::from_secs(60));
 
     // Each listener serves only its own routes.
@@ -297,9 +300,15 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_not_the_
             std::thread::sleep(Duration::from_secs(2));
             s.write_all(ask).unwrap();
             let n = s.read(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "kept past the header timeout");
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200"),
+                "kept past the header timeout"
+            );
             // Then idle for good: closed by the idle timeout.
-            assert!(closed_within(&mut s, Duration::from_secs(30)), "never closed");
+            assert!(
+                closed_within(&mut s, Duration::from_secs(30)),
+                "never closed"
+            );
         })
     };
     probe(TcpStream::connect(&addr).unwrap()).await.unwrap();

@@ -63,11 +63,7 @@ pub async fn gate(State(gate): State<Gate>, req: Request, next: Next) -> Respons
             && let Err(wait) = limiter.check(ClientKey::from(client), tokio::time::Instant::now())
         {
             metrics::counter!(API_REFUSED, "reason" => "rate_limit").increment(1);
-            return too_many(
-                "rate_limited",
-                "too many requests; try again later",
-                wait,
-            );
+            return too_many("rate_limited", "too many requests; try again later", wait);
         }
     }
     if let Some(want) = &gate.token_digest
@@ -197,7 +193,10 @@ mod tests {
             "application/x-www-form-urlencoded"
         )])));
         assert!(!json_or_empty(&headers(&[("content-length", "5")])));
-        assert!(!json_or_empty(&headers(&[("transfer-encoding", "chunked")])));
+        assert!(!json_or_empty(&headers(&[(
+            "transfer-encoding",
+            "chunked"
+        )])));
     }
 
     #[test]

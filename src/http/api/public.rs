@@ -34,8 +34,8 @@ fn by_code(code: &str) -> Option<&'static str> {
         }
         "empty-file" | "html-as-video" | "json-as-video" | "not-image" | "unknown-brand"
         | "missing-moov" | "missing-mdat" | "missing-box" | "truncated" | "bad-box-size"
-        | "bad-box-type" | "zero-filled" | "trailing-data" | "moov-too-large"
-        | "malformed-box" | "no-tracks" | "zero-duration" | "bad-image" | "bad-audio" => {
+        | "bad-box-type" | "zero-filled" | "trailing-data" | "moov-too-large" | "malformed-box"
+        | "no-tracks" | "zero-duration" | "bad-image" | "bad-audio" => {
             "Douyin sent a file that is not a valid video"
         }
         c if c.starts_with("storage-")
@@ -82,6 +82,9 @@ mod tests {
             "the download failed for a passing reason; a retry may work"
         );
         assert_eq!(failure_message(None, None), "the download failed");
-        assert_eq!(failure_message(Some("weird"), Some("x")), "the download failed");
+        assert_eq!(
+            failure_message(Some("weird"), Some("x")),
+            "the download failed"
+        );
     }
 }

@@ -23,10 +23,7 @@ pub enum Ranged {
 
 /// What `header` (the `Range` value) asks of an object of `size` bytes.
 pub fn resolve(header: Option<&str>, size: u64) -> Ranged {
-    let Some(spec) = header
-        .map(str::trim)
-        .and_then(|h| h.strip_prefix("bytes="))
-    else {
+    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else {
         return Ranged::Whole;
     };
     if spec.contains(',') {
@@ -96,7 +93,10 @@ mod tests {
     #[test]
     fn ranges_past_the_end_are_unsatisfiable() {
         assert_eq!(resolve(Some("bytes=1000-"), 1000), Ranged::Unsatisfiable);
-        assert_eq!(resolve(Some("bytes=1000-1200"), 1000), Ranged::Unsatisfiable);
+        assert_eq!(
+            resolve(Some("bytes=1000-1200"), 1000),
+            Ranged::Unsatisfiable
+        );
         assert_eq!(resolve(Some("bytes=-0"), 1000), Ranged::Unsatisfiable);
         assert_eq!(resolve(Some("bytes=0-"), 0), Ranged::Unsatisfiable);
         assert_eq!(resolve(Some("bytes=-10"), 0), Ranged::Unsatisfiable);
