@@ -584,9 +584,10 @@ impl Config {
         let api_addr = match api_addr_f.present() {
             None => None,
             Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => None,
-            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
-                api_addr_f.fail("expected IP:PORT (e.g. 0.0.0.0:8080), or off")
-            })?),
+            Some(v) => Some(
+                v.parse::<SocketAddr>()
+                    .map_err(|_| api_addr_f.fail("expected IP:PORT (e.g. 0.0.0.0:8080), or off"))?,
+            ),
         };
         if let (Some(api), Some(http)) = (api_addr, http_addr)
             && api == http

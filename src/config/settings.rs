@@ -240,12 +240,22 @@ pub struct RawSettings {
 
     /// Seconds after a video's last queued download before the API queues it again
     /// [default: 60].
-    #[arg(long, env = "API_RETRY_COOLDOWN_SECONDS", global = true, value_name = "S")]
+    #[arg(
+        long,
+        env = "API_RETRY_COOLDOWN_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
     pub api_retry_cooldown_seconds: Option<String>,
 
     /// Behind a reverse proxy: take the client's address for the rate limit from the last
     /// entry of `X-Forwarded-For` (true/false) [default: false].
-    #[arg(long, env = "API_TRUST_FORWARDED_FOR", global = true, value_name = "BOOL")]
+    #[arg(
+        long,
+        env = "API_TRUST_FORWARDED_FOR",
+        global = true,
+        value_name = "BOOL"
+    )]
     pub api_trust_forwarded_for: Option<String>,
 
     /// Connections the HTTP server holds open at once, per listener [default: 512].
@@ -253,16 +263,31 @@ pub struct RawSettings {
     pub http_max_connections: Option<String>,
 
     /// Seconds a client may take to send a request's headers [default: 10].
-    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    #[arg(
+        long,
+        env = "HTTP_HEADER_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
     pub http_header_timeout_seconds: Option<String>,
 
     /// Seconds an idle keep-alive connection stays open [default: 60].
-    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    #[arg(
+        long,
+        env = "HTTP_IDLE_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
     pub http_idle_timeout_seconds: Option<String>,
 
     /// Seconds an API request may take before its answer starts (a proxied file may then
     /// stream for longer) [default: 30].
-    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_SECONDS", global = true, value_name = "S")]
+    #[arg(
+        long,
+        env = "HTTP_REQUEST_TIMEOUT_SECONDS",
+        global = true,
+        value_name = "S"
+    )]
     pub http_request_timeout_seconds: Option<String>,
 
     /// Lifetime of the download API's signed URLs, in seconds [default: 3600].

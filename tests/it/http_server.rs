@@ -352,3 +352,44 @@ async fn at_the_connection_cap_new_connections_are_closed_and_counted() {
     drop(held);
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_proxied_file_is_cut_off_after_the_stall_timeout() {
+    let db = fresh_pg().await;
+    let store = tempfile::tempdir().unwrap();
+    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
+    let video = crate::api::insert_video(&db.pool, "7400000000000000401").await;
+    let key = "7400000000000000401/7400000000000000401.mp4";
+    let size = 64 << 20;
+    crate::api::mark_stored(&db.pool, store.path(), video, key, Some(&vec![1u8; size])).await;
+    let limits = ServerLimits {
+        stall_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let server = crate::api::serve_with(queue, storage, crate::api::api_options(&[]), limits).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let ask =
+            format!("GET /api/videos/{video}/download?proxy=true HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(ask.as_bytes()).unwrap();
+        // Read the first bytes, then stop reading long past the stall timeout.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = s.read(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        got < size,
+        "the whole file arrived: the connection was never cut"
+    );
+}
