@@ -37,28 +37,39 @@ fn half_open(addr: &str, n: usize) -> Vec<TcpStream> {
 }
 
 /// Half requests, `per_round` new ones every half second, until stopped: the attack goes
-/// on for as long as the test looks.
+/// on for as long as the test looks. The sockets of the last [`KEEP_ROUNDS`] rounds stay
+/// open on this side (4 s: longer than the header timeout of the tests), so the server must
+/// close them itself.
 struct Flood {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<Vec<TcpStream>>,
 }
 
+const KEEP_ROUNDS: usize = 8;
+
 impl Flood {
     fn start(addr: &str, per_round: usize) -> Flood {
+        // This process holds up to KEEP_ROUNDS * per_round sockets.
+        let _ = douyin_worker::http::fdlimit::raise_nofile();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, addr) = (stop.clone(), addr.to_string());
         let thread = std::thread::spawn(move || {
-            let mut last = half_open(&addr, per_round);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut rounds = std::collections::VecDeque::new();
+            loop {
+                rounds.push_back(half_open(&addr, per_round));
+                if rounds.len() > KEEP_ROUNDS {
+                    rounds.pop_front();
+                }
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return rounds.into_iter().flatten().collect();
+                }
                 std::thread::sleep(Duration::from_millis(500));
-                last = half_open(&addr, per_round);
             }
-            last
         });
         Flood { stop, thread }
     }
 
-    /// Stops the attack; returns its last round's sockets.
+    /// Stops the attack; returns the sockets still held on this side.
     fn stop(self) -> Vec<TcpStream> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
@@ -179,13 +190,9 @@ async fn a_flood_of_half_requests_on_the_api_port_leaves_readyz_and_jobs_alone()
         .expect("the job completes during the flood");
     let (status, body) = get(&format!("http://{http_addr}/readyz")).await;
     assert_eq!(status, 200, "{body}");
-    let last = flood.stop();
-    assert_eq!(
-        last.len(),
-        300,
-        "every connection of the last round was taken"
-    );
-    all_closed(last, Duration::from_secs(60));
+    let held = flood.stop();
+    assert!(held.len() >= 300, "{} connections made", held.len());
+    all_closed(held, Duration::from_secs(60));
 
     // Each listener serves only its own routes.
     let metrics = reqwest::get(format!("http://{http_addr}/metrics"))
