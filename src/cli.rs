@@ -285,6 +285,27 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
     }
 }
 
+/// Raises the descriptor limit to the hard limit (the HTTP server, the database pool and the
+/// downloads share it) and returns the soft limit in force.
+fn raise_nofile() -> Option<u64> {
+    match crate::http::fdlimit::raise_nofile() {
+        Ok(n) => {
+            tracing::info!(
+                before = n.before,
+                now = n.after,
+                hard = n.hard,
+                "file descriptor limit"
+            );
+            Some(n.after)
+        }
+        Err(e) => {
+            let now = crate::http::fdlimit::current_nofile();
+            tracing::warn!(error = %e, now, "file descriptor limit not raised");
+            now
+        }
+    }
+}
+
 fn admin_failure(e: admin::AdminError) -> Failure {
     Failure {
         code: e.exit_code(),
@@ -294,6 +315,7 @@ fn admin_failure(e: admin::AdminError) -> Failure {
 
 async fn run(config: Config) -> Result<(), Failure> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
+    let nofile = raise_nofile();
     let queue = queue::open(&config).await.map_err(queue_failure)?;
     let stats = queue.stats().await?;
     tracing::info!(
@@ -325,29 +347,22 @@ async fn run(config: Config) -> Result<(), Failure> {
         storage_stage(&config, backend.clone()),
     );
     let shutdown = crate::shutdown::on_signals()?;
-    // The server binds before any job is claimed: a busy port is a start-up error.
-    let server = match config.http_addr {
-        Some(addr) => {
-            let listener = crate::http::bind(addr).await.map_err(usage_msg)?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            let state = crate::http::HttpState::new(
-                queue.clone(),
-                backend.clone(),
-                crate::metrics::install(&config.worker_id),
-                shutdown.clone(),
-                crate::http::api::ApiOptions::from_config(&config),
-            );
-            tracing::info!(addr = %bound, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
-            let stop = tokio_util::sync::CancellationToken::new();
-            let task = tokio::spawn(crate::http::serve(
-                listener,
-                state,
-                stop.clone(),
-                std::time::Duration::from_secs(5),
-            ));
-            Some((stop, task))
-        }
-        None => None,
+    // The servers bind before any job is claimed: a busy port is a start-up error.
+    let server = if config.http_addr.is_some() || config.api_addr.is_some() {
+        let state = crate::http::HttpState::new(
+            queue.clone(),
+            backend.clone(),
+            crate::metrics::install(&config.worker_id),
+            shutdown.clone(),
+            crate::http::api::ApiOptions::from_config(&config),
+        );
+        Some(
+            crate::http::start(&config, state, nofile, std::time::Duration::from_secs(5))
+                .await
+                .map_err(usage_msg)?,
+        )
+    } else {
+        None
     };
     let worker = Worker::new(
         queue,
@@ -358,9 +373,8 @@ async fn run(config: Config) -> Result<(), Failure> {
     // The browser, if one was started, closes politely and its profile folder goes.
     extractor.shutdown().await;
     // The server answers (readyz: 503) until the worker is done.
-    if let Some((stop, task)) = server {
-        stop.cancel();
-        let _ = task.await;
+    if let Some(server) = server {
+        server.stop().await;
     }
     Ok(())
 }

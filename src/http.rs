@@ -1,13 +1,22 @@
-//! The worker's HTTP server (axum): `/healthz`, `/readyz`, `/metrics`, and, when
-//! `API_ENABLED=true`, the UI's download API ([`api`]).
+//! The worker's HTTP server (axum on hyper): `/healthz`, `/readyz`, `/metrics`, and, when
+//! the API is on, the UI's download API ([`api`]).
 //!
-//! It runs beside the worker in the same process, bound to `HTTP_ADDR` (loopback by default).
+//! It runs beside the worker in the same process. `HTTP_ADDR` (loopback by default) serves
+//! health and metrics; `API_ADDR` serves the download API on a listener of its own, so
+//! publishing the API publishes neither the metrics nor the readiness reasons, and a flood of
+//! API connections cannot make the probes unreachable. (`API_ENABLED=true` without
+//! `API_ADDR` serves the API on `HTTP_ADDR` as before.) Every listener runs [`server`]'s
+//! accept loop: a connection cap, header, idle and stall timeouts.
+//!
 //! `/healthz` answers while the process serves requests; `/readyz` answers 200 only while the
 //! queue and the store answer and the worker is not shutting down (checks are cached for a
-//! few seconds so probes cannot hammer the database); `/metrics` renders the Prometheus
-//! recorder after refreshing the queue gauges (at most every few seconds).
+//! few seconds so probes cannot hammer the database; a 503 names the part that is not ready,
+//! the details go to the log); `/metrics` renders the Prometheus recorder after refreshing
+//! the queue gauges (at most every few seconds).
 
 pub mod api;
+pub mod fdlimit;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +31,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+
+pub use server::{ServerLimits, serve};
 
 use crate::queue::JobQueue;
 use crate::storage::ObjectBackend;
@@ -76,50 +87,125 @@ impl HttpState {
     }
 }
 
-/// The routes: health and metrics, plus the download API when it is on.
+/// The routes of `HTTP_ADDR`: health and metrics, plus the download API when `state` has API
+/// options (`API_ENABLED=true` without `API_ADDR`: the API shares the port).
 pub fn router(state: HttpState) -> Router {
-    let base = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text));
     let router = match &state.api {
-        Some(opts) => base.merge(api::router(opts)),
-        None => base,
+        Some(opts) => health_routes().merge(api::router(opts)),
+        None => health_routes(),
     };
     router.with_state(state)
 }
 
-/// Binds `addr`; the error names the setting.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+/// The routes of `HTTP_ADDR` when the API has its own listener: health and metrics only.
+pub fn health_router(state: HttpState) -> Router {
+    health_routes().with_state(state)
+}
+
+/// The routes of `API_ADDR`: the download API and its `/health`, nothing else (no metrics,
+/// no readiness reasons). Without API options in `state`, only `/health`.
+pub fn api_router(state: HttpState) -> Router {
+    let routes = match &state.api {
+        Some(opts) => api::router(opts),
+        None => Router::new().route("/health", get(healthz)),
+    };
+    routes.with_state(state)
+}
+
+fn health_routes() -> Router<HttpState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+/// Binds `addr`; the error names `setting` (`HTTP_ADDR`, `API_ADDR`).
+pub async fn bind(
+    addr: SocketAddr,
+    setting: &'static str,
+) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("HTTP_ADDR={addr}: cannot listen ({e}); set another address, or HTTP_ADDR=off")
+        format!("{setting}={addr}: cannot listen ({e}); set another address, or {setting}=off")
     })
 }
 
-/// Serves until `stop` is cancelled, then lets requests in progress finish for at most
-/// `drain` (a proxied download can be long).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: HttpState,
+/// The running listeners of the process.
+pub struct Servers {
     stop: CancellationToken,
-    drain: Duration,
-) {
-    let app = router(state);
-    let graceful_stop = stop.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { graceful_stop.cancelled().await })
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        }
-        _ = async { stop.cancelled().await; tokio::time::sleep(drain).await } => {
-            tracing::warn!("HTTP requests still running after the drain period: closed");
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Stops accepting, lets requests in progress finish for the drain period, and waits.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
+}
+
+/// Binds `HTTP_ADDR` and `API_ADDR` (those set) and serves them: health and metrics on the
+/// first, the download API on the second (or on the first when it has none). Each listener
+/// holds at most `HTTP_MAX_CONNECTIONS`, lowered to its part of the descriptor limit
+/// `nofile` ([`fdlimit::connection_cap`]). A busy port is an error naming the setting.
+pub async fn start(
+    config: &crate::config::Config,
+    state: HttpState,
+    nofile: Option<u64>,
+    drain: Duration,
+) -> Result<Servers, String> {
+    let mut bound = Vec::new();
+    if let Some(addr) = config.http_addr {
+        bound.push(("http", bind(addr, "HTTP_ADDR").await?));
+    }
+    if let Some(addr) = config.api_addr {
+        bound.push(("api", bind(addr, "API_ADDR").await?));
+    }
+    let cap = fdlimit::connection_cap(config.http_max_connections, nofile, bound.len());
+    if cap < config.http_max_connections {
+        tracing::warn!(
+            setting = config.http_max_connections,
+            cap,
+            nofile,
+            listeners = bound.len(),
+            "HTTP_MAX_CONNECTIONS lowered: the HTTP server keeps to a quarter of the descriptor limit, the rest is for the jobs"
+        );
+    }
+    if config.api_enabled && config.api_addr.is_none() {
+        tracing::warn!(
+            "the download API shares HTTP_ADDR with /metrics and /readyz: publishing it publishes them; set API_ADDR to serve the API on a listener of its own"
+        );
+    }
+    let limits = ServerLimits::from_config(config, cap);
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (name, listener) in bound {
+        let addr = listener.local_addr().ok();
+        let app = match name {
+            "api" => {
+                tracing::info!(addr = ?addr, max_connections = cap, "download API listening");
+                api_router(state.clone())
+            }
+            _ if config.api_addr.is_some() => {
+                tracing::info!(addr = ?addr, max_connections = cap, api = false, "HTTP server listening (/healthz, /readyz, /metrics)");
+                health_router(state.clone())
+            }
+            _ => {
+                tracing::info!(addr = ?addr, max_connections = cap, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
+                router(state.clone())
+            }
+        };
+        tasks.push(tokio::spawn(serve(
+            listener,
+            app,
+            name,
+            limits,
+            stop.clone(),
+            drain,
+        )));
+    }
+    Ok(Servers { stop, tasks })
 }
 
 async fn healthz() -> Response {
@@ -158,17 +244,30 @@ fn not_ready(why: &str) -> Response {
         .into_response()
 }
 
-/// The queue answers the schema check and the store answers a lookup.
+/// The queue answers the schema check and the store answers a lookup. The error is the part
+/// that is not ready (`queue`, `storage`): the answer is public, the details go to the log.
 async fn check_ready(state: &HttpState) -> Result<(), String> {
     match tokio::time::timeout(CHECK_TIMEOUT, state.queue.check_schema()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("queue: {e}")),
-        Err(_) => return Err("queue: no answer in time".into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the queue does not answer");
+            return Err("queue".into());
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the queue does not answer in time");
+            return Err("queue".into());
+        }
     }
     match tokio::time::timeout(CHECK_TIMEOUT, state.storage.head(".douyin-worker-readyz")).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("storage: {e}")),
-        Err(_) => Err("storage: no answer in time".into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            Err("storage".into())
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the store does not answer in time");
+            Err("storage".into())
+        }
     }
 }
 

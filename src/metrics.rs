@@ -40,6 +40,17 @@ pub const EXTRACT_STRATEGY_RESULTS: &str = "douyin_extract_strategy_results_tota
 pub const LEASE_RESCUES: &str = "douyin_lease_rescues_total";
 /// Queue calls that failed, by `operation` (counter).
 pub const QUEUE_ERRORS: &str = "douyin_queue_errors_total";
+/// HTTP connections held, by `listener` (`http`, `api`) (gauge).
+pub const HTTP_CONNECTIONS: &str = "douyin_http_connections";
+/// HTTP connections closed at once because the listener's cap was reached, by `listener`
+/// (counter).
+pub const HTTP_CONNECTIONS_REFUSED: &str = "douyin_http_connections_refused_total";
+/// HTTP connections closed by a deadline, by `listener` and `timeout` (`header`, `idle`,
+/// `stall`) (counter).
+pub const HTTP_TIMEOUTS: &str = "douyin_http_timeouts_total";
+/// Download API requests refused, by `reason` (`rate_limit`, `unauthorized`,
+/// `media_type`, `cooldown`, `timeout`) (counter).
+pub const API_REFUSED: &str = "douyin_api_refused_total";
 /// Constant 1 with `worker_id` and `version` labels (gauge).
 pub const WORKER_INFO: &str = "douyin_worker_info";
 

@@ -178,6 +178,26 @@ pub trait ObjectBackend: Send + Sync + 'static {
         ))
     }
 
+    /// Opens bytes `start..=end` of the object for streaming (the caller learned its size
+    /// from [`ObjectBackend::head`] and keeps `start <= end < size`); the stream's `size` is
+    /// the part's length. `None` when the object does not exist. A store that cannot read a
+    /// part answers the `unsupported` error, and the caller reads the whole object instead.
+    async fn open_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        let _ = (key, start, end);
+        Err(StorageError::permanent(
+            "unsupported",
+            format!(
+                "the {} store cannot read part of an object",
+                self.provider()
+            ),
+        ))
+    }
+
     /// A URL that downloads the object without a key for `ttl`.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         let _ = (key, ttl);

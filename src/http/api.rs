@@ -4,27 +4,39 @@
 //!   deletion; waiting → queued (`202 {"status":"queued"}`); in progress →
 //!   `202 {"status":"downloading","progress":N}`; stored → `200 {"status":"ready",
 //!   "download_url","expires_at","filename","filesize","mime_type"}`, or with `?proxy=true`
-//!   the file itself; failed for good → `500 {"status":"failed","error","retry_available"}`.
-//! - `POST /api/videos/{id}/retry`: queues the video again (`202 {"status":"queued"}`).
+//!   the file itself (one `Range` served as 206); failed for good →
+//!   `500 {"status":"failed","error","retry_available"}`. `HEAD` answers the same status
+//!   and never queues anything (link previewers send it).
+//! - `POST /api/videos/{id}/retry`: queues the video again (`202 {"status":"queued"}`) only
+//!   when its last failure can be retried (else `409`, the failed answer), it has no active
+//!   job (else that job's state) and its last job was queued at least
+//!   `API_RETRY_COOLDOWN_SECONDS` ago (else `429` with `Retry-After`).
 //! - `GET /health`.
 //!
-//! The API may face the internet: ids must be UUIDs, request bodies are capped, CORS allows
-//! only the configured origins, and answers never carry a key or an internal error text
-//! (details go to the log). A store that cannot sign URLs (the local folder) hands out this
-//! API's own `?proxy=true` link instead.
+//! The API may face the internet ([`guard`]): a per-client rate limit, an optional bearer
+//! token, POST bodies other than JSON refused, a time limit per request; ids must be UUIDs,
+//! request bodies are capped, CORS allows only the configured origins, and answers never
+//! carry a key or an internal error text: a failure's message is chosen by its class and
+//! code ([`public`]), the details go to the log.
 
 // A helper that ends a request early returns the answer as its error; it is built once per
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
+
+pub mod guard;
+pub mod public;
+pub mod range;
+pub mod rate;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -32,7 +44,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use uuid::Uuid;
 
 use super::HttpState;
+use crate::config::Secret;
 use crate::queue::{EnqueueOutcome, EnqueueRequest, VideoState};
+use range::Ranged;
 
 /// Largest request body accepted (the API reads none; this only bounds what a client sends).
 const MAX_BODY: usize = 16 * 1024;
@@ -49,6 +63,34 @@ pub struct ApiOptions {
     pub signed_url_ttl: Duration,
     /// Origins allowed by CORS (`API_CORS_ORIGINS`; `*` for any, empty for none).
     pub cors_origins: Vec<String>,
+    /// The bearer token every request must carry (`API_TOKEN`), if any.
+    pub token: Option<Secret>,
+    /// Requests per minute per client (`API_RATE_LIMIT`; 0: no limit).
+    pub rate_limit: u32,
+    /// The client is the last `X-Forwarded-For` entry (`API_TRUST_FORWARDED_FOR`).
+    pub trust_forwarded_for: bool,
+    /// No new job for a video within this time of its last one
+    /// (`API_RETRY_COOLDOWN_SECONDS`).
+    pub retry_cooldown: Duration,
+    /// Time a request may take before its answer starts, and a proxied file between two
+    /// chunks (`HTTP_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiOptions {
+    /// The settings' defaults: links for an hour, no CORS origin, no token, 120 requests a
+    /// minute per client, a minute between two jobs of a video, 30 s per request.
+    fn default() -> Self {
+        Self {
+            signed_url_ttl: Duration::from_secs(3600),
+            cors_origins: Vec::new(),
+            token: None,
+            rate_limit: 120,
+            trust_forwarded_for: false,
+            retry_cooldown: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl ApiOptions {
@@ -57,17 +99,25 @@ impl ApiOptions {
         cfg.api_enabled.then(|| Self {
             signed_url_ttl: cfg.signed_url_ttl,
             cors_origins: cfg.api_cors_origins.clone(),
+            token: cfg.api_token.clone(),
+            rate_limit: cfg.api_rate_limit,
+            trust_forwarded_for: cfg.api_trust_forwarded_for,
+            retry_cooldown: cfg.api_retry_cooldown,
+            request_timeout: cfg.http_request_timeout,
         })
     }
 }
 
-/// The API's routes, with the body limit and CORS layers.
+/// The API's routes behind the gate ([`guard`]), the body limit and CORS (outermost, so
+/// preflights are answered and refusals carry CORS headers).
 pub fn router(opts: &ApiOptions) -> Router<HttpState> {
-    let routes = Router::new()
+    let gate = guard::Gate::new(opts);
+    let api = Router::new()
         .route("/api/videos/{id}/download", get(download).post(download))
         .route("/api/videos/{id}/retry", post(retry))
-        .route("/health", get(health))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(gate, guard::gate));
+    let routes = api.route("/health", get(health));
     match cors(&opts.cors_origins) {
         Some(layer) => routes.layer(layer),
         None => routes,
@@ -93,7 +143,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
             .max_age(Duration::from_secs(3600)),
     )
 }
@@ -111,6 +161,8 @@ async fn download(
     State(state): State<HttpState>,
     Path(id): Path<String>,
     Query(query): Query<DownloadQuery>,
+    method: Method,
+    headers: HeaderMap,
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -133,7 +185,8 @@ async fn download(
     }
     if is_stored(&video) {
         return if proxy {
-            stream_object(&state, &video).await
+            let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+            stream_object(&state, &video, method == Method::HEAD, range).await
         } else {
             ready(&state, &video).await
         };
@@ -148,7 +201,15 @@ async fn download(
         return in_progress(&video);
     }
     if video.status == "failed" {
-        return failed(&video);
+        return failed(&video, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    if let Err(r) = cooled_down(&state, &video) {
+        return r;
+    }
+    if method == Method::HEAD {
+        // The status a GET would answer, without its side effect: a link previewer's HEAD
+        // never starts a download.
+        return answer(StatusCode::ACCEPTED, json!({"status": "queued"}));
     }
     enqueue(&state, &video, json!({"source": "api"})).await
 }
@@ -165,13 +226,51 @@ async fn retry(State(state): State<HttpState>, Path(id): Path<String>) -> Respon
     if video.marked_for_deletion {
         return gone();
     }
+    // A second retry answers the job the first one queued.
     if video.active_job_id.is_some() {
         return in_progress(&video);
     }
     if is_stored(&video) {
         return ready(&state, &video).await;
     }
+    if !retry_available(&video) {
+        return failed(&video, StatusCode::CONFLICT);
+    }
+    if let Err(r) = cooled_down(&state, &video) {
+        return r;
+    }
     enqueue(&state, &video, json!({"source": "api", "retry": true})).await
+}
+
+/// Whether a retry can help: the last failure was not permanent.
+fn retry_available(v: &VideoState) -> bool {
+    v.latest_error_class.as_deref() != Some("permanent")
+}
+
+/// `Err(429)` while the video's last job was queued less than `API_RETRY_COOLDOWN_SECONDS`
+/// ago (every process shares the job's time, so the limit holds across processes).
+fn cooled_down(state: &HttpState, v: &VideoState) -> Result<(), Response> {
+    let cooldown = state
+        .api
+        .as_ref()
+        .map_or(Duration::ZERO, |o| o.retry_cooldown);
+    let Some(queued_at) = v.latest_job_created_at else {
+        return Ok(());
+    };
+    let since = (chrono::Utc::now() - queued_at)
+        .to_std()
+        .unwrap_or_default();
+    match cooldown.checked_sub(since) {
+        Some(wait) if !wait.is_zero() => {
+            metrics::counter!(crate::metrics::API_REFUSED, "reason" => "cooldown").increment(1);
+            Err(guard::too_many(
+                "cooldown",
+                "the video was queued a moment ago; try again later",
+                wait,
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, Response> {
@@ -209,7 +308,8 @@ fn gone() -> Response {
     )
 }
 
-fn unavailable() -> Response {
+/// 503 without detail (the queue or the store failed, or the request took too long).
+pub(crate) fn unavailable() -> Response {
     answer(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"status": "unavailable", "error": "the service is unavailable; try again shortly"}),
@@ -229,13 +329,18 @@ fn in_progress(v: &VideoState) -> Response {
     }
 }
 
-fn failed(v: &VideoState) -> Response {
+/// The failed answer with `status`: a public message chosen by the failure's class and
+/// code, never `videos.last_error` itself (paths, OS errors, upstream excerpts).
+fn failed(v: &VideoState, status: StatusCode) -> Response {
     answer(
-        StatusCode::INTERNAL_SERVER_ERROR,
+        status,
         json!({
             "status": "failed",
-            "error": v.last_error.clone().unwrap_or_else(|| "the download failed".into()),
-            "retry_available": v.latest_error_class.as_deref() != Some("permanent"),
+            "error": public::failure_message(
+                v.latest_error_class.as_deref(),
+                v.latest_error_code.as_deref(),
+            ),
+            "retry_available": retry_available(v),
         }),
     )
 }
@@ -325,37 +430,131 @@ async fn ready(state: &HttpState, v: &VideoState) -> Response {
     )
 }
 
-async fn stream_object(state: &HttpState, v: &VideoState) -> Response {
+/// The stored file itself: whole (200), one range of it (206), or only its headers (HEAD).
+async fn stream_object(
+    state: &HttpState,
+    v: &VideoState,
+    head_only: bool,
+    range: Option<&str>,
+) -> Response {
     let key = match key_in_our_bucket(state, v) {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let object = match state.storage.open(key).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return missing(v, key),
-        Err(e) => {
-            tracing::error!(video_id = %v.id, key, error = %e, "download API: cannot read the object");
-            return unavailable();
-        }
+    let fail = |e: crate::storage::StorageError| {
+        tracing::error!(video_id = %v.id, key, error = %e, "download API: cannot read the object");
+        unavailable()
     };
-    let content_type = object
-        .content_type
-        .clone()
+    // The size first when it decides the answer: HEAD, or a Range.
+    let size = if head_only || range.is_some() {
+        match state.storage.head(key).await {
+            Ok(Some(info)) => Some(info.size),
+            Ok(None) => return missing(v, key),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    if head_only {
+        let mut r = file_response(v, key, Body::empty(), size, None);
+        *r.status_mut() = StatusCode::OK;
+        return r;
+    }
+    let part = match (size, range) {
+        (Some(size), Some(range)) => match range::resolve(Some(range), size) {
+            Ranged::Whole => None,
+            Ranged::Unsatisfiable => {
+                let mut r = answer(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    json!({"status": "invalid", "error": "the range is outside the file"}),
+                );
+                if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, cr);
+                }
+                return r;
+            }
+            Ranged::Part { start, end } => Some((start, end, size)),
+        },
+        _ => None,
+    };
+    let opened = match part {
+        Some((start, end, _)) => match state.storage.open_range(key, start, end).await {
+            // A store that cannot read a part: the whole file (200 is a valid answer).
+            Err(e) if e.code == "unsupported" => state.storage.open(key).await.map(|o| (o, None)),
+            other => other.map(|o| (o, part)),
+        },
+        None => state.storage.open(key).await.map(|o| (o, None)),
+    };
+    let (object, part) = match opened {
+        Ok((Some(o), part)) => (o, part),
+        Ok((None, _)) => return missing(v, key),
+        Err(e) => return fail(e),
+    };
+    let stall = state
+        .api
+        .as_ref()
+        .map_or(Duration::from_secs(30), |o| o.request_timeout);
+    let body = Body::from_stream(stall_guard(object.body, stall, v.id));
+    let content_type = object.content_type.clone();
+    let mut r = file_response(v, key, body, object.size, content_type);
+    if let Some((start, end, size)) = part {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, cr);
+        }
+    }
+    r
+}
+
+/// A file answer's headers: type, length, ranges accepted, the name to save it under.
+fn file_response(
+    v: &VideoState,
+    key: &str,
+    body: Body,
+    size: Option<u64>,
+    content_type: Option<String>,
+) -> Response {
+    let content_type = content_type
         .or_else(|| v.mime_type.clone())
         .unwrap_or_else(|| "application/octet-stream".into());
-    let mut response = Response::new(Body::from_stream(object.body));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     if let Ok(ct) = HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, ct);
     }
-    if let Some(size) = object.size {
+    if let Some(size) = size {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // Keys hold only letters, digits, `.`, `_`, `-` and `/`: the name needs no escaping.
     if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", filename(key))) {
         headers.insert(header::CONTENT_DISPOSITION, cd);
     }
     response
+}
+
+/// Ends a proxied body whose store sends nothing for `stall` (the connection is then closed
+/// short of its length, which the client sees as an error, not as a whole file).
+fn stall_guard(
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, crate::storage::StorageError>>,
+    stall: Duration,
+    video: Uuid,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(stall, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => {
+                tracing::error!(video_id = %video, error = %e, "download API: reading the object failed mid-way");
+                Some((Err(std::io::Error::other("the store failed")), None))
+            }
+            Err(_) => {
+                tracing::error!(video_id = %video, ?stall, "download API: the store sent nothing for too long; answer cut");
+                Some((Err(std::io::Error::other("the store stalled")), None))
+            }
+        }
+    })
 }
 
 /// The row says stored, but the store has no such object.

@@ -42,6 +42,17 @@ pub struct VideoState {
     /// attempt of it failed: a pending job waiting for its retry keeps the class of its last
     /// failure; a completed job has none. The latest job is the active one, else the newest.
     pub latest_error_class: Option<String>,
+    /// The latest job's id, if the video ever had one.
+    #[serde(default)]
+    pub latest_job_id: Option<Uuid>,
+    /// When the latest job was queued: the download API queues no new job for a video
+    /// within `API_RETRY_COOLDOWN_SECONDS` of it.
+    #[serde(default)]
+    pub latest_job_created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The latest job's `last_error_code`, if an attempt of it failed: the download API
+    /// chooses its public failure message by class and code.
+    #[serde(default)]
+    pub latest_error_code: Option<String>,
 }
 
 /// The status of a `download_jobs` row.

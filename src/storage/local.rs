@@ -300,6 +300,55 @@ impl ObjectBackend for LocalFolder {
 
     /// The content type is the sidecar's (what the upload said), else the extension's.
     async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
+        let Some((file, size, content_type, path)) = self.open_file(key).await? else {
+            return Ok(None);
+        };
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
+            .map_err(move |e| io("cannot read", &path, e));
+        Ok(Some(ObjectStream {
+            size: Some(size),
+            content_type,
+            body: Box::pin(body),
+        }))
+    }
+
+    async fn open_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Some((mut file, size, content_type, path)) = self.open_file(key).await? else {
+            return Ok(None);
+        };
+        if start > end || end >= size {
+            return Err(StorageError::permanent(
+                "bad-range",
+                format!("bytes {start}-{end} of {} ({size} bytes)", path.display()),
+            ));
+        }
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| io("cannot read", &path, e))?;
+        let len = end - start + 1;
+        let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024)
+            .map_err(move |e| io("cannot read", &path, e));
+        Ok(Some(ObjectStream {
+            size: Some(len),
+            content_type,
+            body: Box::pin(body),
+        }))
+    }
+}
+
+impl LocalFolder {
+    /// The object's file opened for reading, with its size (of the file opened, even if a
+    /// retry renames a new one into place meanwhile), content type and path.
+    async fn open_file(
+        &self,
+        key: &str,
+    ) -> Result<Option<(tokio::fs::File, u64, Option<String>, PathBuf)>, StorageError> {
         check_key(key)?;
         let Some(path) = self.inside(key).await? else {
             return Ok(None);
@@ -315,7 +364,6 @@ impl ObjectBackend for LocalFolder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("cannot open", &path, e)),
         };
-        // The size of the file opened, even if a retry renames a new one into place meanwhile.
         let meta = file
             .metadata()
             .await
@@ -327,13 +375,6 @@ impl ObjectBackend for LocalFolder {
             .await
             .and_then(|v| v["content_type"].as_str().map(str::to_string))
             .or_else(|| content_type_of(key).map(str::to_string));
-        let shown = path.clone();
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
-            .map_err(move |e| io("cannot read", &shown, e));
-        Ok(Some(ObjectStream {
-            size: Some(meta.len()),
-            content_type,
-            body: Box::pin(body),
-        }))
+        Ok(Some((file, meta.len(), content_type, path)))
     }
 }

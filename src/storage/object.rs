@@ -29,8 +29,8 @@ use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as StorePath;
 use object_store::signer::{Method, Signer};
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
-    PutPayload, WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
@@ -64,6 +64,46 @@ pub struct ObjectStoreBackend {
 pub type S3Store = ObjectStoreBackend;
 
 impl ObjectStoreBackend {
+    /// A GET of the object, or of `range` of it: the stream's size is what comes.
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        check_key(key)?;
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = match self.store.get_opts(&StorePath::from(key), options).await {
+            Ok(got) => got,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                // A GET's 404 carries the store's code: a missing bucket is not a missing object.
+                let text = e.to_string();
+                return if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") {
+                    Err(self.classify(e, key))
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(e) => return Err(self.classify(e, key)),
+        };
+        let content_type = got
+            .attributes
+            .get(&Attribute::ContentType)
+            .map(|v| v.to_string());
+        let size = got.range.end - got.range.start;
+        let shown = key.to_string();
+        let cloud = self.cloud;
+        let body = got
+            .into_stream()
+            .map_err(move |e| classify(e, &format!("reading {shown}"), cloud));
+        Ok(Some(ObjectStream {
+            size: Some(size),
+            content_type,
+            body: Box::pin(body),
+        }))
+    }
     /// The bucket named by `url` (`s3://BUCKET`, `gs://BUCKET`, `az://CONTAINER`), configured
     /// from that cloud's standard environment variables.
     pub fn from_url(url: &url::Url) -> Result<Self, String> {
@@ -364,35 +404,22 @@ impl ObjectBackend for ObjectStoreBackend {
     }
 
     async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
-        check_key(key)?;
-        let got = match self.store.get(&StorePath::from(key)).await {
-            Ok(got) => got,
-            Err(e @ object_store::Error::NotFound { .. }) => {
-                // A GET's 404 carries the store's code: a missing bucket is not a missing object.
-                let text = e.to_string();
-                return if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") {
-                    Err(self.classify(e, key))
-                } else {
-                    Ok(None)
-                };
-            }
-            Err(e) => return Err(self.classify(e, key)),
-        };
-        let content_type = got
-            .attributes
-            .get(&Attribute::ContentType)
-            .map(|v| v.to_string());
-        let size = got.meta.size;
-        let shown = key.to_string();
-        let cloud = self.cloud;
-        let body = got
-            .into_stream()
-            .map_err(move |e| classify(e, &format!("reading {shown}"), cloud));
-        Ok(Some(ObjectStream {
-            size: Some(size),
-            content_type,
-            body: Box::pin(body),
-        }))
+        self.get(key, None).await
+    }
+
+    async fn open_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        if start > end {
+            return Err(StorageError::permanent(
+                "bad-range",
+                format!("bytes {start}-{end} of {key}"),
+            ));
+        }
+        self.get(key, Some(start..end + 1)).await
     }
 
     /// A signed `GET` (S3 SigV4, GCS V4, Azure service SAS), valid for `ttl` (at least a

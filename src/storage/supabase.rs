@@ -610,14 +610,52 @@ impl ObjectBackend for SupabaseStorage {
     }
 
     async fn open(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
+        self.download(key, None).await
+    }
+
+    async fn open_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        if start > end {
+            return Err(StorageError::permanent(
+                "bad-range",
+                format!("bytes {start}-{end} of {key}"),
+            ));
+        }
+        self.download(key, Some((start, end))).await
+    }
+}
+
+impl SupabaseStorage {
+    /// A download of the object, or of bytes `start..=end` of it (`Range`, answered 206).
+    async fn download(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<ObjectStream>, StorageError> {
         check_key(key)?;
         let url = self.object_url("object/authenticated", key);
-        let response = self
-            .authed(self.client.get(url))
-            .send()
-            .await
-            .map_err(network)?;
-        if response.status() != StatusCode::OK {
+        let mut request = self.authed(self.client.get(url));
+        if let Some((start, end)) = range {
+            request = request.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
+        }
+        let response = request.send().await.map_err(network)?;
+        let expected = if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        if response.status() != expected {
+            if range.is_some() && response.status() == StatusCode::OK {
+                // The whole object instead of the part: the caller reads it whole.
+                return Err(StorageError::permanent(
+                    "unsupported",
+                    "Supabase Storage answered the whole object to a Range request",
+                ));
+            }
             let err = rest_error(response).await;
             if err.message.contains("NoSuchKey") {
                 return Ok(None);

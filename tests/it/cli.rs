@@ -205,8 +205,31 @@ pub(crate) struct RunningBinary {
 
 impl RunningBinary {
     pub(crate) fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with_nofile(env, None)
+    }
+
+    /// The same, with soft and hard `RLIMIT_NOFILE` both set to `nofile` in the child (a
+    /// host whose descriptor limit is low: the worker cannot raise it).
+    pub(crate) fn start_with_nofile(env: &[(&str, &str)], nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.arg("run").current_dir(dir.path());
         for var in [
             "DATABASE_URL",

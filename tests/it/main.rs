@@ -3,6 +3,8 @@
 
 mod admin;
 mod api;
+mod api_guard;
+mod api_range;
 mod backends;
 mod browser;
 mod cdn;
@@ -12,6 +14,7 @@ mod douyin_server;
 mod download;
 mod extract;
 mod helpers;
+mod http_server;
 mod image_posts;
 mod media;
 mod migrations;

@@ -95,7 +95,19 @@ impl SqliteQueue {
                     (select j.last_error_class from download_jobs j where j.video_id = v.id
                       order by j.status in ('pending', 'running') desc, j.created_at desc,
                                j.rowid desc
-                      limit 1) as latest_error_class
+                      limit 1) as latest_error_class,
+                    (select j.id from download_jobs j where j.video_id = v.id
+                      order by j.status in ('pending', 'running') desc, j.created_at desc,
+                               j.rowid desc
+                      limit 1) as latest_job_id,
+                    (select j.created_at from download_jobs j where j.video_id = v.id
+                      order by j.status in ('pending', 'running') desc, j.created_at desc,
+                               j.rowid desc
+                      limit 1) as latest_job_created_at,
+                    (select j.last_error_code from download_jobs j where j.video_id = v.id
+                      order by j.status in ('pending', 'running') desc, j.created_at desc,
+                               j.rowid desc
+                      limit 1) as latest_error_code
                from videos v
               where v.id = ?1",
         )
@@ -123,6 +135,11 @@ impl SqliteQueue {
                 .map(Hyphenated::into_uuid),
             latest_job_status: r.try_get("latest_job_status")?,
             latest_error_class: r.try_get("latest_error_class")?,
+            latest_job_id: r
+                .try_get::<Option<Hyphenated>, _>("latest_job_id")?
+                .map(Hyphenated::into_uuid),
+            latest_job_created_at: r.try_get("latest_job_created_at")?,
+            latest_error_code: r.try_get("latest_error_code")?,
         }))
     }
 
