@@ -9,6 +9,18 @@
 -- its active (pending or running) job, and its latest job: the active one if any, else the
 -- most recently created. `latest_error_class` is that job's `last_error_class` (a pending job
 -- being retried keeps the class of its last failure; a completed job has none).
+do $$
+begin
+    -- An earlier version of this file returned fewer columns; a function's result type
+    -- cannot be replaced in place.
+    if pg_get_function_result(to_regprocedure('public.get_download_video(uuid)'))
+           <> 'TABLE(id uuid, douyin_id text, title text, status text, attempts integer, last_error text, download_progress smallint, marked_for_deletion boolean, bucket text, object_key text, filesize bigint, mime_type text, active_job_id uuid, latest_job_status text, latest_error_class text, latest_job_id uuid, latest_job_created_at timestamp with time zone, latest_error_code text)'
+    then
+        drop function public.get_download_video(uuid);
+    end if;
+end
+$$;
+
 create or replace function public.get_download_video(p_video_id uuid)
 returns table (
     id                  uuid,
@@ -25,7 +37,10 @@ returns table (
     mime_type           text,
     active_job_id       uuid,
     latest_job_status   text,
-    latest_error_class  text)
+    latest_error_class  text,
+    latest_job_id       uuid,
+    latest_job_created_at timestamptz,
+    latest_error_code   text)
 language sql stable
 set search_path = ''
 as $$
@@ -35,10 +50,10 @@ as $$
            (select a.id from public.download_jobs a
              where a.video_id = v.id and a.status in ('pending', 'running')
              limit 1),
-           l.status, l.last_error_class
+           l.status, l.last_error_class, l.id, l.created_at, l.last_error_code
       from public.videos v
       left join lateral (
-           select j.status, j.last_error_class
+           select j.id, j.status, j.last_error_class, j.last_error_code, j.created_at
              from public.download_jobs j
             where j.video_id = v.id
             order by (j.status in ('pending', 'running')) desc, j.created_at desc, j.id desc

@@ -160,21 +160,10 @@ fn video_from_row(r: &PgRow) -> Result<VideoState, sqlx::Error> {
         active_job_id: r.try_get("active_job_id")?,
         latest_job_status: r.try_get("latest_job_status")?,
         latest_error_class: r.try_get("latest_error_class")?,
-        latest_job_id: optional_column(r, "latest_job_id")?,
-        latest_job_created_at: optional_column(r, "latest_job_created_at")?,
-        latest_error_code: optional_column(r, "latest_error_code")?,
+        latest_job_id: r.try_get("latest_job_id")?,
+        latest_job_created_at: r.try_get("latest_job_created_at")?,
+        latest_error_code: r.try_get("latest_error_code")?,
     })
-}
-
-/// A column that a newer version of a function adds: `None` when the row lacks it.
-fn optional_column<'r, T>(r: &'r PgRow, name: &str) -> Result<Option<T>, sqlx::Error>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    match r.try_get::<Option<T>, _>(name) {
-        Err(sqlx::Error::ColumnNotFound(_)) => Ok(None),
-        other => other,
-    }
 }
 
 /// A job count or limit as the SQL functions' `integer`.
@@ -457,27 +446,7 @@ impl JobQueue for PgQueue {
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut video = video_from_row(&row)?;
-        // A schema whose function lacks the latest job's id, time and code: read them from
-        // the table (the same job the function calls the latest).
-        if row.try_column("latest_job_created_at").is_err() && video.latest_job_status.is_some() {
-            let latest: Option<(Uuid, DateTime<Utc>, Option<String>)> = sqlx::query_as(
-                "select j.id, j.created_at, j.last_error_code
-                   from public.download_jobs j
-                  where j.video_id = $1
-                  order by (j.status in ('pending', 'running')) desc, j.created_at desc, j.id desc
-                  limit 1",
-            )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some((job, created_at, code)) = latest {
-                video.latest_job_id = Some(job);
-                video.latest_job_created_at = Some(created_at);
-                video.latest_error_code = code;
-            }
-        }
-        Ok(Some(video))
+        Ok(Some(video_from_row(&row)?))
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {

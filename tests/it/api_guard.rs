@@ -397,6 +397,7 @@ async fn a_hanging_queue_answers_503_after_the_request_timeout() {
     let queue: Arc<dyn JobQueue> = Arc::new(
         PgQueue::connect_lazy(
             &format!("postgres://postgres:hunter2@127.0.0.1:{port}/postgres"),
+            douyin_worker::config::DbPooler::None,
             2,
         )
         .unwrap(),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use douyin_worker::config::Secret;
 use douyin_worker::http::ServerLimits;
-use douyin_worker::pipeline::DownloadedFile;
 use douyin_worker::queue::JobQueue;
 use douyin_worker::queue::postgres::PgQueue;
+use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::local::LocalFolder;
 use douyin_worker::storage::supabase::SupabaseStorage;
 use douyin_worker::storage::{ObjectBackend, PutRequest};

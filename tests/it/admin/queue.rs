@@ -66,14 +66,11 @@ async fn a_video_shows_its_download_state_and_its_latest_job(kind: Kind) {
     assert_eq!(v.active_job_id, Some(job));
     assert_eq!(v.latest_job_status.as_deref(), Some("pending"));
     assert_eq!(v.latest_error_class.as_deref(), Some("transient"));
-    // The latest job's id, time and code (the API's cooldown and public message). Over REST
-    // they come with the function's next version (migration 0005); until then absent.
-    if kind != Kind::Rest || v.latest_job_id.is_some() {
-        assert_eq!(v.latest_job_id, Some(job));
-        assert_eq!(v.latest_error_code.as_deref(), Some("http-503"));
-        let record = q.job(job).await.unwrap().unwrap();
-        assert_eq!(v.latest_job_created_at, Some(record.created_at));
-    }
+    // The latest job's id, time and code (the API's cooldown and public message).
+    assert_eq!(v.latest_job_id, Some(job));
+    assert_eq!(v.latest_error_code.as_deref(), Some("http-503"));
+    let record = q.job(job).await.unwrap().unwrap();
+    assert_eq!(v.latest_job_created_at, Some(record.created_at));
 
     // Then a permanent one: failed, nothing active.
     fail_for_good(q, job).await;

@@ -173,8 +173,11 @@ async fn one_job_end_to_end(mode: PoolMode) {
     const ID: &str = "7412345678901239021";
     let bouncer = PgBouncer::start(mode);
     let rig = Rig::start(&[(ID, 256 * 1024, Serve::Normal)]).await;
+    // Health and metrics on one listener, the download API on its own, as deployed.
     let addr = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{addr}");
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let api = format!("http://{api_addr}");
     let env = database_env(&bouncer, &rig.db.name, mode);
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // In session mode no test waits out the poll interval: only a pushed wake-up explains
@@ -185,7 +188,7 @@ async fn one_job_end_to_end(mode: PoolMode) {
     };
     env.extend([
         ("HTTP_ADDR", addr.as_str()),
-        ("API_ENABLED", "true"),
+        ("API_ADDR", api_addr.as_str()),
         ("POLL_INTERVAL", poll),
     ]);
     let bin = rig.worker(&env);
@@ -217,7 +220,7 @@ async fn one_job_end_to_end(mode: PoolMode) {
     }
 
     let video = insert_video(&rig.db.pool, ID).await;
-    let download = format!("{base}/api/videos/{video}/download");
+    let download = format!("{api}/api/videos/{video}/download");
     let r = client.post(&download).send().await.unwrap();
     assert_eq!(r.status(), 202, "queued through the API");
     let answer: Value = wait_until(Duration::from_secs(60), "the video ready", || async {
@@ -229,7 +232,7 @@ async fn one_job_end_to_end(mode: PoolMode) {
     .await;
     assert_eq!(answer["status"], "ready", "{answer}");
     let link = answer["download_url"].as_str().unwrap();
-    let (status, bytes) = get(format!("{base}{link}")).await.unwrap();
+    let (status, bytes) = get(format!("{api}{link}")).await.unwrap();
     assert_eq!(status, 200);
     assert!(
         bytes == rig.videos[0].media,
