@@ -180,6 +180,7 @@ async fn a_cross_site_text_plain_or_form_post_is_refused_and_queues_nothing() {
         ("multipart/form-data; boundary=x", "--x--"),
     ] {
         for tail in ["download", "retry"] {
+            // From another site's page: refused for where it comes from.
             let r = client
                 .post(url(&rig, video, tail))
                 .header("origin", "https://evil.example.net")
@@ -188,8 +189,27 @@ async fn a_cross_site_text_plain_or_form_post_is_refused_and_queues_nothing() {
                 .send()
                 .await
                 .unwrap();
+            assert_eq!(r.status(), 403, "{content_type} {tail}");
+            // Without an Origin (not a browser), still no form or text body.
+            let r = client
+                .post(url(&rig, video, tail))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 415, "{content_type} {tail}");
         }
+    }
+    // A `no-cors` fetch from another site: a POST with no body and no type, but its Origin.
+    for tail in ["download", "retry"] {
+        let r = client
+            .post(url(&rig, video, tail))
+            .header("origin", "https://evil.example.net")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "no-cors {tail}");
     }
     assert_eq!(all_jobs(&rig.db.pool, video).await, 0);
 
@@ -202,12 +222,13 @@ async fn a_cross_site_text_plain_or_form_post_is_refused_and_queues_nothing() {
     assert_eq!(r.status(), 202);
     let r = client
         .post(url(&rig, video, "download"))
+        .header("origin", "https://app.example.com")
         .header("content-type", "application/json")
         .body("{}")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(r.status(), 202, "the app's own origin may POST JSON");
     assert_eq!(all_jobs(&rig.db.pool, video).await, 1);
 }
 

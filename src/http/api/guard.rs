@@ -2,9 +2,12 @@
 //!
 //! In order: CORS preflights (`OPTIONS`) pass untouched (the CORS layer outside answers
 //! them); the client's rate limit (429 with `Retry-After`); the bearer token when
-//! `API_TOKEN` is set (401 with `WWW-Authenticate: Bearer`, no detail); a `POST` whose body is
-//! anything but JSON (415: a cross-site HTML form or a `text/plain` fetch cannot trigger a
-//! download; a POST with no body and no `Content-Type`, as the old UI sends, is fine); then
+//! `API_TOKEN` is set (401 with `WWW-Authenticate: Bearer`, no detail); a `POST` from a page
+//! of another site (403: its `Origin` is neither the API's own host nor one of
+//! `API_CORS_ORIGINS`; a browser always sends `Origin` on a POST, even a `no-cors` one with no
+//! body); a `POST` whose body is anything but JSON (415: a cross-site HTML form or a
+//! `text/plain` fetch cannot trigger a download; a POST with no body and no `Content-Type`, as
+//! the old UI sends, is fine); then
 //! the handler, which must start its answer within `HTTP_REQUEST_TIMEOUT_SECONDS` (else
 //! 503, never internal text).
 
@@ -31,6 +34,8 @@ pub struct Gate {
     token_digest: Option<[u8; 32]>,
     trust_forwarded_for: bool,
     request_timeout: Duration,
+    /// `API_CORS_ORIGINS`: the other sites' pages that may POST.
+    cors_origins: Arc<[String]>,
 }
 
 impl Gate {
@@ -44,6 +49,7 @@ impl Gate {
                 .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
             trust_forwarded_for: opts.trust_forwarded_for,
             request_timeout: opts.request_timeout,
+            cors_origins: opts.cors_origins.clone().into(),
         }
     }
 }
@@ -77,6 +83,13 @@ pub async fn gate(State(gate): State<Gate>, req: Request, next: Next) -> Respons
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
+    }
+    if req.method() == Method::POST && !origin_allowed(req.headers(), &gate.cors_origins) {
+        metrics::counter!(API_REFUSED, "reason" => "origin").increment(1);
+        return answer(
+            StatusCode::FORBIDDEN,
+            json!({"status": "forbidden_origin", "error": "this site may not call the API; see API_CORS_ORIGINS"}),
+        );
     }
     if req.method() == Method::POST && !json_or_empty(req.headers()) {
         metrics::counter!(API_REFUSED, "reason" => "media_type").increment(1);
@@ -149,6 +162,40 @@ fn bearer_matches(headers: &HeaderMap, want: &[u8; 32]) -> bool {
     got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Whether a request's `Origin` may POST: none (not a browser, or a same-origin GET-like
+/// request), the API's own host (the `Host` the request was sent to), or one of `allowed`
+/// (`*`: any). An opaque `Origin: null` (a sandboxed frame, a file) is another site.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::trim);
+    let theirs = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    own.is_some_and(|own| own.eq_ignore_ascii_case(&theirs))
+}
+
 /// A POST's body is JSON, or there is none (no `Content-Type`, no length or 0, not chunked).
 fn json_or_empty(headers: &HeaderMap) -> bool {
     match headers.get(header::CONTENT_TYPE) {
@@ -176,6 +223,36 @@ mod tests {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn only_the_apis_own_site_and_the_configured_origins_may_post() {
+        let allowed = ["https://app.example.com".to_string()];
+        let h = |pairs: &[(&'static str, &str)]| origin_allowed(&headers(pairs), &allowed);
+        assert!(h(&[]), "no Origin: not a browser's cross-site request");
+        assert!(h(&[("origin", "https://app.example.com")]));
+        assert!(h(&[("origin", "https://APP.example.com/")]));
+        assert!(h(&[
+            ("origin", "http://api.example.com:8080"),
+            ("host", "api.example.com:8080")
+        ]));
+        assert!(h(&[
+            ("origin", "https://api.example.com"),
+            ("host", "api.example.com")
+        ]));
+        assert!(!h(&[
+            ("origin", "https://evil.example"),
+            ("host", "api.example.com")
+        ]));
+        assert!(!h(&[
+            ("origin", "http://api.example.com:9999"),
+            ("host", "api.example.com:8080")
+        ]));
+        assert!(!h(&[("origin", "null"), ("host", "api.example.com")]));
+        assert!(origin_allowed(
+            &headers(&[("origin", "https://evil.example")]),
+            &["*".to_string()]
+        ));
     }
 
     #[test]
