@@ -21,7 +21,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE};
+use crate::exit;
 use crate::queue::QueueError;
 use crate::storage::StorageError;
 
@@ -74,11 +74,11 @@ impl AdminError {
         match self {
             AdminError::Usage(_)
             | AdminError::NotFound(_)
-            | AdminError::Queue(QueueError::Schema(_) | QueueError::Rejected(_)) => EXIT_USAGE,
+            | AdminError::Queue(QueueError::Schema(_) | QueueError::Rejected(_)) => exit::USAGE,
             AdminError::Queue(_)
             | AdminError::Storage(_)
             | AdminError::Incomplete(_)
-            | AdminError::Output(_) => EXIT_FAILURE,
+            | AdminError::Output(_) => exit::FAILURE,
         }
     }
 }

@@ -7,20 +7,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::admin;
 use crate::config::{Config, QueueBackend, RawSettings};
 use crate::error::{ErrorClass, JobError};
+use crate::exit;
 use crate::pipeline::Pipeline;
 use crate::queue;
 use crate::worker::{Worker, WorkerOptions};
-
-/// Exit code for bad configuration or usage.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code for a failure at run time (database unreachable, migration failed).
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of `extract` and `get` when the video is unavailable (retrying cannot help).
-pub const EXIT_PERMANENT: u8 = 3;
-/// Exit code of `extract` when a retry later may work.
-pub const EXIT_TRANSIENT: u8 = 4;
-/// Exit code of `extract` when Douyin answered in a shape no parser knows.
-pub const EXIT_DRIFT: u8 = 5;
 
 /// Downloads Douyin videos queued in PostgreSQL, Supabase or SQLite and stores them.
 #[derive(Parser, Debug)]
@@ -148,7 +138,7 @@ pub struct Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure {
-            code: EXIT_FAILURE,
+            code: exit::FAILURE,
             error: e.into(),
         }
     }
@@ -156,7 +146,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
-        code: EXIT_USAGE,
+        code: exit::USAGE,
         error: e.into(),
     }
 }
@@ -167,7 +157,7 @@ pub fn main() -> ExitCode {
     // that cannot be read whole stops start-up: half of it would run the wrong setup.
     if let Err(e) = crate::config::env_file::load() {
         eprintln!("douyin-worker: {e}");
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(exit::USAGE);
     }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -178,7 +168,7 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("douyin-worker: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
     use std::io::IsTerminal;
@@ -195,7 +185,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("douyin-worker: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     let command = cli.command.unwrap_or(Command::Run);
@@ -316,6 +306,9 @@ fn admin_failure(e: admin::AdminError) -> Failure {
 async fn run(config: Config) -> Result<(), Failure> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
     let nofile = raise_nofile();
+    // The stages are built first: a bad setting stops start-up before anything is opened.
+    let backend = storage_backend(&config)?;
+    let storage = storage_stage(&config, backend.clone())?;
     let queue = queue::open(&config).await.map_err(queue_failure)?;
     let stats = queue.stats().await?;
     tracing::info!(
@@ -332,7 +325,6 @@ async fn run(config: Config) -> Result<(), Failure> {
         crate::download::DownloadOptions::from_config(&config),
     )
     .map_err(usage_msg)?;
-    let backend = storage_backend(&config)?;
     let outcome = ensure_bucket(&config, backend.as_ref()).await?;
     tracing::info!(
         bucket = %config.storage_bucket,
@@ -344,7 +336,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         extractor.clone(),
         std::sync::Arc::new(downloader),
         std::sync::Arc::new(crate::validate::FileValidator),
-        storage_stage(&config, backend.clone()),
+        storage,
     );
     let shutdown = crate::shutdown::on_signals()?;
     // The servers bind before any job is claimed: a busy port is a start-up error.
@@ -415,19 +407,23 @@ fn storage_backend(
     })
 }
 
-/// The storage stage over `backend`.
+/// The storage stage over `backend`; a bad `OBJECT_KEY_TEMPLATE` is a usage error.
 fn storage_stage(
     config: &Config,
     backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
-) -> std::sync::Arc<dyn crate::stage::Storage> {
-    std::sync::Arc::new(crate::storage::StorageStage::new(
-        backend,
-        crate::storage::StorageOptions {
-            key_template: config.object_key_template.clone(),
-            cache_control: format!("max-age={}", config.cache_control_seconds),
-            ..Default::default()
-        },
-    ))
+) -> Result<std::sync::Arc<dyn crate::stage::Storage>, Failure> {
+    let mut opts = crate::storage::StorageOptions {
+        cache_control: format!("max-age={}", config.cache_control_seconds),
+        ..Default::default()
+    };
+    if let Some(template) = &config.object_key_template {
+        crate::storage::check_key_template(template)
+            .map_err(|why| usage_msg(format!("OBJECT_KEY_TEMPLATE={template}: {why}")))?;
+        opts.key_template = template.clone();
+    }
+    Ok(std::sync::Arc::new(crate::storage::StorageStage::new(
+        backend, opts,
+    )))
 }
 
 /// Creates the bucket when it is missing; the error says what to do.
@@ -471,7 +467,7 @@ async fn migrate(config: Config) -> Result<(), Failure> {
     match &config.queue {
         QueueBackend::Postgres { url } => {
             // One connection, no pool: a database that cannot be reached fails at once.
-            let options = queue::postgres::options::connect_options(url.expose())
+            let options = crate::config::database_url::connect_options(url.expose())
                 .map_err(|e| usage(anyhow::anyhow!("DATABASE_URL: {e}")))?;
             let mut conn = sqlx::ConnectOptions::connect(&options)
                 .await
@@ -523,10 +519,10 @@ async fn extract(config: Config, link: &str) -> Result<(), Failure> {
 /// transient, 5 drift.
 pub fn exit_code(e: &JobError) -> u8 {
     match e.class {
-        _ if e.code == "unsupported-link" => EXIT_USAGE,
-        ErrorClass::Permanent => EXIT_PERMANENT,
-        ErrorClass::Transient => EXIT_TRANSIENT,
-        ErrorClass::Drift => EXIT_DRIFT,
+        _ if e.code == crate::extract::UNSUPPORTED_LINK => exit::USAGE,
+        ErrorClass::Permanent => exit::PERMANENT,
+        ErrorClass::Transient => exit::TRANSIENT,
+        ErrorClass::Drift => exit::DRIFT,
     }
 }
 
@@ -615,8 +611,8 @@ fn print_report(report: &crate::migrate::MigrationReport) {
 
 fn queue_failure(e: queue::QueueError) -> Failure {
     let code = match e {
-        queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => EXIT_USAGE,
-        _ => EXIT_FAILURE,
+        queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => exit::USAGE,
+        _ => exit::FAILURE,
     };
     Failure {
         code,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
+pub mod database_url;
 pub mod env_file;
 mod settings;
 pub use settings::RawSettings;
@@ -115,6 +116,28 @@ impl DbPooler {
     }
 }
 
+/// How a bucket the worker creates is set up (`STORAGE_PUBLIC`, `STORAGE_FILE_SIZE_LIMIT`,
+/// `STORAGE_ALLOWED_MIME_TYPES`); what [`crate::storage::ObjectBackend::ensure_bucket`] takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// Readable without a key.
+    pub public: bool,
+    /// Largest object, in bytes.
+    pub file_size_limit: Option<u64>,
+    /// Content types accepted (`type/subtype` or `type/*`).
+    pub allowed_mime_types: Vec<String>,
+}
+
+/// What to do with image posts (`IMAGE_POSTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImagePolicy {
+    /// Fail the job permanently with "image post (N images)".
+    #[default]
+    Refuse,
+    /// Store the pictures (and live photos' motion) and the soundtrack.
+    Store,
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -185,12 +208,13 @@ pub struct Config {
     pub storage_bucket: String,
     /// Local store folder.
     pub storage_dir: PathBuf,
-    /// Object key template.
-    pub object_key_template: String,
+    /// Object key template (`None`: the storage stage's default); checked by
+    /// [`crate::storage::check_key_template`].
+    pub object_key_template: Option<String>,
     /// Cache lifetime of stored objects.
     pub cache_control_seconds: u64,
     /// How a bucket the worker creates is set up.
-    pub bucket_spec: crate::storage::BucketSpec,
+    pub bucket_spec: BucketSpec,
     /// Object store URL (`s3://`, `gs://`, `az://`, `file://`).
     pub storage_url: Option<Url>,
     /// Where the HTTP server listens (`None`: off).
@@ -228,7 +252,7 @@ pub struct Config {
     /// Time one browser extraction may take.
     pub browser_timeout: Duration,
     /// What to do with image posts.
-    pub image_posts: crate::extract::media::ImagePolicy,
+    pub image_posts: ImagePolicy,
 }
 
 /// A setting that failed validation; the message names the variable or flag and the value.
@@ -523,19 +547,8 @@ impl Config {
             &raw.object_key_template,
             false,
         );
-        let object_key_template = template_f
-            .present()
-            .unwrap_or(crate::storage::DEFAULT_KEY_TEMPLATE)
-            .to_string();
-        if crate::storage::object_key(&object_key_template, "7400000000000000001", "v", "mp4")
-            .is_err()
-            || !object_key_template.contains("{douyin_id}")
-                && !object_key_template.contains("{video_id}")
-        {
-            return Err(template_f.fail(
-                "expected a key with {douyin_id} or {video_id}, e.g. {douyin_id}/{douyin_id}.{ext}",
-            ));
-        }
+        // Checked by the storage stage, which owns the key rules.
+        let object_key_template = template_f.present().map(str::to_string);
         let cache_control_seconds: u64 = field(
             "cache_control_seconds",
             "CACHE_CONTROL_SECONDS",
@@ -757,8 +770,8 @@ impl Config {
 
         let images_f = field("image_posts", "IMAGE_POSTS", &raw.image_posts, false);
         let image_posts = match images_f.present().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("refuse") => crate::extract::media::ImagePolicy::Refuse,
-            Some("store") => crate::extract::media::ImagePolicy::Store,
+            None | Some("refuse") => ImagePolicy::Refuse,
+            Some("store") => ImagePolicy::Store,
             Some(_) => return Err(images_f.fail("expected refuse or store")),
         };
 
@@ -782,7 +795,7 @@ impl Config {
             browser_max_pages,
             browser_timeout,
             storage_url,
-            bucket_spec: crate::storage::BucketSpec {
+            bucket_spec: BucketSpec {
                 public: storage_public,
                 file_size_limit: Some(storage_file_size_limit),
                 allowed_mime_types,
@@ -885,7 +898,7 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
 fn validate_database_url(s: &str) -> Result<(), String> {
     // Errors must not echo the URL: it may hold a password. Parameters nothing understands
     // are reported when connecting.
-    crate::queue::postgres::options::parse_database_url(s)
+    database_url::parse_database_url(s)
         .map(drop)
         .map_err(|e| e.to_string())
 }

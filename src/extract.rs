@@ -178,6 +178,10 @@ pub struct Extraction {
     pub user_agent: Option<String>,
 }
 
+/// The error code of an input that is not a Douyin link at all (bad usage, not bad luck:
+/// `extract` and `get` exit with the usage code).
+pub const UNSUPPORTED_LINK: &str = "unsupported-link";
+
 /// A failed extraction; [`ExtractError::class`] says whether a retry can help.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ExtractError {
@@ -219,7 +223,7 @@ impl ExtractError {
     /// A stable code for the job row and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            ExtractError::Unsupported(_) => "unsupported-link",
+            ExtractError::Unsupported(_) => UNSUPPORTED_LINK,
             ExtractError::Unavailable(r) if r.contains("copyright_foreign") => "region-blocked",
             ExtractError::Unavailable(_) => "video-unavailable",
             ExtractError::Choice(ChoiceError::ImagePost(_)) => "image-post",
@@ -496,7 +500,7 @@ impl crate::stage::Extractor for DouyinExtractor {
         )
         .ok_or_else(|| {
             JobError::permanent(
-                "unsupported-link",
+                UNSUPPORTED_LINK,
                 "unsupported link: the job has no payload link, video_url or douyin_id",
             )
         })?;

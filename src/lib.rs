@@ -13,7 +13,7 @@
 //! - [`stage`]: the stages' shared words (the job as the stages see it, the media source,
 //!   the downloaded file, the job context) and the four stage traits.
 //! - [`pipeline`]: extract → download → validate → upload, over one implementation of each.
-//! - [`error`]: job errors that know whether a retry can help.
+//! - [`error`]: job errors that know whether a retry can help; [`exit`]: the exit codes.
 //! - [`net`]: the network rules shared by extraction and download: which hosts are Douyin's
 //!   and the `DOUYIN_UPSTREAM` rewrite ([`net::upstream`]), and the public-address guard on
 //!   every URL, redirect hop and resolved address ([`net::guard`]).
@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod download;
 pub mod error;
+pub mod exit;
 pub mod extract;
 pub mod get;
 pub mod http;

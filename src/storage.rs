@@ -114,16 +114,7 @@ impl From<StorageError> for JobError {
     }
 }
 
-/// How the bucket should be set up when it is created.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BucketSpec {
-    /// Readable without a key.
-    pub public: bool,
-    /// Largest object, in bytes.
-    pub file_size_limit: Option<u64>,
-    /// Content types accepted (`type/subtype` or `type/*`).
-    pub allowed_mime_types: Vec<String>,
-}
+pub use crate::config::BucketSpec;
 
 /// What setting up the bucket did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +233,20 @@ pub fn object_key(
         ));
     }
     Ok(segments.join("/"))
+}
+
+/// Checks an object key template (`OBJECT_KEY_TEMPLATE`): it names the video by
+/// `{douyin_id}` or `{video_id}` (else every video would land on one key) and gives a usable
+/// key.
+pub fn check_key_template(template: &str) -> Result<(), String> {
+    let names_video = template.contains("{douyin_id}") || template.contains("{video_id}");
+    if !names_video || object_key(template, "7400000000000000001", "v", "mp4").is_err() {
+        return Err(
+            "expected a key with {douyin_id} or {video_id}, e.g. {douyin_id}/{douyin_id}.{ext}"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// `key` with `suffix` inserted before the extension of its last segment (`a/b.jpg`, `_2` →

@@ -306,15 +306,7 @@ fn rank(mut raw: Vec<Raw>, prefer_h264: bool) -> Vec<Candidate> {
     raw.into_iter().map(|r| r.candidate).collect()
 }
 
-/// What to do with image posts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ImagePolicy {
-    /// Fail the job permanently with "image post (N images)".
-    #[default]
-    Refuse,
-    /// Store the pictures (and live photos' motion) and the soundtrack.
-    Store,
-}
+pub use crate::config::ImagePolicy;
 
 /// One picture of an image post, ready to download.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

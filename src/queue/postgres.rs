@@ -2,11 +2,10 @@
 //! over direct connections or through a connection pooler (Supabase's session or transaction
 //! pooler, PgBouncer).
 //!
-//! - [`options`]: `DATABASE_URL` to connect options.
-//! - `db`: how statements are run, per pooler mode.
+//! - `db`: how statements are run, per pooler mode. (`DATABASE_URL` becomes connect options in
+//!   [`crate::config::database_url`].)
 
 mod db;
-pub mod options;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,7 +22,6 @@ use uuid::Uuid;
 use crate::config::DbPooler;
 
 use self::db::Db;
-use self::options::connect_options;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
@@ -31,6 +29,7 @@ use super::{
     QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
     SCHEMA_VERSION, VideoInfo, VideoState, WorkerLoad, WorkerStats,
 };
+use crate::config::database_url::connect_options;
 
 /// The queue in a PostgreSQL database (self-hosted or Supabase's), directly or through a
 /// connection pooler.

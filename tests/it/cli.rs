@@ -67,6 +67,28 @@ fn bad_settings_fail_fast_naming_the_variable_or_flag() {
 }
 
 #[test]
+fn an_object_key_template_that_names_no_video_stops_start_up() {
+    let data = tempfile::tempdir().unwrap();
+    for template in ["videos/all.mp4", "{ext}/../{ext}"] {
+        let o = worker(
+            &["run"],
+            &[
+                ("OBJECT_KEY_TEMPLATE", template),
+                ("DATA_DIR", data.path().to_str().unwrap()),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{template}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "OBJECT_KEY_TEMPLATE={template}: expected a key with"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
 fn a_database_password_never_reaches_the_output() {
     let o = worker(
         &["migrate"],

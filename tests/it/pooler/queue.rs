@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use douyin_worker::config::database_url::connect_options;
 use douyin_worker::error::ErrorClass;
 use douyin_worker::migrate::{self, MigrationReport, POSTGRES};
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::postgres::options::connect_options;
 use douyin_worker::queue::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, Failure,
     JobFilter, JobQueue, JobStatus, Lease, ReleaseOutcome, RetryOutcome, RetryTarget, StoredObject,

@@ -1,0 +1,13 @@
+//! The process's exit codes, shared by the commands (`cli`) and the operator commands
+//! (`admin`).
+
+/// Bad usage or configuration (a setting, a link that is not Douyin's): fix the input.
+pub const USAGE: u8 = 2;
+/// Something failed at run time.
+pub const FAILURE: u8 = 1;
+/// `extract` / `get`: the video is unavailable for good (deleted, private, region-blocked).
+pub const PERMANENT: u8 = 3;
+/// `extract` / `get`: a failure that may pass (network, captcha, rate limit).
+pub const TRANSIENT: u8 = 4;
+/// `extract` / `get`: Douyin answered in a shape no parser knows.
+pub const DRIFT: u8 = 5;
