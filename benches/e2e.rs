@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use cdn::{Cdn, Serve};
 use douyin_server::{Behaviour, DouyinServer, mp4_of_size, video_post_from};
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue};
+use douyin_worker::queue::{EnqueueRequest, QueueAdmin};
 
 const ACCESS: &str = "bench-access";
 const SECRET: &str = "bench-secret";
@@ -375,7 +375,9 @@ async fn run_cell(
 ) -> Cell {
     let (db_name, db_url) = fresh_db(ctx).await;
     let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
-    douyin_worker::migrate::apply_postgres(&pool).await.unwrap();
+    douyin_worker::queue::migrate::apply_postgres(&pool)
+        .await
+        .unwrap();
     let queue = PgQueue::from_pool(pool.clone());
 
     let base =

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use douyin_worker::error::JobError;
+use douyin_worker::queue::Queue;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{ClaimedJob, JobQueue, StoredObject};
+use douyin_worker::queue::{ClaimedJob, StoredObject};
 use douyin_worker::retry::RetryPolicy;
 use douyin_worker::stage::{JobContext, JobHandler, JobOutput};
 use douyin_worker::worker::{Worker, WorkerOptions};
@@ -93,7 +94,7 @@ async fn fresh_database(admin: &sqlx::PgPool, base_url: &str, pool_size: u32) ->
         pool_size,
     )
     .unwrap();
-    douyin_worker::migrate::apply_postgres(pg.pool())
+    douyin_worker::queue::migrate::apply_postgres(pg.pool())
         .await
         .unwrap();
     (db, pg)
@@ -129,7 +130,7 @@ async fn throughput_round(
         .execute(&pool)
         .await
         .unwrap();
-    let queue: Arc<dyn JobQueue> = Arc::new(pg.clone());
+    let queue: Arc<dyn Queue> = Arc::new(pg.clone());
     let (tx, _rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let worker = Worker::new(
@@ -163,7 +164,7 @@ async fn pickup_latencies(
 ) -> Vec<Duration> {
     let (db, pg) = fresh_database(admin, base_url, concurrency as u32 + 4).await;
     let pool = pg.pool().clone();
-    let queue: Arc<dyn JobQueue> = Arc::new(pg.clone());
+    let queue: Arc<dyn Queue> = Arc::new(pg.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let worker = Worker::new(queue, Arc::new(NoOp { started: tx }), options(concurrency));

@@ -472,7 +472,7 @@ async fn migrate(config: Config) -> Result<(), Failure> {
             let mut conn = sqlx::ConnectOptions::connect(&options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
-            let report = crate::migrate::apply_postgres_on(&mut conn).await?;
+            let report = crate::queue::migrate::apply_postgres_on(&mut conn).await?;
             print_report(&report);
         }
         QueueBackend::Sqlite { path } => {
@@ -485,7 +485,7 @@ async fn migrate(config: Config) -> Result<(), Failure> {
                 "migrations cannot run over the Supabase REST API: paste {}, in that order, into \
                  the Supabase SQL editor, or run `douyin-worker migrate` once with DATABASE_URL set to the project's \
                  connection string",
-                crate::migrate::postgres_files_in_order()
+                crate::queue::migrate::postgres_files_in_order()
             )));
         }
     }
@@ -600,7 +600,7 @@ fn usage_msg(msg: String) -> Failure {
     usage(anyhow::anyhow!(msg))
 }
 
-fn print_report(report: &crate::migrate::MigrationReport) {
+fn print_report(report: &crate::queue::migrate::MigrationReport) {
     for name in &report.applied {
         println!("applied    {name}");
     }

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use server::{ServerLimits, serve};
 
-use crate::queue::JobQueue;
+use crate::queue::QueueAdmin;
 use crate::storage::ObjectBackend;
 
 /// How long a readiness answer is reused.
@@ -48,7 +48,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct HttpState {
     /// The queue (readiness, queue gauges, the API).
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Arc<dyn QueueAdmin>,
     /// The store (readiness, the API's signed URLs and proxying).
     pub storage: Arc<dyn ObjectBackend>,
     /// Renders `/metrics`.
@@ -70,7 +70,7 @@ struct Checks {
 impl HttpState {
     /// The state for a server over these parts.
     pub fn new(
-        queue: Arc<dyn JobQueue>,
+        queue: Arc<dyn QueueAdmin>,
         storage: Arc<dyn ObjectBackend>,
         prometheus: PrometheusHandle,
         shutting_down: CancellationToken,

@@ -8,7 +8,6 @@
 //! - [`config`]: settings from flags, environment and `.env`, validated at start-up.
 //! - [`queue`]: the [`queue::JobQueue`] trait and its backends ([`queue::postgres`],
 //!   [`queue::sqlite`], [`queue::rest`]); `migrations/` holds the reference SQL.
-//! - [`migrate`]: the embedded schema migrations.
 //! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
 //! - [`stage`]: the stages' shared words (the job as the stages see it, the media source,
 //!   the downloaded file, the job context) and the four stage traits.
@@ -37,7 +36,6 @@ pub mod extract;
 pub mod get;
 pub mod http;
 pub mod metrics;
-pub mod migrate;
 pub mod net;
 pub mod pipeline;
 pub mod queue;

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::error::JobError;
-use crate::queue::{ClaimedJob, Completion, Failure, JobQueue, JobSignal, Lease};
+use crate::queue::{ClaimedJob, Completion, FailedAttempt, JobQueue, JobSignal, Lease};
 use crate::retry::RetryPolicy;
 use crate::stage::{JobContext, JobHandler, ProgressBoard};
 
@@ -432,7 +432,7 @@ pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedS
                     retry_in = ?retry_in,
                     "job failed"
                 );
-                Outcome::Fail(Failure {
+                Outcome::Fail(FailedAttempt {
                     lease,
                     error: e.message,
                     code: e.code.to_string(),

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::table::{self, NONE, Table};
 use super::{AdminError, Format, Out, write_json};
-use crate::queue::JobQueue;
+use crate::queue::QueueAdmin;
 use crate::storage::{ListedObject, ObjectBackend};
 
 /// Deletions in flight at once.
@@ -152,7 +152,7 @@ pub struct GcReport {
 
 /// Finds the orphans of `store` and, with `opts.apply`, deletes them; prints the report.
 pub async fn run(
-    queue: &dyn JobQueue,
+    queue: &dyn QueueAdmin,
     store: &dyn ObjectBackend,
     opts: GcOptions,
     format: Format,
@@ -179,7 +179,7 @@ pub async fn run(
 /// Lists the store, asks the queue, and sorts the objects into wanted, young and orphans
 /// (all `WouldDelete`).
 pub async fn plan(
-    queue: &dyn JobQueue,
+    queue: &dyn QueueAdmin,
     store: &dyn ObjectBackend,
     opts: GcOptions,
     now: DateTime<Utc>,

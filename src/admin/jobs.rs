@@ -2,14 +2,14 @@
 
 use super::table::{self, NONE, Table};
 use super::{AdminError, Format, Out, write_json};
-use crate::queue::{JobFilter, JobQueue, JobRecord};
+use crate::queue::{JobFilter, JobRecord, QueueAdmin};
 
 /// How much of a last error the table shows.
 const ERROR_WIDTH: usize = 60;
 
 /// Prints the jobs `filter` selects.
 pub async fn run(
-    queue: &dyn JobQueue,
+    queue: &dyn QueueAdmin,
     filter: &JobFilter,
     format: Format,
     out: Out<'_>,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::table::{NONE, Table};
 use super::{AdminError, Format, Out, write_json};
-use crate::queue::{JobQueue, RetryOutcome, RetryResult, RetryTarget};
+use crate::queue::{QueueAdmin, RetryOutcome, RetryResult, RetryTarget};
 
 /// Parses a job id argument; the error names the bad value and what is expected.
 pub fn parse_job_id(s: &str) -> Result<Uuid, String> {
@@ -22,7 +22,7 @@ pub fn parse_job_id(s: &str) -> Result<Uuid, String> {
 
 /// Retries `target` and prints each outcome.
 pub async fn run(
-    queue: &dyn JobQueue,
+    queue: &dyn QueueAdmin,
     target: &RetryTarget,
     format: Format,
     out: Out<'_>,

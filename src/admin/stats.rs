@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::table::{self, Table};
 use super::{AdminError, Format, Out, write_json};
-use crate::queue::{JobQueue, QueueOverview};
+use crate::queue::{QueueAdmin, QueueOverview};
 
 /// Prints the overview of `queue`.
-pub async fn run(queue: &dyn JobQueue, format: Format, out: Out<'_>) -> Result<(), AdminError> {
+pub async fn run(queue: &dyn QueueAdmin, format: Format, out: Out<'_>) -> Result<(), AdminError> {
     let overview = queue.overview().await?;
     match format {
         Format::Json => write_json(out, &overview),

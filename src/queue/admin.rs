@@ -1,10 +1,184 @@
-//! The types of the operations side of the queue: a video's download state for the UI's API,
-//! job listings, retries and the queue overview (`douyin-worker stats`, `jobs`, `retry`).
+//! The operations side of the queue: what the commands (`enqueue`, `stats`, `jobs`,
+//! `retry`, `gc`) and the HTTP server (readiness, the download API, metrics) ask of it, as the
+//! [`QueueAdmin`] trait, and the types they exchange.
 
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::WorkerStats;
+use super::{QueueError, QueueName};
+
+/// What the commands and the HTTP server need of a queue; every backend implements it.
+#[async_trait]
+pub trait QueueAdmin: QueueName {
+    /// Checks that the schema is there and recent enough; the error says what to do.
+    async fn check_schema(&self) -> Result<(), QueueError>;
+
+    /// Queues a download.
+    async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError>;
+
+    /// `get_worker_stats()`.
+    async fn stats(&self) -> Result<WorkerStats, QueueError>;
+
+    /// Calls the application's `ensure_videos_bucket()` (storage policies on Supabase) where
+    /// it exists; returns whether it was called.
+    async fn ensure_videos_bucket(&self) -> Result<bool, QueueError>;
+
+    /// One job with its video's download fields, if it exists.
+    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError>;
+
+    /// A video's download state, if the video exists.
+    async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError>;
+
+    /// Jobs, newest first.
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError>;
+
+    /// Requeues failed jobs (a new job row per video; the failed row stays as history).
+    async fn retry(&self, target: &RetryTarget) -> Result<Vec<RetryResult>, QueueError>;
+
+    /// The queue at a glance.
+    async fn overview(&self) -> Result<QueueOverview, QueueError>;
+
+    /// The object keys in `bucket` that videos still want: every `videos.object_key` of a
+    /// video not marked for deletion whose `videos.bucket` is `bucket` or unset, whatever
+    /// its status.
+    async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError>;
+}
+
+/// A request to queue a download.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnqueueRequest {
+    /// An existing `videos.id`.
+    pub video_id: Option<Uuid>,
+    /// A Douyin link; a `videos` row is created when none has this link or its id.
+    pub url: Option<String>,
+    /// A Douyin (aweme) id.
+    pub douyin_id: Option<String>,
+    /// `download_jobs.payload`.
+    pub payload: Option<Value>,
+    /// Claim priority; by default derived from the video's ranking.
+    pub priority: Option<i32>,
+    /// Attempts allowed; default 5.
+    pub max_attempts: Option<i32>,
+    /// Queue even when the video is already stored.
+    pub force: bool,
+}
+
+/// What an enqueue did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    /// A new pending job.
+    Queued,
+    /// The video already had an active job (returned); none was added.
+    Duplicate,
+    /// The video is already stored; nothing was queued.
+    Ready,
+    /// The video is marked for deletion; nothing was queued.
+    MarkedForDeletion,
+    /// No video has that id.
+    NotFound,
+}
+
+impl EnqueueOutcome {
+    /// Parses the outcome column of `enqueue_download_job`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "duplicate" => Self::Duplicate,
+            "ready" => Self::Ready,
+            "marked_for_deletion" => Self::MarkedForDeletion,
+            "not_found" => Self::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+/// The result of an enqueue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueueResult {
+    /// The new or already active job, if any.
+    pub job_id: Option<Uuid>,
+    /// The video, if known.
+    pub video_id: Option<Uuid>,
+    /// What happened.
+    pub outcome: EnqueueOutcome,
+}
+
+/// `get_worker_stats()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// All job rows.
+    pub total_jobs: i64,
+    /// Waiting (due or scheduled).
+    pub pending_jobs: i64,
+    /// Held by a worker.
+    pub running_jobs: i64,
+    /// Done.
+    pub completed_jobs: i64,
+    /// Failed for good.
+    pub failed_jobs: i64,
+    /// Distinct workers holding running jobs.
+    pub active_workers: i64,
+}
+
+/// One job with its video's download fields (`list_download_jobs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job.
+    pub id: Uuid,
+    /// Its video.
+    pub video_id: Uuid,
+    /// `pending`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// The worker holding (or that last held) it.
+    pub worker_id: Option<String>,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Claim priority.
+    pub priority: i32,
+    /// When it is (or was) due.
+    pub scheduled_at: DateTime<Utc>,
+    /// When the current lease runs out.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Its code.
+    pub last_error_code: Option<String>,
+    /// Its class.
+    pub last_error_class: Option<String>,
+    /// Bytes downloaded.
+    pub progress_bytes: Option<i64>,
+    /// Bytes expected.
+    pub progress_total: Option<i64>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it completed or failed for good.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `videos.status`.
+    pub video_status: String,
+    /// `videos.attempts`.
+    pub video_attempts: i32,
+    /// `videos.last_error`.
+    pub video_last_error: Option<String>,
+    /// `videos.next_attempt_at`.
+    pub video_next_attempt_at: Option<DateTime<Utc>>,
+    /// `videos.download_progress` (percent).
+    pub video_download_progress: Option<i16>,
+    /// `videos.in_progress_by`.
+    pub video_in_progress_by: Option<String>,
+    /// `videos.object_key`.
+    pub video_object_key: Option<String>,
+    /// `videos.douyin_id`.
+    #[serde(default)]
+    pub video_douyin_id: Option<String>,
+}
 
 /// A video's download state, as the download API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -25,10 +25,11 @@ use self::db::Db;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL,
     QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
-    SCHEMA_VERSION, VideoInfo, VideoState, WorkerLoad, WorkerStats,
+    SCHEMA_VERSION, VideoRow, VideoState, WorkerLoad, WorkerStats,
 };
+use super::{QueueAdmin, QueueName};
 use crate::config::database_url::connect_options;
 
 /// The queue in a PostgreSQL database (self-hosted or Supabase's), directly or through a
@@ -99,7 +100,7 @@ fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
         payload: row.try_get("payload")?,
         scheduled_at: row.try_get("scheduled_at")?,
         created_at: row.try_get("created_at")?,
-        video: VideoInfo {
+        video: VideoRow {
             douyin_id: row.try_get("douyin_id")?,
             video_url: row.try_get("video_url")?,
             title: row.try_get("title")?,
@@ -170,43 +171,14 @@ fn sql_int(n: u32) -> i32 {
     n.min(i32::MAX as u32) as i32
 }
 
-#[async_trait]
-impl JobQueue for PgQueue {
+impl QueueName for PgQueue {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+}
 
-    async fn check_schema(&self) -> Result<(), QueueError> {
-        let version = self
-            .db
-            .one::<(i32,)>(sqlx::query("select public.douyin_worker_schema_version()"))
-            .await;
-        match version {
-            Ok((v,)) if v >= SCHEMA_VERSION => {
-                if v > SCHEMA_VERSION {
-                    tracing::warn!(
-                        database = v,
-                        worker = SCHEMA_VERSION,
-                        "the database schema is newer than this worker; consider upgrading the worker"
-                    );
-                }
-                Ok(())
-            }
-            Ok((v,)) => Err(QueueError::Schema(format!(
-                "the database schema is at version {v}, this worker needs {SCHEMA_VERSION}: \
-                 run `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
-            ))),
-            Err(e) => match QueueError::from(e) {
-                QueueError::Schema(_) => Err(QueueError::Schema(
-                    "the douyin-worker functions are missing from the database: run \
-                     `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
-                        .into(),
-                )),
-                other => Err(other),
-            },
-        }
-    }
-
+#[async_trait]
+impl JobQueue for PgQueue {
     async fn claim(
         &self,
         worker_id: &str,
@@ -279,7 +251,7 @@ impl JobQueue for PgQueue {
     async fn fail(
         &self,
         worker_id: &str,
-        items: &[Failure],
+        items: &[FailedAttempt],
     ) -> Result<Vec<(Uuid, FailOutcome)>, QueueError> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -367,6 +339,100 @@ impl JobQueue for PgQueue {
             )
             .await?;
         Ok(held)
+    }
+
+    async fn subscribe(
+        &self,
+        signal: Arc<JobSignal>,
+        shutdown: CancellationToken,
+    ) -> Result<(), QueueError> {
+        if !self.db.pooler().keeps_sessions() {
+            // LISTEN needs a session: behind a transaction-mode pooler the connection goes
+            // back to the pool after every transaction, and notifications with it.
+            tracing::info!(
+                "push wake-ups are off: DATABASE_URL goes through a transaction-mode pooler \
+                 (DB_POOLER), where LISTEN cannot work, so new jobs are picked up by polling, \
+                 up to POLL_INTERVAL after they are queued; a session-mode pooler or a direct \
+                 connection URL gives millisecond pickups"
+            );
+            return Ok(());
+        }
+        let mut listener = PgListener::connect_with(self.db.pool()).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        tokio::spawn(async move {
+            let mut failures: u32 = 0;
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    n = listener.try_recv() => n,
+                };
+                match next {
+                    Ok(Some(n)) => {
+                        failures = 0;
+                        match n
+                            .payload()
+                            .parse::<i64>()
+                            .ok()
+                            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+                        {
+                            Some(due) => signal.job_due_at(due),
+                            None => signal.job_due_now(),
+                        }
+                    }
+                    Ok(None) => {
+                        // The connection dropped and will be re-established by the next
+                        // call; notifications sent meanwhile are lost, so look now.
+                        tracing::warn!("LISTEN connection lost; reconnecting");
+                        signal.job_due_now();
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
+                        tracing::warn!(error = %e, retry_in = ?wait, "LISTEN failed");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        signal.job_due_now();
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for PgQueue {
+    async fn check_schema(&self) -> Result<(), QueueError> {
+        let version = self
+            .db
+            .one::<(i32,)>(sqlx::query("select public.douyin_worker_schema_version()"))
+            .await;
+        match version {
+            Ok((v,)) if v >= SCHEMA_VERSION => {
+                if v > SCHEMA_VERSION {
+                    tracing::warn!(
+                        database = v,
+                        worker = SCHEMA_VERSION,
+                        "the database schema is newer than this worker; consider upgrading the worker"
+                    );
+                }
+                Ok(())
+            }
+            Ok((v,)) => Err(QueueError::Schema(format!(
+                "the database schema is at version {v}, this worker needs {SCHEMA_VERSION}: \
+                 run `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
+            ))),
+            Err(e) => match QueueError::from(e) {
+                QueueError::Schema(_) => Err(QueueError::Schema(
+                    "the douyin-worker functions are missing from the database: run \
+                     `douyin-worker migrate` (or paste migrations/*.sql in order into the SQL editor)"
+                        .into(),
+                )),
+                other => Err(other),
+            },
+        }
     }
 
     async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError> {
@@ -527,65 +593,5 @@ impl JobQueue for PgQueue {
             )
             .await?;
         Ok(keys.into_iter().map(|(key,)| key).collect())
-    }
-
-    async fn subscribe(
-        &self,
-        signal: Arc<JobSignal>,
-        shutdown: CancellationToken,
-    ) -> Result<(), QueueError> {
-        if !self.db.pooler().keeps_sessions() {
-            // LISTEN needs a session: behind a transaction-mode pooler the connection goes
-            // back to the pool after every transaction, and notifications with it.
-            tracing::info!(
-                "push wake-ups are off: DATABASE_URL goes through a transaction-mode pooler \
-                 (DB_POOLER), where LISTEN cannot work, so new jobs are picked up by polling, \
-                 up to POLL_INTERVAL after they are queued; a session-mode pooler or a direct \
-                 connection URL gives millisecond pickups"
-            );
-            return Ok(());
-        }
-        let mut listener = PgListener::connect_with(self.db.pool()).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
-        tokio::spawn(async move {
-            let mut failures: u32 = 0;
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    n = listener.try_recv() => n,
-                };
-                match next {
-                    Ok(Some(n)) => {
-                        failures = 0;
-                        match n
-                            .payload()
-                            .parse::<i64>()
-                            .ok()
-                            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                        {
-                            Some(due) => signal.job_due_at(due),
-                            None => signal.job_due_now(),
-                        }
-                    }
-                    Ok(None) => {
-                        // The connection dropped and will be re-established by the next
-                        // call; notifications sent meanwhile are lost, so look now.
-                        tracing::warn!("LISTEN connection lost; reconnecting");
-                        signal.job_due_now();
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
-                        tracing::warn!(error = %e, retry_in = ?wait, "LISTEN failed");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        signal.job_due_now();
-                    }
-                }
-            }
-        });
-        Ok(())
     }
 }

@@ -26,10 +26,11 @@ use uuid::Uuid;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
     QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, SCHEMA_VERSION,
-    VideoInfo, VideoState, WorkerLoad, WorkerStats,
+    VideoRow, VideoState, WorkerLoad, WorkerStats,
 };
+use super::{QueueAdmin, QueueName};
 use crate::config::Secret;
 
 /// The queue behind a Supabase project's REST API.
@@ -156,7 +157,7 @@ fn api_error(function: &str, status: StatusCode, e: ApiError, raw: &[u8]) -> Que
              migrations (paste {} in order into the SQL editor, or \
              run `douyin-worker migrate` with DATABASE_URL); a function created a moment ago \
              may also need the API's schema cache reloaded ({message})",
-            crate::migrate::postgres_files_in_order()
+            crate::queue::migrate::postgres_files_in_order()
         ));
     }
     match status.as_u16() {
@@ -210,7 +211,7 @@ impl From<ClaimRow> for ClaimedJob {
             payload: r.payload,
             scheduled_at: r.scheduled_at,
             created_at: r.created_at,
-            video: VideoInfo {
+            video: VideoRow {
                 douyin_id: r.douyin_id,
                 video_url: r.video_url,
                 title: r.title,
@@ -287,35 +288,14 @@ fn secs(d: Duration) -> i64 {
     d.as_secs().clamp(1, i32::MAX as u64) as i64
 }
 
-#[async_trait]
-impl JobQueue for RestQueue {
+impl QueueName for RestQueue {
     fn backend(&self) -> &'static str {
         "supabase"
     }
+}
 
-    async fn check_schema(&self) -> Result<(), QueueError> {
-        let version: i32 = self
-            .call("douyin_worker_schema_version", json!({}))
-            .await
-            .map_err(|e| match e {
-                QueueError::Schema(_) => QueueError::Schema(format!(
-                    "the douyin-worker functions are missing from the database (the migrations \
-                     have not been applied): paste {} in order into the Supabase \
-                     SQL editor, or run `douyin-worker migrate` once with DATABASE_URL",
-                    crate::migrate::postgres_files_in_order()
-                )),
-                other => other,
-            })?;
-        if version < SCHEMA_VERSION {
-            return Err(QueueError::Schema(format!(
-                "the database schema is at version {version}, this worker needs {SCHEMA_VERSION}: \
-                 paste the newer of {} in order into the SQL editor",
-                crate::migrate::postgres_files_in_order()
-            )));
-        }
-        Ok(())
-    }
-
+#[async_trait]
+impl JobQueue for RestQueue {
     async fn claim(
         &self,
         worker_id: &str,
@@ -380,7 +360,7 @@ impl JobQueue for RestQueue {
     async fn fail(
         &self,
         worker_id: &str,
-        items: &[Failure],
+        items: &[FailedAttempt],
     ) -> Result<Vec<(Uuid, FailOutcome)>, QueueError> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -447,6 +427,41 @@ impl JobQueue for RestQueue {
                    "p_lease_id": lease.lease_id, "p_bytes_done": done, "p_bytes_total": total}),
         )
         .await
+    }
+
+    async fn subscribe(
+        &self,
+        _signal: Arc<JobSignal>,
+        _shutdown: CancellationToken,
+    ) -> Result<(), QueueError> {
+        // No LISTEN over REST: the worker polls.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for RestQueue {
+    async fn check_schema(&self) -> Result<(), QueueError> {
+        let version: i32 = self
+            .call("douyin_worker_schema_version", json!({}))
+            .await
+            .map_err(|e| match e {
+                QueueError::Schema(_) => QueueError::Schema(format!(
+                    "the douyin-worker functions are missing from the database (the migrations \
+                     have not been applied): paste {} in order into the Supabase \
+                     SQL editor, or run `douyin-worker migrate` once with DATABASE_URL",
+                    crate::queue::migrate::postgres_files_in_order()
+                )),
+                other => other,
+            })?;
+        if version < SCHEMA_VERSION {
+            return Err(QueueError::Schema(format!(
+                "the database schema is at version {version}, this worker needs {SCHEMA_VERSION}: \
+                 paste the newer of {} in order into the SQL editor",
+                crate::queue::migrate::postgres_files_in_order()
+            )));
+        }
+        Ok(())
     }
 
     async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError> {
@@ -576,15 +591,6 @@ impl JobQueue for RestQueue {
             after = Some(last.object_key.clone());
             keys.extend(page.into_iter().map(|r| r.object_key));
         }
-    }
-
-    async fn subscribe(
-        &self,
-        _signal: Arc<JobSignal>,
-        _shutdown: CancellationToken,
-    ) -> Result<(), QueueError> {
-        // No LISTEN over REST: the worker polls.
-        Ok(())
     }
 }
 

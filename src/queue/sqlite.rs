@@ -1,7 +1,7 @@
 //! The SQLite backend: the embedded default, one machine, the queue in a file.
 //!
 //! The tables, columns and indexes are those of the PostgreSQL migrations, in SQLite types
-//! (`sqlite_schema.sql`, applied by [`crate::migrate::apply_sqlite`] when the queue is
+//! (`sqlite_schema.sql`, applied by [`crate::queue::migrate::apply_sqlite`] when the queue is
 //! opened), and every operation implements the same life cycle with the same semantics as the
 //! SQL functions of `migrations/0002_queue.sql`, here in Rust over plain statements.
 //!
@@ -41,12 +41,13 @@ use uuid::fmt::Hyphenated;
 
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, Failure, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
-    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, VideoInfo,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
+    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, VideoRow,
     VideoState, WorkerLoad, WorkerStats, retry_seconds,
 };
+use super::{QueueAdmin, QueueName};
 use crate::error::ErrorClass;
-use crate::migrate::MigrateError;
+use crate::queue::migrate::MigrateError;
 
 mod admin;
 mod lifecycle;
@@ -267,7 +268,7 @@ impl SqliteQueue {
         // upgrade inside the schema transaction, which fails at once: try again.
         let mut attempt = 1;
         loop {
-            let e = match crate::migrate::apply_sqlite(&pool).await {
+            let e = match crate::queue::migrate::apply_sqlite(&pool).await {
                 Ok(report) => {
                     if !report.applied.is_empty() {
                         let applied = report.applied;
@@ -341,45 +342,14 @@ fn migrate_error(e: MigrateError, path: &str) -> QueueError {
     }
 }
 
-#[async_trait]
-impl JobQueue for SqliteQueue {
+impl QueueName for SqliteQueue {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+}
 
-    async fn check_schema(&self) -> Result<(), QueueError> {
-        let (tables, job_columns, video_columns): (i64, i64, i64) = sqlx::query_as(
-            "select
-                 (select count(*) from sqlite_master
-                   where type = 'table' and name in ('videos', 'download_jobs')),
-                 (select count(*) from pragma_table_info('download_jobs')
-                   where name in ('lease_id', 'lease_expires_at', 'priority', 'max_attempts',
-                                  'last_error_code', 'progress_bytes')),
-                 (select count(*) from pragma_table_info('videos')
-                   where name in ('status', 'object_key', 'marked_for_deletion',
-                                  'download_progress', 'next_attempt_at'))",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if tables != 2 {
-            return Err(QueueError::Schema(
-                "the sqlite queue file has no videos and download_jobs tables: open it with \
-                 the worker (it creates them), or point it at another file"
-                    .into(),
-            ));
-        }
-        if job_columns != 6 || video_columns != 5 {
-            return Err(QueueError::Schema(
-                "the sqlite queue file has videos and download_jobs tables that are not the \
-                 douyin-worker schema (lease and progress columns are missing): point the \
-                 worker at another file"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
+#[async_trait]
+impl JobQueue for SqliteQueue {
     async fn claim(
         &self,
         worker_id: &str,
@@ -437,7 +407,7 @@ impl JobQueue for SqliteQueue {
     async fn fail(
         &self,
         worker_id: &str,
-        items: &[Failure],
+        items: &[FailedAttempt],
     ) -> Result<Vec<(Uuid, FailOutcome)>, QueueError> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -489,6 +459,62 @@ impl JobQueue for SqliteQueue {
         self.progress_tx(worker_id, lease, clamp_i64(done), total.map(clamp_i64))
             .await
             .map_err(db_error)
+    }
+
+    async fn subscribe(
+        &self,
+        signal: Arc<JobSignal>,
+        shutdown: CancellationToken,
+    ) -> Result<(), QueueError> {
+        let mut subscribers = self
+            .shared
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        subscribers.retain(|s| !s.shutdown.is_cancelled());
+        subscribers.push(Subscriber { signal, shutdown });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for SqliteQueue {
+    /// Storage policies exist only on Supabase: nothing to call here.
+    async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
+        Ok(false)
+    }
+
+    async fn check_schema(&self) -> Result<(), QueueError> {
+        let (tables, job_columns, video_columns): (i64, i64, i64) = sqlx::query_as(
+            "select
+                 (select count(*) from sqlite_master
+                   where type = 'table' and name in ('videos', 'download_jobs')),
+                 (select count(*) from pragma_table_info('download_jobs')
+                   where name in ('lease_id', 'lease_expires_at', 'priority', 'max_attempts',
+                                  'last_error_code', 'progress_bytes')),
+                 (select count(*) from pragma_table_info('videos')
+                   where name in ('status', 'object_key', 'marked_for_deletion',
+                                  'download_progress', 'next_attempt_at'))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if tables != 2 {
+            return Err(QueueError::Schema(
+                "the sqlite queue file has no videos and download_jobs tables: open it with \
+                 the worker (it creates them), or point it at another file"
+                    .into(),
+            ));
+        }
+        if job_columns != 6 || video_columns != 5 {
+            return Err(QueueError::Schema(
+                "the sqlite queue file has videos and download_jobs tables that are not the \
+                 douyin-worker schema (lease and progress columns are missing): point the \
+                 worker at another file"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn enqueue(&self, req: &EnqueueRequest) -> Result<EnqueueResult, QueueError> {
@@ -549,21 +575,6 @@ impl JobQueue for SqliteQueue {
 
     async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
         self.wanted_keys_q(bucket).await.map_err(db_error)
-    }
-
-    async fn subscribe(
-        &self,
-        signal: Arc<JobSignal>,
-        shutdown: CancellationToken,
-    ) -> Result<(), QueueError> {
-        let mut subscribers = self
-            .shared
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        subscribers.retain(|s| !s.shutdown.is_cancelled());
-        subscribers.push(Subscriber { signal, shutdown });
-        Ok(())
     }
 }
 

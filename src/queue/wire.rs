@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Completion, Failure, Lease, retry_seconds};
+use super::{Completion, FailedAttempt, Lease, retry_seconds};
 
 /// `[{"job_id", "lease_id"}, ...]`.
 pub(crate) fn lease_json(leases: &[Lease]) -> Value {
@@ -36,7 +36,7 @@ pub(crate) fn completion_json(c: &Completion) -> Value {
 }
 
 /// The JSON item `fail_download_jobs` takes for one failure.
-pub(crate) fn failure_json(f: &Failure) -> Value {
+pub(crate) fn failure_json(f: &FailedAttempt) -> Value {
     json!({
         "job_id": f.lease.job_id,
         "lease_id": f.lease.lease_id,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::queue::{
-    CompleteOutcome, Completion, FailOutcome, Failure, Lease, QueueError, ReleaseOutcome,
+    CompleteOutcome, Completion, FailOutcome, FailedAttempt, Lease, QueueError, ReleaseOutcome,
 };
 
 /// The end of one job attempt, to be recorded. One per job goes through a channel, so the
@@ -23,7 +23,7 @@ pub enum Outcome {
     /// Done and stored.
     Complete(Completion),
     /// Failed; rescheduled or failed for good.
-    Fail(Failure),
+    Fail(FailedAttempt),
     /// Not finished at shutdown: back to pending.
     Release(Lease),
 }

@@ -15,9 +15,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use douyin_worker::error::ErrorClass;
+use douyin_worker::queue::Queue;
 use douyin_worker::queue::sqlite::SqliteQueue;
 use douyin_worker::queue::{
-    ClaimedJob, Completion, EnqueueOutcome, EnqueueRequest, Failure, JobQueue, StoredObject,
+    ClaimedJob, Completion, EnqueueOutcome, EnqueueRequest, FailedAttempt, StoredObject,
     VideoUpdate,
 };
 use serde_json::Value;
@@ -70,7 +71,7 @@ fn stored(bucket: &str, key: &str) -> StoredObject {
 }
 
 /// Claims the one due job, which must be `job`.
-async fn claim(q: &dyn JobQueue, job: Uuid, worker: &str) -> ClaimedJob {
+async fn claim(q: &dyn Queue, job: Uuid, worker: &str) -> ClaimedJob {
     let mut jobs = q.claim(worker, 1, LEASE).await.unwrap();
     assert_eq!(jobs.len(), 1, "one due job");
     let claimed = jobs.remove(0);
@@ -79,11 +80,11 @@ async fn claim(q: &dyn JobQueue, job: Uuid, worker: &str) -> ClaimedJob {
 }
 
 /// Claims `job` and fails it for good.
-pub(crate) async fn fail_for_good(q: &dyn JobQueue, job: Uuid) {
+pub(crate) async fn fail_for_good(q: &dyn Queue, job: Uuid) {
     let c = claim(q, job, "w").await;
     q.fail(
         "w",
-        &[Failure {
+        &[FailedAttempt {
             lease: c.lease,
             error: "video deleted: 作品已删除".into(),
             code: "video-deleted".into(),
@@ -96,7 +97,7 @@ pub(crate) async fn fail_for_good(q: &dyn JobQueue, job: Uuid) {
 }
 
 /// Claims `job` and completes it with the object `key` in `bucket`.
-pub(crate) async fn complete(q: &dyn JobQueue, job: Uuid, bucket: &str, key: &str) {
+pub(crate) async fn complete(q: &dyn Queue, job: Uuid, bucket: &str, key: &str) {
     let c = claim(q, job, "w").await;
     q.complete(
         "w",
@@ -110,12 +111,12 @@ pub(crate) async fn complete(q: &dyn JobQueue, job: Uuid, bucket: &str, key: &st
     .unwrap();
 }
 
-async fn video_of(q: &dyn JobQueue, job: Uuid) -> Uuid {
+async fn video_of(q: &dyn Queue, job: Uuid) -> Uuid {
     q.job(job).await.unwrap().expect("job").video_id
 }
 
 /// Queues the video again (it must be queued).
-async fn enqueue_video(q: &dyn JobQueue, video_id: Uuid) -> Uuid {
+async fn enqueue_video(q: &dyn Queue, video_id: Uuid) -> Uuid {
     let r = q
         .enqueue(&EnqueueRequest {
             video_id: Some(video_id),

@@ -8,8 +8,10 @@ use std::time::Duration;
 use douyin_worker::error::ErrorClass;
 use douyin_worker::http::api::ApiOptions;
 use douyin_worker::http::{self, HttpState, ServerLimits};
+use douyin_worker::queue::Queue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, Failure, JobQueue};
+use douyin_worker::queue::{EnqueueRequest, FailedAttempt, JobQueue};
 use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::local::LocalFolder;
 use serde_json::Value;
@@ -33,7 +35,7 @@ impl Drop for Server {
 }
 
 async fn serve(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Queue>,
     storage: Arc<dyn ObjectBackend>,
     api: Option<ApiOptions>,
 ) -> Server {
@@ -43,7 +45,7 @@ async fn serve(
 /// A server with health, metrics and (when `api`) the download API on one port, under
 /// `limits`.
 pub(crate) async fn serve_with(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Queue>,
     storage: Arc<dyn ObjectBackend>,
     api: Option<ApiOptions>,
     limits: ServerLimits,
@@ -168,7 +170,7 @@ pub(crate) async fn fail_for_good_with(q: &PgQueue, class: ErrorClass, code: &st
     assert_eq!(jobs.len(), 1);
     q.fail(
         "api-test",
-        &[Failure {
+        &[FailedAttempt {
             lease: jobs[0].lease,
             error: message.into(),
             code: code.into(),
@@ -185,7 +187,7 @@ async fn the_download_api_answers_every_state_of_a_real_video_row() {
     let db = fresh_pg().await;
     let store = tempfile::tempdir().unwrap();
     let q = PgQueue::from_pool(db.pool.clone());
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
     let server = serve(queue, storage, api_options(&[])).await;
     let url = |id: &str, tail: &str| format!("{}/api/videos/{id}/{tail}", server.base);
@@ -366,7 +368,7 @@ async fn the_download_api_answers_every_state_of_a_real_video_row() {
 async fn the_api_is_off_unless_enabled_and_guards_its_inputs() {
     let db = fresh_pg().await;
     let store = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
     let video = insert_video(&db.pool, "7400000000000000011").await;
 

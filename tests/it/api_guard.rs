@@ -10,8 +10,10 @@ use douyin_worker::config::Secret;
 use douyin_worker::error::ErrorClass;
 use douyin_worker::http::ServerLimits;
 use douyin_worker::http::api::ApiOptions;
+use douyin_worker::queue::EnqueueRequest;
+use douyin_worker::queue::Queue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue};
 use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::local::LocalFolder;
 use serde_json::Value;
@@ -76,7 +78,7 @@ async fn rig(opts: ApiOptions) -> Rig {
     let db = fresh_pg().await;
     let store = tempfile::tempdir().unwrap();
     let q = PgQueue::from_pool(db.pool.clone());
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
     let server = serve_with(queue, storage, Some(opts), ServerLimits::default()).await;
     Rig {
@@ -415,7 +417,7 @@ async fn a_hanging_queue_answers_503_after_the_request_timeout() {
             keep.push(s);
         }
     });
-    let queue: Arc<dyn JobQueue> = Arc::new(
+    let queue: Arc<dyn Queue> = Arc::new(
         PgQueue::connect_lazy(
             &format!("postgres://postgres:hunter2@127.0.0.1:{port}/postgres"),
             douyin_worker::config::DbPooler::None,

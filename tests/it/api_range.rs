@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use douyin_worker::config::Secret;
 use douyin_worker::http::ServerLimits;
-use douyin_worker::queue::JobQueue;
+use douyin_worker::queue::Queue;
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::local::LocalFolder;
@@ -51,7 +51,7 @@ async fn put(store: &dyn ObjectBackend, data: &[u8]) {
 /// Serves the stored file from `store` and checks every kind of range against `data`.
 async fn check_ranges(store: Arc<dyn ObjectBackend>, data: &[u8], which: &str) {
     let db = fresh_pg().await;
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let video = insert_video(&db.pool, "7400000000000000201").await;
     let unused = tempfile::tempdir().unwrap();
     mark_stored(&db.pool, unused.path(), video, KEY, None).await;

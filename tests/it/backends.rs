@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use douyin_worker::config::Secret;
+use douyin_worker::queue::Queue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::rest::RestQueue;
 use douyin_worker::queue::sqlite::SqliteQueue;
-use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest, JobQueue};
+use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest};
 use uuid::Uuid;
 
 use crate::helpers::{TestDb, fresh_pg, fresh_sqlite, init_tracing};
@@ -22,7 +24,7 @@ pub enum Kind {
 
 /// A fresh queue and what keeps it alive.
 pub struct Backend {
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Arc<dyn Queue>,
     /// How another process reaches the same queue: `("postgres", url)` or `("sqlite", path)`.
     pub locator: (String, String),
     pub pg: Option<TestDb>,
@@ -105,7 +107,7 @@ impl Backend {
 
 /// Waits until the job is in one of `statuses`; panics with the job after `within`.
 pub async fn wait_for_status(
-    q: &dyn JobQueue,
+    q: &dyn QueueAdmin,
     id: Uuid,
     statuses: &[&str],
     within: std::time::Duration,

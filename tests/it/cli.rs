@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 use crate::helpers::{fresh_pg_empty, init_tracing};
+use douyin_worker::queue::QueueAdmin;
 
 fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +200,7 @@ async fn migrate_is_needed_once_and_idempotent() {
     );
     let o = worker(&["migrate"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
-    let files = douyin_worker::migrate::POSTGRES.len();
+    let files = douyin_worker::queue::migrate::POSTGRES.len();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout)
             .matches("applied")
@@ -347,7 +348,7 @@ impl Drop for RunningBinary {
 
 /// Waits until the job is `completed`.
 async fn wait_completed(
-    q: &dyn douyin_worker::queue::JobQueue,
+    q: &dyn douyin_worker::queue::QueueAdmin,
     id: uuid::Uuid,
 ) -> douyin_worker::queue::JobRecord {
     crate::backends::wait_for_status(q, id, &["completed"], std::time::Duration::from_secs(30))
@@ -373,7 +374,7 @@ type StoredRow = (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    use douyin_worker::queue::EnqueueRequest;
     init_tracing();
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let db = crate::helpers::fresh_pg().await;
@@ -453,7 +454,7 @@ async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_runs_jobs_with_no_configuration_but_a_folder() {
     use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-    use douyin_worker::queue::{EnqueueRequest, JobQueue};
+    use douyin_worker::queue::EnqueueRequest;
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::OldSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
     let bin = RunningBinary::start(&[

@@ -227,7 +227,7 @@ async fn the_extract_command_prints_the_choice_and_exit_codes_tell_failures_apar
 
 fn job(
     payload: Option<serde_json::Value>,
-    video: douyin_worker::queue::VideoInfo,
+    video: douyin_worker::queue::VideoRow,
 ) -> douyin_worker::queue::ClaimedJob {
     use douyin_worker::queue::{ClaimedJob, Lease};
     ClaimedJob {
@@ -249,7 +249,7 @@ fn job(
 
 #[tokio::test]
 async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_url() {
-    use douyin_worker::queue::VideoInfo;
+    use douyin_worker::queue::VideoRow;
     use douyin_worker::stage::{Extractor, JobContext, ProgressBoard, StageJob};
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let x = extractor(&server);
@@ -267,7 +267,7 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
     // The payload's link wins over the row's.
     let j = job(
         Some(serde_json::json!({"url": format!("https://www.douyin.com/video/{ID}")})),
-        VideoInfo {
+        VideoRow {
             video_url: Some("https://www.douyin.com/video/1111111111111111111".into()),
             ..Default::default()
         },
@@ -304,7 +304,7 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
     let before = server.requests().len();
     let j = job(
         None,
-        VideoInfo {
+        VideoRow {
             douyin_id: Some(ID.into()),
             video_url_direct: Some(cached_url.clone()),
             video_url_meta: Some(meta.clone()),
@@ -321,7 +321,7 @@ async fn as_a_pipeline_stage_it_reads_the_jobs_link_and_reuses_a_valid_cached_ur
     // An expired cache (the fixture's 2023 URL) is extracted again.
     let j = job(
         None,
-        VideoInfo {
+        VideoRow {
             douyin_id: Some(ID.into()),
             video_url_direct: Some("https://v26-web.douyinvod.com/22428bfcf501653e1ba980825a63593a/64134b44/video/tos/cn/x/".into()),
             ..Default::default()

@@ -346,8 +346,7 @@ fn migrations_hash() -> u64 {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     collect_files(&root.join("migrations"), &mut files);
-    collect_files(&root.join("src/migrate"), &mut files);
-    let runner = root.join("src/migrate.rs");
+    let runner = root.join("src/queue/migrate.rs");
     if runner.is_file() {
         files.push(runner);
     }
@@ -423,7 +422,7 @@ async fn build_template(admin: &mut PgConnection, name: &str) {
 
     let url = url_with_database(&pg_url(), &build);
     let pool = pool_for(&url, 5).await;
-    let result = douyin_worker::migrate::apply_postgres(&pool).await;
+    let result = douyin_worker::queue::migrate::apply_postgres(&pool).await;
     pool.close().await;
     if let Err(e) = result {
         terminate_connections(admin, &build).await;

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use douyin_worker::http::{self, HttpState, ServerLimits};
+use douyin_worker::queue::EnqueueRequest;
+use douyin_worker::queue::Queue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue};
 use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::local::LocalFolder;
 use tokio_util::sync::CancellationToken;
@@ -269,7 +271,7 @@ async fn the_issue_s_attack_on_one_shared_port_no_longer_starves_jobs() {
 async fn serve_health(limits: ServerLimits) -> (String, CancellationToken) {
     let db = fresh_pg().await;
     let store = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
     let listener = http::bind("127.0.0.1:0".parse().unwrap(), "HTTP_ADDR")
         .await
@@ -364,7 +366,7 @@ async fn at_the_connection_cap_new_connections_are_closed_and_counted() {
 async fn a_client_that_stops_reading_a_proxied_file_is_cut_off_after_the_stall_timeout() {
     let db = fresh_pg().await;
     let store = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn JobQueue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(db.pool.clone()));
     let storage: Arc<dyn ObjectBackend> = Arc::new(LocalFolder::new(store.path(), "videos"));
     let video = crate::api::insert_video(&db.pool, "7400000000000000401").await;
     let key = "7400000000000000401/7400000000000000401.mp4";

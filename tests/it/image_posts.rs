@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue, JobRecord};
+use douyin_worker::queue::{EnqueueRequest, JobRecord};
 
 use crate::cli::RunningBinary;
 use crate::douyin_server::{Behaviour, DouyinServer, image_post};

@@ -1,7 +1,8 @@
 //! The PostgreSQL migrations: from nothing, over the old worker's schema, idempotent, and
 //! locked to service_role.
 
-use douyin_worker::migrate::{self, POSTGRES};
+use douyin_worker::queue::QueueAdmin;
+use douyin_worker::queue::migrate::{self, POSTGRES};
 use sqlx::{PgPool, Row};
 
 use crate::helpers::{fresh_pg_empty, init_tracing};
@@ -343,7 +344,7 @@ async fn only_service_role_may_call_worker_functions_even_with_supabase_default_
 #[tokio::test]
 async fn claimable_jobs_are_announced_with_their_due_time() {
     use douyin_worker::queue::postgres::PgQueue;
-    use douyin_worker::queue::{EnqueueRequest, Failure, JobQueue};
+    use douyin_worker::queue::{EnqueueRequest, FailedAttempt, JobQueue};
     use std::time::Duration;
     init_tracing();
     let db = crate::helpers::fresh_pg().await;
@@ -372,7 +373,7 @@ async fn claimable_jobs_are_announced_with_their_due_time() {
     let job = q.claim("w", 1, lease).await.unwrap().remove(0);
     q.fail(
         "w",
-        &[Failure {
+        &[FailedAttempt {
             lease: job.lease,
             error: "boom".into(),
             code: "x".into(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use douyin_worker::error::ErrorClass;
 use douyin_worker::queue::{
-    CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, Failure, JobSignal,
-    Lease, ReleaseOutcome, StoredObject, VideoUpdate,
+    CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, FailedAttempt,
+    JobSignal, Lease, ReleaseOutcome, StoredObject, VideoUpdate,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -35,8 +35,8 @@ fn completion(lease: Lease, key: &str) -> Completion {
     }
 }
 
-fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> Failure {
-    Failure {
+fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> FailedAttempt {
+    FailedAttempt {
         lease,
         error: "cdn said 503".into(),
         code: "http-503".into(),

@@ -7,7 +7,8 @@
 //! of the old worker's schema, and with the tables owned by an ordinary (not superuser) role,
 //! as a direct `DATABASE_URL` on Supabase is; an app's own read policy on `videos` survives.
 
-use douyin_worker::migrate;
+use douyin_worker::queue::QueueAdmin;
+use douyin_worker::queue::migrate;
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::{
     CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, JobQueue, StoredObject,

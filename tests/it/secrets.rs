@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use douyin_worker::config::Secret;
 use douyin_worker::error::JobError;
-use douyin_worker::queue::JobQueue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::rest::RestQueue;
 use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::supabase::SupabaseStorage;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use douyin_worker::config::Secret;
 use douyin_worker::error::ErrorClass;
-use douyin_worker::queue::{ClaimedJob, Lease, VideoInfo};
+use douyin_worker::queue::{ClaimedJob, Lease, VideoRow};
 use douyin_worker::stage::{
     DownloadedFile, JobContext, MediaInfo, MediaSource, ProgressBoard, StageJob, Storage,
 };
@@ -45,7 +45,7 @@ fn job() -> ClaimedJob {
         payload: None,
         scheduled_at: chrono::Utc::now(),
         created_at: chrono::Utc::now(),
-        video: VideoInfo {
+        video: VideoRow {
             douyin_id: Some(ID.into()),
             video_url: Some(format!("https://www.douyin.com/video/{ID}")),
             ..Default::default()

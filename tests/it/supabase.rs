@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use douyin_worker::config::Secret;
 use douyin_worker::error::ErrorClass;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::rest::RestQueue;
 use douyin_worker::queue::{
-    Completion, EnqueueRequest, Failure, JobQueue, QueueError, StoredObject, VideoUpdate,
+    Completion, EnqueueRequest, FailedAttempt, JobQueue, QueueError, StoredObject, VideoUpdate,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -79,7 +80,7 @@ async fn an_anon_key_cannot_claim_complete_or_read_jobs() {
     denied(
         anon.fail(
             "w",
-            &[Failure {
+            &[FailedAttempt {
                 lease: job.lease,
                 error: "x".into(),
                 code: "x".into(),

@@ -22,8 +22,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest, JobQueue, JobRecord};
+use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest, JobRecord};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

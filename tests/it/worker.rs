@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use douyin_worker::error::ErrorClass;
-use douyin_worker::queue::JobQueue;
+use douyin_worker::queue::Queue;
 use douyin_worker::retry::RetryPolicy;
 use douyin_worker::stage::JobHandler;
 use douyin_worker::worker::{RunSummary, Worker, WorkerOptions};
@@ -54,7 +54,7 @@ impl Running {
     }
 }
 
-fn start(queue: Arc<dyn JobQueue>, handler: Arc<dyn JobHandler>, opts: WorkerOptions) -> Running {
+fn start(queue: Arc<dyn Queue>, handler: Arc<dyn JobHandler>, opts: WorkerOptions) -> Running {
     let stop = CancellationToken::new();
     let worker = Worker::new(queue, handler, opts);
     let handle = tokio::spawn(worker.run(stop.clone()));
@@ -318,7 +318,7 @@ async fn child_worker_process() {
     ) else {
         return;
     };
-    let queue: Arc<dyn JobQueue> = if backend == "postgres" {
+    let queue: Arc<dyn Queue> = if backend == "postgres" {
         let pool = sqlx::PgPool::connect(&target).await.unwrap();
         Arc::new(douyin_worker::queue::postgres::PgQueue::from_pool(pool))
     } else if backend == "rest" {

@@ -106,7 +106,7 @@ impl SqliteQueue {
 
         let mut videos_by_id = HashMap::with_capacity(videos.len());
         for row in &videos {
-            let info = VideoInfo {
+            let info = VideoRow {
                 douyin_id: row.try_get("douyin_id")?,
                 video_url: row.try_get("video_url")?,
                 title: row.try_get("title")?,
@@ -319,7 +319,7 @@ impl SqliteQueue {
     pub(super) async fn fail_tx(
         &self,
         worker_id: &str,
-        items: &[Failure],
+        items: &[FailedAttempt],
     ) -> Result<Vec<(Uuid, FailOutcome)>, sqlx::Error> {
         let now = now();
         let jobs = Value::Array(

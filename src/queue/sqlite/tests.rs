@@ -107,8 +107,8 @@ fn completion(lease: Lease, key: &str) -> Completion {
     }
 }
 
-fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> Failure {
-    Failure {
+fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> FailedAttempt {
+    FailedAttempt {
         lease,
         error: "boom".into(),
         code: "download-timeout".into(),

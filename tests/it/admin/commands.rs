@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use douyin_worker::queue::EnqueueRequest;
+use douyin_worker::queue::Queue;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -46,7 +47,7 @@ async fn stats_through_the_binary_in_supabase_mode() {
     assert_eq!(stats["due_jobs"], 1);
 }
 
-async fn stats_jobs_and_retry(q: &dyn JobQueue, place: &Place) {
+async fn stats_jobs_and_retry(q: &dyn Queue, place: &Place) {
     let enqueue = |douyin_id: &'static str| async move {
         q.enqueue(&EnqueueRequest {
             douyin_id: Some(douyin_id.into()),

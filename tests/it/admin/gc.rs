@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use douyin_worker::queue::EnqueueRequest;
+use douyin_worker::queue::Queue;
+use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobQueue};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -58,7 +60,7 @@ async fn gc_deletes_exactly_the_orphans_on_sqlite() {
     .await;
 }
 
-async fn gc_deletes_exactly_the_orphans<F, Fut>(q: &dyn JobQueue, place: &Place, exec: F)
+async fn gc_deletes_exactly_the_orphans<F, Fut>(q: &dyn Queue, place: &Place, exec: F)
 where
     F: Fn(String, Uuid) -> Fut,
     Fut: std::future::Future<Output = ()>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use douyin_worker::error::ErrorClass;
 use douyin_worker::queue::{
-    EnqueueRequest, Failure, JobFilter, JobStatus, RetryOutcome, RetryTarget,
+    EnqueueRequest, FailedAttempt, JobFilter, JobStatus, RetryOutcome, RetryTarget,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -49,7 +49,7 @@ async fn a_video_shows_its_download_state_and_its_latest_job(kind: Kind) {
     assert_eq!(v.latest_job_status.as_deref(), Some("running"));
     q.fail(
         "w",
-        &[Failure {
+        &[FailedAttempt {
             lease: c.lease,
             error: "cdn said 503".into(),
             code: "http-503".into(),
@@ -355,7 +355,7 @@ async fn the_overview_counts_due_jobs_their_wait_and_each_workers_jobs(kind: Kin
     // One of w-two's jobs fails and is due in an hour; one more is claimed by w-one.
     q.fail(
         "w-two",
-        &[Failure {
+        &[FailedAttempt {
             lease: two[0].lease,
             error: "slow down".into(),
             code: "http-429".into(),

@@ -6,8 +6,8 @@
 use std::process::Output;
 use std::time::Duration;
 
-use douyin_worker::migrate::POSTGRES;
-use douyin_worker::queue::JobQueue;
+use douyin_worker::queue::QueueAdmin;
+use douyin_worker::queue::migrate::POSTGRES;
 use douyin_worker::queue::postgres::PgQueue;
 use serde_json::Value;
 use uuid::Uuid;

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use douyin_worker::config::database_url::connect_options;
 use douyin_worker::error::ErrorClass;
-use douyin_worker::migrate::{self, MigrationReport, POSTGRES};
+use douyin_worker::queue::QueueAdmin;
+use douyin_worker::queue::migrate::{self, MigrationReport, POSTGRES};
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::{
-    ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, Failure,
-    JobFilter, JobQueue, JobStatus, Lease, ReleaseOutcome, RetryOutcome, RetryTarget, StoredObject,
-    VideoUpdate,
+    ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome,
+    FailedAttempt, JobFilter, JobQueue, JobStatus, Lease, ReleaseOutcome, RetryOutcome,
+    RetryTarget, StoredObject, VideoUpdate,
 };
 use futures::future::join_all;
 use sqlx::ConnectOptions;
@@ -40,8 +41,8 @@ fn stored(douyin_id: &str) -> StoredObject {
     }
 }
 
-fn failure(lease: Lease, class: ErrorClass) -> Failure {
-    Failure {
+fn failure(lease: Lease, class: ErrorClass) -> FailedAttempt {
+    FailedAttempt {
         lease,
         error: format!("{} failure", class.as_str()),
         code: "test".into(),
@@ -103,7 +104,7 @@ async fn settle(q: &PgQueue, worker: &str, jobs: &[(Fate, ClaimedJob)]) {
     for (_, outcome) in q.complete(worker, &done).await.unwrap() {
         assert_eq!(outcome, CompleteOutcome::Completed);
     }
-    let failed: Vec<Failure> = of(Fate::FailTransient)
+    let failed: Vec<FailedAttempt> = of(Fate::FailTransient)
         .map(|j| failure(j.lease, ErrorClass::Transient))
         .chain(of(Fate::FailPermanent).map(|j| failure(j.lease, ErrorClass::Permanent)))
         .collect();

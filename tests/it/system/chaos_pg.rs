@@ -37,7 +37,9 @@ async fn through(chaos: Chaos) {
         .await
         .unwrap();
     let pool = pool_for(&cluster.url, 10).await;
-    douyin_worker::migrate::apply_postgres(&pool).await.unwrap();
+    douyin_worker::queue::migrate::apply_postgres(&pool)
+        .await
+        .unwrap();
     let db = TestDb {
         pool,
         url: cluster.url.clone(),

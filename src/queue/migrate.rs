@@ -35,27 +35,27 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
         name: "0001_schema.sql",
-        sql: include_str!("../migrations/0001_schema.sql"),
+        sql: include_str!("../../migrations/0001_schema.sql"),
     },
     Migration {
         version: 2,
         name: "0002_queue.sql",
-        sql: include_str!("../migrations/0002_queue.sql"),
+        sql: include_str!("../../migrations/0002_queue.sql"),
     },
     Migration {
         version: 3,
         name: "0003_compat_and_grants.sql",
-        sql: include_str!("../migrations/0003_compat_and_grants.sql"),
+        sql: include_str!("../../migrations/0003_compat_and_grants.sql"),
     },
     Migration {
         version: 4,
         name: "0004_admin.sql",
-        sql: include_str!("../migrations/0004_admin.sql"),
+        sql: include_str!("../../migrations/0004_admin.sql"),
     },
     Migration {
         version: 5,
         name: "0005_row_security.sql",
-        sql: include_str!("../migrations/0005_row_security.sql"),
+        sql: include_str!("../../migrations/0005_row_security.sql"),
     },
 ];
 
@@ -74,7 +74,7 @@ pub fn postgres_files_in_order() -> String {
 pub const SQLITE: &[Migration] = &[Migration {
     version: 1,
     name: "sqlite/0001_schema.sql",
-    sql: include_str!("queue/sqlite_schema.sql"),
+    sql: include_str!("sqlite_schema.sql"),
 }];
 
 /// Which files a migration run applied.
