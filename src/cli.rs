@@ -173,8 +173,8 @@ pub fn main() -> ExitCode {
     };
     use std::io::IsTerminal;
     crate::telemetry::init(
-        config.log_format,
-        config.debug,
+        config.log.format,
+        config.log.debug,
         std::io::stderr().is_terminal(),
         std::io::stderr,
     );
@@ -218,7 +218,9 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
                 error: anyhow::anyhow!("{e}"),
             }),
         Command::Stats { json } => {
-            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let queue = queue::open(&config.queue, config.supabase.as_ref())
+                .await
+                .map_err(queue_failure)?;
             let format = admin::Format::from_json_flag(json);
             admin::stats::run(queue.as_ref(), format, &mut std::io::stdout())
                 .await
@@ -229,7 +231,9 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
             limit,
             json,
         } => {
-            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let queue = queue::open(&config.queue, config.supabase.as_ref())
+                .await
+                .map_err(queue_failure)?;
             let filter = queue::JobFilter { status, limit };
             let format = admin::Format::from_json_flag(json);
             admin::jobs::run(queue.as_ref(), &filter, format, &mut std::io::stdout())
@@ -241,7 +245,9 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
             all_failed,
             json,
         } => {
-            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let queue = queue::open(&config.queue, config.supabase.as_ref())
+                .await
+                .map_err(queue_failure)?;
             let target = if all_failed {
                 queue::RetryTarget::AllFailed
             } else {
@@ -257,7 +263,9 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
             min_age,
             json,
         } => {
-            let queue = queue::open(&config).await.map_err(queue_failure)?;
+            let queue = queue::open(&config.queue, config.supabase.as_ref())
+                .await
+                .map_err(queue_failure)?;
             let store = storage_backend(&config)?;
             let opts = admin::gc::GcOptions { apply, min_age };
             let format = admin::Format::from_json_flag(json);
@@ -309,7 +317,9 @@ async fn run(config: Config) -> Result<(), Failure> {
     // The stages are built first: a bad setting stops start-up before anything is opened.
     let backend = storage_backend(&config)?;
     let storage = storage_stage(&config, backend.clone())?;
-    let queue = queue::open(&config).await.map_err(queue_failure)?;
+    let queue = queue::open(&config.queue, config.supabase.as_ref())
+        .await
+        .map_err(queue_failure)?;
     let stats = queue.stats().await?;
     tracing::info!(
         backend = queue.backend(),
@@ -318,16 +328,22 @@ async fn run(config: Config) -> Result<(), Failure> {
         "queue ready"
     );
     let extractor = std::sync::Arc::new(
-        crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::from_config(&config))
-            .map_err(usage_msg)?,
+        crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::new(
+            &config.extract,
+            &config.browser,
+            &config.net,
+            config.worker.max_concurrent,
+        ))
+        .map_err(usage_msg)?,
     );
-    let downloader = crate::download::HttpDownloader::new(
-        crate::download::DownloadOptions::from_config(&config),
-    )
+    let downloader = crate::download::HttpDownloader::new(crate::download::DownloadOptions::new(
+        &config.download,
+        &config.net,
+    ))
     .map_err(usage_msg)?;
     let outcome = ensure_bucket(&config, backend.as_ref()).await?;
     tracing::info!(
-        bucket = %config.storage_bucket,
+        bucket = %config.storage.bucket,
         provider = backend.provider(),
         created = outcome == crate::storage::BucketOutcome::Created,
         "storage ready"
@@ -340,18 +356,26 @@ async fn run(config: Config) -> Result<(), Failure> {
     );
     let shutdown = crate::shutdown::on_signals()?;
     // The servers bind before any job is claimed: a busy port is a start-up error.
-    let server = if config.http_addr.is_some() || config.api_addr.is_some() {
+    let server = if config.http.http_addr.is_some() || config.http.api_addr.is_some() {
         let state = crate::http::HttpState::new(
             queue.clone(),
             backend.clone(),
-            crate::metrics::install(&config.worker_id),
+            crate::metrics::install(&config.worker.worker_id),
             shutdown.clone(),
-            crate::http::api::ApiOptions::from_config(&config),
+            config
+                .http
+                .api_enabled
+                .then(|| crate::http::api::ApiOptions::new(&config.http)),
         );
         Some(
-            crate::http::start(&config, state, nofile, std::time::Duration::from_secs(5))
-                .await
-                .map_err(usage_msg)?,
+            crate::http::start(
+                &config.http,
+                state,
+                nofile,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .map_err(usage_msg)?,
         )
     } else {
         None
@@ -359,7 +383,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let worker = Worker::new(
         queue,
         std::sync::Arc::new(pipeline),
-        WorkerOptions::from_config(&config),
+        WorkerOptions::new(&config.worker),
     );
     worker.run(shutdown).await;
     // The browser, if one was started, closes politely and its profile folder goes.
@@ -376,14 +400,14 @@ async fn run(config: Config) -> Result<(), Failure> {
 fn storage_backend(
     config: &Config,
 ) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, Failure> {
-    if let Some(url) = &config.storage_url {
+    if let Some(url) = &config.storage.url {
         return Ok(if url.scheme() == "file" {
             let path = url
                 .to_file_path()
                 .map_err(|_| usage(anyhow::anyhow!("STORAGE_URL={url}: not a local path")))?;
             std::sync::Arc::new(crate::storage::local::LocalFolder::new(
                 path,
-                &config.storage_bucket,
+                &config.storage.bucket,
             ))
         } else {
             std::sync::Arc::new(
@@ -391,18 +415,18 @@ fn storage_backend(
             )
         });
     }
-    Ok(match (&config.supabase_url, &config.supabase_key) {
-        (Some(url), Some(key)) => std::sync::Arc::new(
+    Ok(match &config.supabase {
+        Some(project) => std::sync::Arc::new(
             crate::storage::supabase::SupabaseStorage::new(
-                url,
-                key.clone(),
-                &config.storage_bucket,
+                &project.url,
+                project.key.clone(),
+                &config.storage.bucket,
             )
             .map_err(usage_msg)?,
         ),
-        _ => std::sync::Arc::new(crate::storage::local::LocalFolder::new(
-            &config.storage_dir,
-            &config.storage_bucket,
+        None => std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+            &config.storage.dir,
+            &config.storage.bucket,
         )),
     })
 }
@@ -412,15 +436,14 @@ fn storage_stage(
     config: &Config,
     backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
 ) -> Result<std::sync::Arc<dyn crate::stage::Storage>, Failure> {
-    let mut opts = crate::storage::StorageOptions {
-        cache_control: format!("max-age={}", config.cache_control_seconds),
+    let template = &config.storage.key_template;
+    crate::storage::check_key_template(template)
+        .map_err(|why| usage_msg(format!("OBJECT_KEY_TEMPLATE={template}: {why}")))?;
+    let opts = crate::storage::StorageOptions {
+        key_template: template.clone(),
+        cache_control: format!("max-age={}", config.storage.cache_control_seconds),
         ..Default::default()
     };
-    if let Some(template) = &config.object_key_template {
-        crate::storage::check_key_template(template)
-            .map_err(|why| usage_msg(format!("OBJECT_KEY_TEMPLATE={template}: {why}")))?;
-        opts.key_template = template.clone();
-    }
     Ok(std::sync::Arc::new(crate::storage::StorageStage::new(
         backend, opts,
     )))
@@ -432,12 +455,12 @@ async fn ensure_bucket(
     backend: &dyn crate::storage::ObjectBackend,
 ) -> Result<crate::storage::BucketOutcome, Failure> {
     backend
-        .ensure_bucket(&config.bucket_spec)
+        .ensure_bucket(&config.storage.bucket_spec)
         .await
         .map_err(|e| {
             usage(anyhow::anyhow!(
                 "storage bucket {}: {e}",
-                config.storage_bucket
+                config.storage.bucket
             ))
         })
 }
@@ -447,15 +470,17 @@ async fn setup_storage(config: Config) -> Result<(), Failure> {
     let outcome = ensure_bucket(&config, backend.as_ref()).await?;
     println!(
         "bucket {} ({}): {}",
-        config.storage_bucket,
+        config.storage.bucket,
         backend.provider(),
         match outcome {
             crate::storage::BucketOutcome::Exists => "exists",
             crate::storage::BucketOutcome::Created => "created",
         }
     );
-    if !matches!(config.queue, QueueBackend::Sqlite { .. }) {
-        let queue = queue::open(&config).await.map_err(queue_failure)?;
+    if !matches!(config.queue.backend, QueueBackend::Sqlite { .. }) {
+        let queue = queue::open(&config.queue, config.supabase.as_ref())
+            .await
+            .map_err(queue_failure)?;
         if queue.ensure_videos_bucket().await? {
             println!("ensure_videos_bucket(): called");
         }
@@ -464,7 +489,7 @@ async fn setup_storage(config: Config) -> Result<(), Failure> {
 }
 
 async fn migrate(config: Config) -> Result<(), Failure> {
-    match &config.queue {
+    match &config.queue.backend {
         QueueBackend::Postgres { url } => {
             // One connection, no pool: a database that cannot be reached fails at once.
             let options = crate::config::database_url::connect_options(url.expose())
@@ -494,8 +519,13 @@ async fn migrate(config: Config) -> Result<(), Failure> {
 
 async fn extract(config: Config, link: &str) -> Result<(), Failure> {
     use crate::extract::{DouyinExtractor, ExtractOptions};
-    let extractor =
-        DouyinExtractor::new(ExtractOptions::from_config(&config)).map_err(usage_msg)?;
+    let extractor = DouyinExtractor::new(ExtractOptions::new(
+        &config.extract,
+        &config.browser,
+        &config.net,
+        config.worker.max_concurrent,
+    ))
+    .map_err(usage_msg)?;
     match extractor.extract(link).await {
         Ok(found) => {
             println!("{}", serde_json::to_string_pretty(&found)?);
@@ -535,14 +565,16 @@ async fn enqueue(
 ) -> Result<(), Failure> {
     use crate::extract::link::{self, Link};
     use crate::queue::EnqueueRequest;
-    let queue = queue::open(&config).await.map_err(queue_failure)?;
+    let queue = queue::open(&config.queue, config.supabase.as_ref())
+        .await
+        .map_err(queue_failure)?;
     let mut rows = Vec::new();
     let mut refused = 0;
     for input in inputs {
         let mut req = EnqueueRequest {
             priority,
             force,
-            max_attempts: Some(config.max_attempts),
+            max_attempts: Some(config.worker.max_attempts),
             ..Default::default()
         };
         if let Ok(video_id) = uuid::Uuid::parse_str(input.trim()) {

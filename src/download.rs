@@ -27,6 +27,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::config::{DownloadSettings, NetSettings};
 use crate::error::JobError;
 use crate::net::upstream::{Upstream, is_douyin_host};
 use crate::stage::{DownloadError, DownloadedFile, Downloader, JobContext, MediaSource};
@@ -56,36 +57,25 @@ pub struct DownloadOptions {
 }
 
 impl DownloadOptions {
-    /// Options from the validated configuration.
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
+    /// The downloader of the download and network settings; at most five redirect hops.
+    pub fn new(download: &DownloadSettings, net: &NetSettings) -> Self {
         Self {
-            connect_timeout: cfg.download_connect_timeout,
-            idle_timeout: cfg.download_idle_timeout,
-            total_timeout: cfg.download_timeout,
-            max_bytes: cfg.max_video_bytes,
-            max_resumes: cfg.download_max_resumes,
+            connect_timeout: download.connect_timeout,
+            idle_timeout: download.idle_timeout,
+            total_timeout: download.total_timeout,
+            max_bytes: download.max_video_bytes,
+            max_resumes: download.max_resumes,
             max_redirects: 5,
-            allow_private_networks: cfg.allow_private_networks,
-            upstream: match &cfg.douyin_upstream {
-                Some(url) => Upstream::rewrite_to(url.clone()),
-                None => Upstream::direct(),
-            },
+            allow_private_networks: net.allow_private_networks,
+            upstream: Upstream::from_setting(net.douyin_upstream.as_ref()),
         }
     }
 }
 
 impl Default for DownloadOptions {
+    /// The settings' declared defaults.
     fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            total_timeout: Duration::from_secs(3600),
-            max_bytes: 2 * 1024 * 1024 * 1024,
-            max_resumes: 5,
-            max_redirects: 5,
-            allow_private_networks: false,
-            upstream: Upstream::direct(),
-        }
+        Self::new(&DownloadSettings::default(), &NetSettings::default())
     }
 }
 

@@ -57,7 +57,7 @@ pub struct ExtractOptions {
 pub struct BrowserOptions {
     /// The strategy joins the chain (`BROWSER_ENABLED`). Off in [`Default`], so that code
     /// building options by hand never starts a browser by surprise; on in
-    /// [`ExtractOptions::from_config`] unless switched off.
+    /// [`ExtractOptions::new`] unless switched off.
     pub enabled: bool,
     /// The executable (`CHROMIUM_PATH`); else `chromium`, `chromium-browser` or
     /// `google-chrome` on `PATH`.
@@ -71,12 +71,14 @@ pub struct BrowserOptions {
 }
 
 impl Default for BrowserOptions {
+    /// The settings' declared defaults, off, with two tabs.
     fn default() -> Self {
+        let settings = crate::config::BrowserSettings::default();
         Self {
             enabled: false,
-            chromium_path: None,
-            max_pages: 200,
-            timeout: Duration::from_secs(30),
+            chromium_path: settings.chromium_path,
+            max_pages: settings.max_pages,
+            timeout: settings.timeout,
             max_tabs: 2,
         }
     }
@@ -84,40 +86,52 @@ impl Default for BrowserOptions {
 
 impl ExtractOptions {
     /// Options from the validated configuration.
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
+    pub fn new(
+        extract: &crate::config::ExtractSettings,
+        browser: &crate::config::BrowserSettings,
+        net: &crate::config::NetSettings,
+        max_tabs: usize,
+    ) -> Self {
         Self {
             client: ClientOptions {
-                upstream: match &cfg.douyin_upstream {
-                    Some(url) => crate::net::upstream::Upstream::rewrite_to(url.clone()),
-                    None => crate::net::upstream::Upstream::direct(),
-                },
-                cookie: cfg.douyin_cookie.clone(),
-                timeout: cfg.extract_timeout,
-                allow_private_networks: cfg.allow_private_networks,
+                upstream: crate::net::upstream::Upstream::from_setting(
+                    net.douyin_upstream.as_ref(),
+                ),
+                cookie: extract.douyin_cookie.clone(),
+                timeout: extract.timeout,
+                allow_private_networks: net.allow_private_networks,
             },
-            prefer_h264: cfg.prefer_h264,
-            images: cfg.image_posts,
+            prefer_h264: extract.prefer_h264,
+            images: extract.image_posts,
             browser: BrowserOptions {
-                enabled: cfg.browser_enabled,
-                chromium_path: cfg.chromium_path.clone(),
-                max_pages: cfg.browser_max_pages.max(1),
-                timeout: cfg.browser_timeout,
-                max_tabs: cfg.max_concurrent.max(1),
+                enabled: browser.enabled,
+                chromium_path: browser.chromium_path.clone(),
+                max_pages: browser.max_pages.max(1),
+                timeout: browser.timeout,
+                max_tabs: max_tabs.max(1),
             },
-            ..Self::default()
+            cache_margin: CACHE_MARGIN,
         }
     }
 }
 
+/// A cached direct URL is reused only when it stays valid at least this long.
+const CACHE_MARGIN: Duration = Duration::from_secs(600);
+
 impl Default for ExtractOptions {
+    /// The settings' declared defaults, with the browser strategy off (see
+    /// [`BrowserOptions::enabled`]).
     fn default() -> Self {
-        Self {
-            client: ClientOptions::default(),
-            prefer_h264: true,
-            images: ImagePolicy::Refuse,
-            cache_margin: Duration::from_secs(600),
-            browser: BrowserOptions::default(),
-        }
+        let browser = crate::config::BrowserSettings {
+            enabled: false,
+            ..Default::default()
+        };
+        Self::new(
+            &Default::default(),
+            &browser,
+            &Default::default(),
+            BrowserOptions::default().max_tabs,
+        )
     }
 }
 

@@ -92,8 +92,15 @@ fn destination(output: Option<&Path>, aweme_id: &str) -> (PathBuf, impl Fn(&str)
 /// Runs `get`; prints a JSON summary of the saved file on success.
 pub async fn run(config: Config, link: &str, output: Option<&Path>) -> Result<(), JobError> {
     let setup = |e: String| JobError::permanent("config", e);
-    let extractor = DouyinExtractor::new(ExtractOptions::from_config(&config)).map_err(setup)?;
-    let downloader = HttpDownloader::new(DownloadOptions::from_config(&config)).map_err(setup)?;
+    let extractor = DouyinExtractor::new(ExtractOptions::new(
+        &config.extract,
+        &config.browser,
+        &config.net,
+        config.worker.max_concurrent,
+    ))
+    .map_err(setup)?;
+    let downloader =
+        HttpDownloader::new(DownloadOptions::new(&config.download, &config.net)).map_err(setup)?;
     let found = extractor.extract(link).await?;
     eprintln!(
         "{}: {} (via {})",

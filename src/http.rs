@@ -150,7 +150,7 @@ impl Servers {
 /// holds at most `HTTP_MAX_CONNECTIONS`, lowered to its part of the descriptor limit
 /// `nofile` ([`fdlimit::connection_cap`]). A busy port is an error naming the setting.
 pub async fn start(
-    config: &crate::config::Config,
+    config: &crate::config::HttpSettings,
     state: HttpState,
     nofile: Option<u64>,
     drain: Duration,
@@ -162,10 +162,10 @@ pub async fn start(
     if let Some(addr) = config.api_addr {
         bound.push(("api", bind(addr, "API_ADDR").await?));
     }
-    let cap = fdlimit::connection_cap(config.http_max_connections, nofile, bound.len());
-    if cap < config.http_max_connections {
+    let cap = fdlimit::connection_cap(config.max_connections, nofile, bound.len());
+    if cap < config.max_connections {
         tracing::warn!(
-            setting = config.http_max_connections,
+            setting = config.max_connections,
             cap,
             nofile,
             listeners = bound.len(),
@@ -177,7 +177,7 @@ pub async fn start(
             "the download API shares HTTP_ADDR with /metrics and /readyz: publishing it publishes them; set API_ADDR to serve the API on a listener of its own"
         );
     }
-    let limits = ServerLimits::from_config(config, cap);
+    let limits = ServerLimits::new(config, cap);
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for (name, listener) in bound {

@@ -218,14 +218,17 @@ impl<T: JobQueue + QueueAdmin> Queue for T {}
 
 /// Opens the queue the configuration names, ready for use: the SQLite file is created and
 /// its schema applied; PostgreSQL's schema is checked (not changed: that is `migrate`).
-pub async fn open(cfg: &crate::config::Config) -> Result<Arc<dyn Queue>, QueueError> {
+pub async fn open(
+    settings: &crate::config::QueueSettings,
+    supabase: Option<&crate::config::Supabase>,
+) -> Result<Arc<dyn Queue>, QueueError> {
     use crate::config::QueueBackend;
-    match &cfg.queue {
+    match &settings.backend {
         QueueBackend::Postgres { url } => {
             let q = postgres::PgQueue::connect_lazy(
                 url.expose(),
-                cfg.db_pooler,
-                cfg.db_max_connections,
+                settings.db_pooler,
+                settings.db_max_connections,
             )?;
             q.check_schema().await?;
             Ok(Arc::new(q))
@@ -236,12 +239,12 @@ pub async fn open(cfg: &crate::config::Config) -> Result<Arc<dyn Queue>, QueueEr
             Ok(Arc::new(q))
         }
         QueueBackend::Supabase => {
-            let (Some(url), Some(key)) = (&cfg.supabase_url, &cfg.supabase_key) else {
+            let Some(project) = supabase else {
                 return Err(QueueError::Rejected(
                     "Supabase mode needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY".into(),
                 ));
             };
-            let q = rest::RestQueue::new(url, key.clone())?;
+            let q = rest::RestQueue::new(&project.url, project.key.clone())?;
             q.check_schema().await?;
             Ok(Arc::new(q))
         }

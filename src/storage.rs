@@ -199,8 +199,7 @@ pub trait ObjectBackend: Send + Sync + 'static {
     }
 }
 
-/// The default object key template.
-pub const DEFAULT_KEY_TEMPLATE: &str = "{douyin_id}/{douyin_id}.{ext}";
+pub use crate::config::storage::DEFAULT_KEY_TEMPLATE;
 
 /// The object key for a video: the template with `{douyin_id}`, `{video_id}` and `{ext}`
 /// filled in, made safe: only letters, digits, `.`, `_`, `-` and `/`; no empty or `..`

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::WorkerSettings;
 use crate::error::JobError;
 use crate::queue::{ClaimedJob, Completion, FailedAttempt, JobQueue, JobSignal, Lease};
 use crate::retry::RetryPolicy;
@@ -74,8 +74,9 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Options from the validated configuration.
-    pub fn from_config(cfg: &Config) -> Self {
+    /// The worker of these settings: heartbeats every third of the lease, rescues every poll
+    /// interval (1 s to a minute), progress every second, outcomes in batches of 500.
+    pub fn new(cfg: &WorkerSettings) -> Self {
         Self {
             worker_id: cfg.worker_id.clone(),
             max_concurrent: cfg.max_concurrent,

@@ -1,5 +1,7 @@
 //! Unit tests of the configuration: defaults, errors naming the setting, each setting's rules.
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
 fn raw() -> RawSettings {
     RawSettings::default()
@@ -8,51 +10,51 @@ fn raw() -> RawSettings {
 #[test]
 fn defaults_are_the_old_workers_and_the_embedded_queue() {
     let c = Config::resolve(&raw(), None).unwrap();
-    assert_eq!(c.max_concurrent, 2);
-    assert_eq!(c.poll_interval, Duration::from_millis(10_000));
-    assert!(!c.debug);
-    assert_eq!(c.max_attempts, 5);
-    assert_eq!(c.retry_base, Duration::from_secs(30));
-    assert_eq!(c.retry_max, Duration::from_secs(3600));
-    assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.worker.max_concurrent, 2);
+    assert_eq!(c.worker.poll_interval, Duration::from_millis(10_000));
+    assert!(!c.log.debug);
+    assert_eq!(c.worker.max_attempts, 5);
+    assert_eq!(c.worker.retry_base, Duration::from_secs(30));
+    assert_eq!(c.worker.retry_max, Duration::from_secs(3600));
+    assert_eq!(c.worker.shutdown_grace, Duration::from_secs(30));
     assert_eq!(
-        c.queue,
+        c.queue.backend,
         QueueBackend::Sqlite {
             path: PathBuf::from("./data/douyin-worker.db")
         }
     );
-    assert!(!c.worker_id.is_empty());
+    assert!(!c.worker.worker_id.is_empty());
 }
 
 #[test]
 fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() {
     let c = Config::resolve(&raw(), None).unwrap();
-    assert_eq!(c.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
-    assert!(!c.api_enabled);
-    assert_eq!(c.signed_url_ttl, Duration::from_secs(3600));
+    assert_eq!(c.http.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    assert!(!c.http.api_enabled);
+    assert_eq!(c.http.signed_url_ttl, Duration::from_secs(3600));
     for off in ["", "off", "OFF", "none"] {
         let mut r = raw();
-        r.http_addr = Some(off.into());
+        r.http.http_addr = Some(off.into());
         assert_eq!(
-            Config::resolve(&r, None).unwrap().http_addr,
+            Config::resolve(&r, None).unwrap().http.http_addr,
             None,
             "{off:?}"
         );
     }
     let mut r = raw();
-    r.http_addr = Some("0.0.0.0:8080".into());
+    r.http.http_addr = Some("0.0.0.0:8080".into());
     assert_eq!(
-        Config::resolve(&r, None).unwrap().http_addr,
+        Config::resolve(&r, None).unwrap().http.http_addr,
         Some("0.0.0.0:8080".parse().unwrap())
     );
-    r.http_addr = Some("localhost".into());
+    r.http.http_addr = Some("localhost".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(
         e.starts_with("HTTP_ADDR=localhost: expected IP:PORT"),
         "{e}"
     );
-    r.http_addr = Some("off".into());
-    r.api_enabled = Some("true".into());
+    r.http.http_addr = Some("off".into());
+    r.http.api_enabled = Some("true".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(e.contains("API_ENABLED=true needs a listener"), "{e}");
 }
@@ -61,16 +63,16 @@ fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() 
 fn image_posts_are_refused_unless_stored() {
     use crate::extract::media::ImagePolicy;
     assert_eq!(
-        Config::resolve(&raw(), None).unwrap().image_posts,
+        Config::resolve(&raw(), None).unwrap().extract.image_posts,
         ImagePolicy::Refuse
     );
     let mut r = raw();
-    r.image_posts = Some("Store".into());
+    r.extract.image_posts = Some("Store".into());
     assert_eq!(
-        Config::resolve(&r, None).unwrap().image_posts,
+        Config::resolve(&r, None).unwrap().extract.image_posts,
         ImagePolicy::Store
     );
-    r.image_posts = Some("keep".into());
+    r.extract.image_posts = Some("keep".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert_eq!(e, "IMAGE_POSTS=keep: expected refuse or store");
 }
@@ -78,19 +80,22 @@ fn image_posts_are_refused_unless_stored() {
 #[test]
 fn cors_origins_are_origins_or_a_star() {
     let mut r = raw();
-    r.api_cors_origins = Some(" https://app.example.com/ , http://localhost:3000".into());
+    r.http.api_cors_origins = Some(" https://app.example.com/ , http://localhost:3000".into());
     assert_eq!(
-        Config::resolve(&r, None).unwrap().api_cors_origins,
+        Config::resolve(&r, None).unwrap().http.api_cors_origins,
         ["https://app.example.com", "http://localhost:3000"]
     );
-    r.api_cors_origins = Some("*".into());
-    assert_eq!(Config::resolve(&r, None).unwrap().api_cors_origins, ["*"]);
+    r.http.api_cors_origins = Some("*".into());
+    assert_eq!(
+        Config::resolve(&r, None).unwrap().http.api_cors_origins,
+        ["*"]
+    );
     for bad in [
         "app.example.com",
         "https://app.example.com/path",
         "ftp://x.example",
     ] {
-        r.api_cors_origins = Some(bad.into());
+        r.http.api_cors_origins = Some(bad.into());
         let e = Config::resolve(&r, None).unwrap_err().to_string();
         assert!(e.starts_with("API_CORS_ORIGINS="), "{bad}: {e}");
     }
@@ -99,21 +104,21 @@ fn cors_origins_are_origins_or_a_star() {
 #[test]
 fn a_bad_number_names_the_variable_and_value() {
     let mut r = raw();
-    r.max_concurrent = Some("abc".into());
+    r.worker.max_concurrent = Some("abc".into());
     let e = Config::resolve(&r, None).unwrap_err();
     assert_eq!(
         e.to_string(),
         "MAX_CONCURRENT=abc: expected a whole number from 1 to 1000"
     );
-    r.max_concurrent = Some("0".into());
+    r.worker.max_concurrent = Some("0".into());
     assert!(Config::resolve(&r, None).is_err());
 }
 
 #[test]
 fn a_malformed_url_is_refused_without_echoing_secrets() {
     let mut r = raw();
-    r.supabase_url = Some("not a url".into());
-    r.supabase_service_role_key = Some("sb_secret_x".into());
+    r.supabase.supabase_url = Some("not a url".into());
+    r.supabase.supabase_service_role_key = Some("sb_secret_x".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(
         e.starts_with("SUPABASE_URL=not a url: not a valid URL"),
@@ -121,7 +126,7 @@ fn a_malformed_url_is_refused_without_echoing_secrets() {
     );
 
     let mut r = raw();
-    r.database_url = Some("mysql://u:hunter2@h/db".into());
+    r.queue.database_url = Some("mysql://u:hunter2@h/db".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(e.starts_with("DATABASE_URL: expected a postgres://"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
@@ -130,18 +135,18 @@ fn a_malformed_url_is_refused_without_echoing_secrets() {
 #[test]
 fn backend_follows_what_is_configured() {
     let mut r = raw();
-    r.supabase_url = Some("https://abc.supabase.co".into());
-    r.supabase_service_role_key = Some("sb_secret_x".into());
+    r.supabase.supabase_url = Some("https://abc.supabase.co".into());
+    r.supabase.supabase_service_role_key = Some("sb_secret_x".into());
     assert_eq!(
-        Config::resolve(&r, None).unwrap().queue,
+        Config::resolve(&r, None).unwrap().queue.backend,
         QueueBackend::Supabase
     );
-    r.database_url = Some("postgres://u:pw@localhost:5432/db".into());
+    r.queue.database_url = Some("postgres://u:pw@localhost:5432/db".into());
     assert!(matches!(
-        Config::resolve(&r, None).unwrap().queue,
+        Config::resolve(&r, None).unwrap().queue.backend,
         QueueBackend::Postgres { .. }
     ));
-    r.supabase_service_role_key = None;
+    r.supabase.supabase_service_role_key = None;
     assert!(
         Config::resolve(&r, None)
             .unwrap_err()
@@ -153,9 +158,9 @@ fn backend_follows_what_is_configured() {
 #[test]
 fn summary_and_debug_hide_secrets() {
     let mut r = raw();
-    r.database_url = Some("postgres://u:hunter2@localhost/db".into());
-    r.supabase_url = Some("https://abc.supabase.co".into());
-    r.supabase_service_role_key = Some("sb_secret_topsecret".into());
+    r.queue.database_url = Some("postgres://u:hunter2@localhost/db".into());
+    r.supabase.supabase_url = Some("https://abc.supabase.co".into());
+    r.supabase.supabase_service_role_key = Some("sb_secret_topsecret".into());
     let c = Config::resolve(&r, None).unwrap();
     let text = format!("{} {:?}", c.summary(), c);
     assert!(!text.contains("hunter2"), "{text}");
@@ -166,7 +171,7 @@ fn summary_and_debug_hide_secrets() {
 #[test]
 fn passwords_in_query_parameters_are_hidden_in_the_summary() {
     let mut r = raw();
-    r.database_url = Some(
+    r.queue.database_url = Some(
         "postgres://u@localhost/db?password=hunter2&sslpassword=certpass9&sslmode=require\
          &app_api_key=k3y-value&access_token=t0ken-value&client_secret=s3cret-value"
             .into(),
@@ -190,7 +195,7 @@ fn passwords_in_query_parameters_are_hidden_in_the_summary() {
 #[test]
 fn the_summary_hides_url_parameter_values_and_names_the_pooler() {
     let mut r = raw();
-    r.database_url = Some(
+    r.queue.database_url = Some(
         "postgres://u@pooler.example.com:6543/db?sslmode=require&sslpassword=hunter2\
          &password=topsecret"
             .into(),
@@ -208,12 +213,12 @@ fn the_summary_hides_url_parameter_values_and_names_the_pooler() {
 #[test]
 fn booleans_and_formats_are_checked() {
     let mut r = raw();
-    r.debug = Some("TRUE".into());
-    r.log_format = Some("json".into());
+    r.log.debug = Some("TRUE".into());
+    r.log.log_format = Some("json".into());
     let c = Config::resolve(&r, None).unwrap();
-    assert!(c.debug);
-    assert_eq!(c.log_format, LogFormat::Json);
-    r.debug = Some("maybe".into());
+    assert!(c.log.debug);
+    assert_eq!(c.log.format, LogFormat::Json);
+    r.log.debug = Some("maybe".into());
     assert_eq!(
         Config::resolve(&r, None).unwrap_err().to_string(),
         "DEBUG=maybe: expected true or false"
@@ -223,8 +228,8 @@ fn booleans_and_formats_are_checked() {
 #[test]
 fn backoff_base_above_cap_is_refused() {
     let mut r = raw();
-    r.retry_base_seconds = Some("100".into());
-    r.retry_max_seconds = Some("10".into());
+    r.worker.retry_base_seconds = Some("100".into());
+    r.worker.retry_max_seconds = Some("10".into());
     assert!(Config::resolve(&r, None).is_err());
 }
 
@@ -232,8 +237,8 @@ fn backoff_base_above_cap_is_refused() {
 fn storage_urls_of_every_object_store_are_accepted_and_malformed_ones_explained() {
     let with = |u: &str| {
         let mut r = raw();
-        r.storage_url = Some(u.into());
-        Config::resolve(&r, None).map(|c| c.storage_url.unwrap().to_string())
+        r.storage.storage_url = Some(u.into());
+        Config::resolve(&r, None).map(|c| c.storage.url.unwrap().to_string())
     };
     for good in [
         "s3://videos",
@@ -265,4 +270,60 @@ fn storage_urls_of_every_object_store_are_accepted_and_malformed_ones_explained(
         assert!(e.starts_with(&format!("STORAGE_URL={bad}")), "{e}");
         assert!(e.contains(says), "{bad}: {e}");
     }
+}
+
+#[test]
+fn every_setting_is_declared_once_with_its_variable_and_help_prints_the_defaults() {
+    use clap::{Args, Command};
+    let mut cmd = RawSettings::augment_args(Command::new("douyin-worker"));
+    let mut envs = Vec::new();
+    for arg in cmd.get_arguments() {
+        let env = arg
+            .get_env()
+            .unwrap_or_else(|| panic!("{} has no environment variable", arg.get_id()));
+        assert!(arg.is_global_set(), "{} is not global", arg.get_id());
+        envs.push(env.to_string_lossy().into_owned());
+    }
+    let count = envs.len();
+    envs.sort();
+    envs.dedup();
+    assert_eq!(envs.len(), count, "a variable is declared twice");
+    let help = cmd.render_long_help().to_string();
+    for shown in [
+        "[default: 2]",
+        "[default: 10000]",
+        "[default: 127.0.0.1:9464]",
+        "[default: {douyin_id}/{douyin_id}.{ext}]",
+        "[env: MAX_CONCURRENT=",
+        "Worker:",
+        "Storage:",
+    ] {
+        assert!(help.contains(shown), "--help lacks {shown}:\n{help}");
+    }
+}
+
+#[test]
+fn a_bad_value_names_the_flag_when_it_came_from_the_command_line() {
+    use clap::{Args, Command, FromArgMatches};
+    let cmd =
+        RawSettings::augment_args(Command::new("douyin-worker")).mut_args(|a| a.env(None::<&str>));
+    let m = cmd
+        .try_get_matches_from(["douyin-worker", "--download-max-resumes", "many"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    let e = Config::resolve(&r, Some(&m)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("--download-max-resumes=many: expected a whole number from 0 to 1000"),
+        "{e}"
+    );
+    // The declared defaults apply to whatever is not given.
+    let m = Command::new("douyin-worker");
+    let m = RawSettings::augment_args(m)
+        .mut_args(|a| a.env(None::<&str>))
+        .try_get_matches_from(["douyin-worker"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    let c = Config::resolve(&r, Some(&m)).unwrap();
+    assert_eq!(c.download, DownloadSettings::default());
+    assert_eq!(c.worker.max_concurrent, 2);
 }

@@ -78,33 +78,25 @@ pub struct ApiOptions {
 }
 
 impl Default for ApiOptions {
-    /// The settings' defaults: links for an hour, no CORS origin, no token, 120 requests a
-    /// minute per client, a minute between two jobs of a video, 30 s per request.
+    /// The settings' declared defaults: links for an hour, no CORS origin, no token, 120
+    /// requests a minute per client, a minute between two jobs of a video, 30 s per request.
     fn default() -> Self {
-        Self {
-            signed_url_ttl: Duration::from_secs(3600),
-            cors_origins: Vec::new(),
-            token: None,
-            rate_limit: 120,
-            trust_forwarded_for: false,
-            retry_cooldown: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(30),
-        }
+        Self::new(&crate::config::HttpSettings::default())
     }
 }
 
 impl ApiOptions {
     /// The options from the validated configuration, if the API is on.
-    pub fn from_config(cfg: &crate::config::Config) -> Option<Self> {
-        cfg.api_enabled.then(|| Self {
-            signed_url_ttl: cfg.signed_url_ttl,
-            cors_origins: cfg.api_cors_origins.clone(),
-            token: cfg.api_token.clone(),
-            rate_limit: cfg.api_rate_limit,
-            trust_forwarded_for: cfg.api_trust_forwarded_for,
-            retry_cooldown: cfg.api_retry_cooldown,
-            request_timeout: cfg.http_request_timeout,
-        })
+    pub fn new(http: &crate::config::HttpSettings) -> Self {
+        Self {
+            signed_url_ttl: http.signed_url_ttl,
+            cors_origins: http.api_cors_origins.clone(),
+            token: http.api_token.clone(),
+            rate_limit: http.api_rate_limit,
+            trust_forwarded_for: http.api_trust_forwarded_for,
+            retry_cooldown: http.api_retry_cooldown,
+            request_timeout: http.request_timeout,
+        }
     }
 }
 

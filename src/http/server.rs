@@ -64,26 +64,22 @@ pub struct ServerLimits {
 }
 
 impl Default for ServerLimits {
-    /// The settings' defaults: 512 connections, 10 s for headers, 60 s idle.
+    /// The settings' declared defaults: 512 connections, 10 s for headers, 60 s idle.
     fn default() -> Self {
-        Self {
-            max_connections: 512,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            stall_timeout: Duration::from_secs(60),
-        }
+        let http = crate::config::HttpSettings::default();
+        Self::new(&http, http.max_connections)
     }
 }
 
 impl ServerLimits {
     /// The limits the configuration sets, with the connection cap as given (it depends on
     /// the descriptor limit and the number of listeners: see [`super::fdlimit`]).
-    pub fn from_config(cfg: &crate::config::Config, max_connections: usize) -> Self {
+    pub fn new(http: &crate::config::HttpSettings, max_connections: usize) -> Self {
         Self {
             max_connections: max_connections.max(1),
-            header_timeout: cfg.http_header_timeout,
-            idle_timeout: cfg.http_idle_timeout,
-            stall_timeout: cfg.http_idle_timeout.max(cfg.http_request_timeout),
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            stall_timeout: http.idle_timeout.max(http.request_timeout),
         }
     }
 }

@@ -43,6 +43,13 @@ impl Upstream {
         Self { base: None }
     }
 
+    /// Direct, or to the stand-in `DOUYIN_UPSTREAM` names.
+    pub fn from_setting(base: Option<&Url>) -> Self {
+        Self {
+            base: base.cloned(),
+        }
+    }
+
     /// Requests to Douyin hosts go to `base` (`DOUYIN_UPSTREAM`).
     pub fn rewrite_to(base: Url) -> Self {
         Self { base: Some(base) }

@@ -50,7 +50,7 @@ fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited at start-up ({status})");
