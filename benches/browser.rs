@@ -10,19 +10,15 @@
 //! `chromium` on `PATH`). `cargo bench --bench browser`; `BENCH_JOBS` (default 40) sets the
 //! warm job count (a browser per job runs a quarter of it, at least 5).
 
-#[path = "../tests/it/douyin_server.rs"]
-#[allow(dead_code)]
-mod douyin_server;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use douyin_server::{Behaviour, DouyinServer, video_post};
 use douyin_worker::extract::BrowserOptions;
 use douyin_worker::extract::browser::BrowserPool;
 use douyin_worker::extract::client::ClientOptions;
 use douyin_worker::extract::strategy::Target;
 use douyin_worker::net::upstream::Upstream;
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

@@ -6,18 +6,14 @@
 //! sizes. The loopback CDN of the tests serves the file from memory, so the process RSS holds
 //! that copy: the memory figure is the peak RSS above the level before the downloads.
 
-#[path = "../tests/it/cdn.rs"]
-#[allow(unused_imports)]
-mod cdn;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cdn::{Cdn, Serve, bytes};
 use douyin_worker::download::{DownloadOptions, HttpDownloader};
 use douyin_worker::stage::MediaSource;
+use fakes::cdn::{Cdn, Serve, bytes};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

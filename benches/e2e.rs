@@ -19,24 +19,16 @@
 //! makes the media (H.264, cached in the temp folder), else synthetic MP4s are used and the
 //! output says so. Prints figures; asserts nothing beyond every job ending `ready`.
 
-#[path = "../tests/it/cdn.rs"]
-#[allow(unused_imports)]
-mod cdn;
-#[path = "../tests/it/douyin_server.rs"]
-#[allow(dead_code, unused_imports)]
-mod douyin_server;
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cdn::{Cdn, Serve};
-use douyin_server::{Behaviour, DouyinServer, mp4_of_size, video_post_from};
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::{EnqueueRequest, QueueAdmin};
+use fakes::cdn::{Cdn, Serve};
+use fakes::douyin::{Behaviour, DouyinServer, mp4_of_size, video_post_from};
 
 const ACCESS: &str = "bench-access";
 const SECRET: &str = "bench-secret";
@@ -167,24 +159,6 @@ fn media(mb: usize) -> Media {
 // ---------------------------------------------------------------------------------------------
 // Services
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn s3s_binary() -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let p = format!("{home}/.cargo/bin/s3s-fs");
-    if Path::new(&p).exists() {
-        p
-    } else {
-        "s3s-fs".into()
-    }
-}
-
 /// s3s-fs serving `root` (bucket `videos` = the folder `root/videos`); killed on drop.
 struct S3 {
     child: Child,
@@ -196,8 +170,8 @@ impl S3 {
     fn start() -> S3 {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("videos")).unwrap();
-        let port = free_port();
-        let child = Command::new(s3s_binary())
+        let port = fakes::servers::free_port();
+        let child = Command::new(fakes::servers::s3s_binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS, "--secret-key", SECRET])
             .arg(root.path())
@@ -260,7 +234,7 @@ struct Worker {
 }
 
 fn spawn_worker(env: &[(&str, String)], log: &Path) -> Worker {
-    let port = free_port();
+    let port = fakes::servers::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
     cmd.arg("run");
     for var in [
@@ -670,7 +644,7 @@ async fn main() {
     for m in &media {
         cdn.add(&m.path, m.bytes.clone(), Serve::Normal);
     }
-    let (base_url, _cluster) = support::cluster_url();
+    let base_url = fakes::pg::pg_url();
     let admin = sqlx::PgPool::connect(&base_url).await.expect("connect");
     let ctx = Ctx {
         admin,

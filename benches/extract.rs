@@ -4,16 +4,12 @@
 //! p50 / p99 latency; asserts nothing. `cargo bench --bench extract`; `BENCH_LINKS` sets the
 //! count.
 
-#[path = "../tests/it/douyin_server.rs"]
-#[allow(dead_code)]
-mod douyin_server;
-
 use std::time::{Duration, Instant};
 
-use douyin_server::{Behaviour, DouyinServer, video_post};
 use douyin_worker::extract::client::ClientOptions;
 use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
 use douyin_worker::net::upstream::Upstream;
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

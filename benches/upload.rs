@@ -6,10 +6,6 @@
 //! by scripts/test.sh). The Supabase Storage emulator of the tests runs in this process and
 //! keeps objects in memory, so no memory figure is given for it.
 
-#[path = "../tests/it/storage_api.rs"]
-#[allow(unused_imports)]
-mod storage_api;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -190,11 +186,11 @@ async fn main() {
     let _ = s3s.wait();
 
     // Supabase Storage: the emulator (TUS above 6 MiB) against one curl POST.
-    let api = storage_api::StorageApi::start().await;
+    let api = fakes::storage_api::StorageApi::start().await;
     api.create_bucket("videos", false, None, None);
     let sb = SupabaseStorage::new(
         &api.url.parse().unwrap(),
-        Secret::new(storage_api::SERVICE_KEY),
+        Secret::new(fakes::storage_api::SERVICE_KEY),
         "videos",
     )
     .unwrap();
@@ -210,7 +206,7 @@ async fn main() {
                     .args(["-sSf", "--noproxy", "*", "-X", "POST"])
                     .args([
                         "-H",
-                        &format!("Authorization: Bearer {}", storage_api::SERVICE_KEY),
+                        &format!("Authorization: Bearer {}", fakes::storage_api::SERVICE_KEY),
                     ])
                     .args([
                         "-H",

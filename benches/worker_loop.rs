@@ -22,8 +22,6 @@ use douyin_worker::worker::{Worker, WorkerOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-mod support;
-
 /// Does nothing but report when it started.
 struct NoOp {
     started: mpsc::UnboundedSender<Instant>,
@@ -200,7 +198,7 @@ async fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 10);
     let rounds = env_or("BENCH_ROUNDS", 5).max(1);
     let pickups = env_or("BENCH_PICKUPS", 200).max(1);
-    let (base_url, _cluster) = support::cluster_url();
+    let base_url = fakes::pg::pg_url();
     let admin = sqlx::PgPool::connect(&base_url).await.expect("connect");
 
     let mut rates = Vec::with_capacity(rounds);

@@ -24,7 +24,7 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
 # The emulators and launchers the tests use, wherever they stand.
-INFRA_DIRS = ["tests/it/fakes", "tests/it/support"]
+INFRA_DIRS = ["fakes/src", "tests/it/support"]
 INFRA_FILES_BEFORE = [
     "tests/it/douyin_server.rs",
     "tests/it/cdn.rs",

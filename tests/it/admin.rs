@@ -25,7 +25,7 @@ use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use crate::backends::Backend;
+use crate::support::backends::Backend;
 
 const LEASE: Duration = Duration::from_secs(60);
 

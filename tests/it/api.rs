@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::fresh_pg;
+use fakes::pg::fresh_pg;
 
 /// A server on a loopback port over a queue and a store; stopped on drop.
 pub(crate) struct Server {
@@ -454,12 +454,6 @@ async fn readiness_follows_the_queue_the_store_and_shutdown() {
     assert!(!body.to_string().contains("127.0.0.1"), "{body}");
 }
 
-/// A free loopback port (closed again; the worker binds it right after).
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// The value of the first sample of `name` whose labels contain every `label`.
 pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
@@ -472,12 +466,12 @@ pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_appear_and_move_after_a_real_job_through_the_binary() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     const ID: &str = "7412345678901234599";
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let db = fresh_pg().await;
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = fakes::servers::free_port();
     let addr = format!("127.0.0.1:{port}");
     let bin = crate::cli::RunningBinary::start(&[
         ("DATABASE_URL", &db.url),
@@ -532,7 +526,7 @@ async fn metrics_appear_and_move_after_a_real_job_through_the_binary() {
         })
         .await
         .unwrap();
-    let rec = crate::backends::wait_for_status(
+    let rec = crate::support::backends::wait_for_status(
         &q,
         r.job_id.unwrap(),
         &["completed"],

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::api::{
     active_jobs, api_options, fail_for_good, fail_for_good_with, insert_video, post, serve_with,
 };
-use crate::helpers::fresh_pg;
+use fakes::pg::fresh_pg;
 
 /// Every job of the video, whatever its status.
 async fn all_jobs(pool: &PgPool, video: Uuid) -> i64 {
@@ -68,7 +68,7 @@ async fn age_jobs(pool: &PgPool, video: Uuid, secs: i64) {
 }
 
 struct Rig {
-    db: crate::helpers::TestDb,
+    db: fakes::pg::TestDb,
     q: PgQueue,
     store: tempfile::TempDir,
     server: crate::api::Server,

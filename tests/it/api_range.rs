@@ -16,7 +16,7 @@ use douyin_worker::storage::{ObjectBackend, PutRequest};
 use sha2::Digest;
 
 use crate::api::{api_options, insert_video, mark_stored, serve_with};
-use crate::helpers::fresh_pg;
+use fakes::pg::fresh_pg;
 
 const KEY: &str = "7400000000000000201/7400000000000000201.mp4";
 
@@ -121,7 +121,7 @@ async fn ranges_from_the_local_folder() {
 #[tokio::test]
 async fn ranges_from_an_s3_store() {
     let data = content(100_000);
-    let server = crate::s3::S3Server::start("videos");
+    let server = fakes::servers::S3Server::start("videos");
     let store = Arc::new(server.store("videos", "test-secret-key"));
     put(store.as_ref(), &data).await;
     check_ranges(store, &data, "s3").await;
@@ -130,12 +130,12 @@ async fn ranges_from_an_s3_store() {
 #[tokio::test]
 async fn ranges_from_supabase_storage() {
     let data = content(100_000);
-    let api = crate::storage_api::StorageApi::start().await;
+    let api = fakes::storage_api::StorageApi::start().await;
     api.create_bucket("videos", false, None, None);
     let store = Arc::new(
         SupabaseStorage::new(
             &api.url.parse().unwrap(),
-            Secret::new(crate::storage_api::SERVICE_KEY),
+            Secret::new(fakes::storage_api::SERVICE_KEY),
             "videos",
         )
         .unwrap(),

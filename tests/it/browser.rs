@@ -14,8 +14,8 @@ use douyin_worker::extract::strategy::{SharePage, Strategy};
 use douyin_worker::extract::{BrowserOptions, DouyinExtractor, ExtractError, ExtractOptions};
 use douyin_worker::net::upstream::Upstream;
 
-use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-use crate::helpers::init_tracing;
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
+use fakes::pg::init_tracing;
 
 const ID: &str = "7412345678901234570";
 

@@ -2,8 +2,8 @@
 
 use std::process::{Command, Output};
 
-use crate::helpers::{fresh_pg_empty, init_tracing};
 use douyin_worker::queue::QueueAdmin;
+use fakes::pg::{fresh_pg_empty, init_tracing};
 
 fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -351,8 +351,13 @@ async fn wait_completed(
     q: &dyn douyin_worker::queue::QueueAdmin,
     id: uuid::Uuid,
 ) -> douyin_worker::queue::JobRecord {
-    crate::backends::wait_for_status(q, id, &["completed"], std::time::Duration::from_secs(30))
-        .await
+    crate::support::backends::wait_for_status(
+        q,
+        id,
+        &["completed"],
+        std::time::Duration::from_secs(30),
+    )
+    .await
 }
 
 const ID: &str = "7412345678901234567";
@@ -373,11 +378,11 @@ type StoredRow = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
     use douyin_worker::queue::EnqueueRequest;
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     init_tracing();
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
-    let db = crate::helpers::fresh_pg().await;
+    let db = fakes::pg::fresh_pg().await;
     let data = tempfile::tempdir().unwrap();
     let bin = RunningBinary::start(&[
         ("DATABASE_URL", &db.url),
@@ -453,8 +458,8 @@ async fn a_job_goes_from_pending_to_ready_through_the_binary_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_runs_jobs_with_no_configuration_but_a_folder() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
     use douyin_worker::queue::EnqueueRequest;
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::OldSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
     let bin = RunningBinary::start(&[
@@ -463,7 +468,9 @@ async fn the_embedded_default_runs_jobs_with_no_configuration_but_a_folder() {
         ("WORKER_ID", "json-test"),
     ]);
     // Another process (this test) queues into the same SQLite file.
-    let q = crate::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db")).await;
+    let q =
+        crate::support::backends::open_sqlite_when_created(&data.path().join("douyin-worker.db"))
+            .await;
     let r = q
         .enqueue(&EnqueueRequest {
             url: Some(format!(

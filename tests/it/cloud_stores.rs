@@ -19,318 +19,22 @@
 //! `DW_MOTO_SERVER`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use douyin_worker::error::ErrorClass;
 use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::cloud::{azure_from_builder, gcs_from_builder};
 use douyin_worker::storage::object::{ObjectStoreBackend, PART_SIZE};
 use douyin_worker::storage::{BucketOutcome, BucketSpec, ObjectBackend, PutRequest};
+use fakes::servers::{AZ_ACCOUNT, AZ_KEY, Azurite, FakeGcs, GcsXmlStandIn, free_port};
 use futures::TryStreamExt;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as StorePath;
-use object_store::{Attribute, ObjectStoreExt, RetryConfig};
+use object_store::{Attribute, ObjectStoreExt};
 use sha2::Digest;
 
-use crate::cdn::bytes;
-
-/// Azurite's well-known development account and key (public, in Microsoft's docs).
-const AZ_ACCOUNT: &str = "devstoreaccount1";
-const AZ_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start-up ({status})");
-        }
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A program under `~/.cache/douyin-worker-test`, or the one `var` names.
-fn installed(var: &str, cached: &str, what: &str) -> String {
-    if let Ok(p) = std::env::var(var) {
-        return p;
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let path = format!("{home}/.cache/douyin-worker-test/{cached}");
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{what} is needed: run bash scripts/test.sh, which installs it (or set {var})"
-    );
-    path
-}
-
-/// A running process killed on drop.
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts an installed server (see [`installed`]) in a temporary folder, on a free
-    /// loopback port that `args` puts on its command line, with its output discarded; returns
-    /// once the port answers.
-    fn start(
-        var: &str,
-        cached: &str,
-        what: &str,
-        args: impl FnOnce(&str) -> Vec<String>,
-    ) -> (Server, u16) {
-        let bin = installed(var, cached, what);
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .args(args(&port.to_string()))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} ({e}): run bash scripts/test.sh"));
-        wait_for_port(port, what, &mut child);
-        (Server { child, _dir: dir }, port)
-    }
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-/// A running Azurite blob service (in memory).
-pub struct Azurite {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    _server: Server,
-}
-
-impl Azurite {
-    pub fn start() -> Azurite {
-        let (server, port) = Server::start(
-            "DW_AZURITE",
-            "azurite/node_modules/.bin/azurite-blob",
-            "Azurite",
-            |port| {
-                strings(&[
-                    "--silent",
-                    "--inMemoryPersistence",
-                    "--skipApiVersionCheck",
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    port,
-                ])
-            },
-        );
-        Azurite {
-            url: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        }
-    }
-
-    /// The account URL (path-style, as Azurite serves it).
-    fn account_url(&self) -> String {
-        format!("{}/{AZ_ACCOUNT}", self.url)
-    }
-
-    fn builder(&self, container: &str, key: &str) -> MicrosoftAzureBuilder {
-        MicrosoftAzureBuilder::new()
-            .with_account(AZ_ACCOUNT)
-            .with_access_key(key)
-            .with_endpoint(self.account_url())
-            .with_allow_http(true)
-            .with_container_name(container)
-    }
-
-    pub fn backend(&self, container: &str, key: &str) -> ObjectStoreBackend {
-        let (store, creator) = azure_from_builder(self.builder(container, key)).unwrap();
-        ObjectStoreBackend::azure(store, creator)
-    }
-}
-
-/// A running fake-gcs-server (in memory).
-pub struct FakeGcs {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    _server: Server,
-}
-
-impl FakeGcs {
-    pub fn start() -> FakeGcs {
-        let (server, port) = Server::start(
-            "DW_FAKE_GCS_SERVER",
-            "fake-gcs-server",
-            "fake-gcs-server",
-            |port| {
-                let host = format!("127.0.0.1:{port}");
-                strings(&[
-                    "-scheme",
-                    "http",
-                    "-backend",
-                    "memory",
-                    "-log-level",
-                    "error",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    port,
-                    "-public-host",
-                    &host,
-                ])
-            },
-        );
-        FakeGcs {
-            url: format!("http://127.0.0.1:{port}"),
-            _server: server,
-        }
-    }
-
-    /// A service-account file as object_store's GCS client reads it: no OAuth, this base URL.
-    fn service_account(&self) -> String {
-        serde_json::json!({
-            "private_key": "unused",
-            "private_key_id": "unused",
-            "client_email": "worker@example.iam.gserviceaccount.com",
-            "disable_oauth": true,
-            "gcs_base_url": self.url,
-        })
-        .to_string()
-    }
-
-    fn builder(&self, bucket: &str) -> GoogleCloudStorageBuilder {
-        GoogleCloudStorageBuilder::new()
-            .with_service_account_key(self.service_account())
-            .with_bucket_name(bucket)
-    }
-
-    pub fn backend(&self, bucket: &str) -> ObjectStoreBackend {
-        self.backend_in(bucket, None)
-    }
-
-    /// The bucket as the worker sees it; a missing one is created in `project`.
-    fn backend_in(&self, bucket: &str, project: Option<&str>) -> ObjectStoreBackend {
-        let (store, bucket) =
-            gcs_from_builder(self.builder(bucket), project.map(str::to_string)).unwrap();
-        ObjectStoreBackend::gcs(store, bucket)
-    }
-
-    fn backend_without_retries(&self, bucket: &str) -> ObjectStoreBackend {
-        let (store, bucket) =
-            gcs_from_builder(self.builder(bucket).with_retry(no_retries()), None).unwrap();
-        ObjectStoreBackend::gcs(store, bucket)
-    }
-
-    /// Creates a bucket through the emulator's JSON API.
-    async fn create_bucket(&self, bucket: &str) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/storage/v1/b", self.url))
-            .json(&serde_json::json!({ "name": bucket }))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-    }
-
-    /// Stores an object through the emulator's JSON multipart upload, with attributes.
-    async fn seed(&self, bucket: &str, key: &str, data: &[u8], content_type: &str) {
-        let meta = serde_json::json!({
-            "name": key,
-            "contentType": content_type,
-            "cacheControl": "max-age=3600",
-            "metadata": { "douyin_id": "7412345678901234567" },
-        });
-        let mut body = Vec::new();
-        body.extend_from_slice(b"--BOUNDARY\r\nContent-Type: application/json\r\n\r\n");
-        body.extend_from_slice(meta.to_string().as_bytes());
-        body.extend_from_slice(
-            format!("\r\n--BOUNDARY\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n--BOUNDARY--\r\n");
-        let r = reqwest::Client::new()
-            .post(format!(
-                "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
-                self.url
-            ))
-            .header("content-type", "multipart/related; boundary=BOUNDARY")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-    }
-}
-
-/// moto's S3 server (PyPI `moto[server]`) standing in for the XML API of Google Cloud
-/// Storage, which Google documents as interoperable with S3: the same object paths and the
-/// same multipart upload (`POST ?uploads`, `PUT ?partNumber&uploadId`, `POST ?uploadId` with
-/// the part list). It lets object_store's GCS uploads run end to end, which no GCS emulator
-/// installable here accepts. What it does not check: GCS's own headers (`x-goog-meta-*`
-/// metadata, `x-goog-generation`) and credentials (it takes requests without any).
-pub struct GcsXmlStandIn {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    _server: Server,
-}
-
-impl GcsXmlStandIn {
-    /// A server with one empty bucket.
-    pub async fn start(bucket: &str) -> GcsXmlStandIn {
-        let (server, port) =
-            Server::start("DW_MOTO_SERVER", "moto-server", "moto's server", |port| {
-                strings(&["-H", "127.0.0.1", "-p", port])
-            });
-        let url = format!("http://127.0.0.1:{port}");
-        let r = reqwest::Client::new()
-            .put(format!("{url}/{bucket}"))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "creating {bucket}: {}", r.status());
-        GcsXmlStandIn {
-            url,
-            _server: server,
-        }
-    }
-
-    /// object_store's GCS client on this server, with a fixed bearer token (the uploads send
-    /// `Authorization: Bearer` even when OAuth is off, and moto needs a token there).
-    fn builder(&self, bucket: &str) -> GoogleCloudStorageBuilder {
-        let token = object_store::gcp::GcpCredential {
-            bearer: "test-token".into(),
-        };
-        GoogleCloudStorageBuilder::new()
-            .with_base_url(&self.url)
-            .with_credentials(std::sync::Arc::new(
-                object_store::StaticCredentialProvider::new(token),
-            ))
-            .with_bucket_name(bucket)
-    }
-
-    pub fn backend(&self, bucket: &str) -> ObjectStoreBackend {
-        let (store, bucket) = gcs_from_builder(self.builder(bucket), None).unwrap();
-        ObjectStoreBackend::gcs(store, bucket)
-    }
-}
+use fakes::cdn::bytes;
 
 fn file_of(dir: &std::path::Path, name: &str, data: &[u8]) -> DownloadedFile {
     let path = dir.join(name);
@@ -366,15 +70,6 @@ async fn put(
             metadata: &meta,
         })
         .await
-}
-
-/// No retries inside object_store: a dead endpoint fails at once.
-fn no_retries() -> RetryConfig {
-    RetryConfig {
-        max_retries: 0,
-        retry_timeout: Duration::from_secs(1),
-        ..Default::default()
-    }
 }
 
 // --- Azure (Azurite) ----------------------------------------------------------------------------
@@ -551,7 +246,7 @@ async fn azure_an_endpoint_that_does_not_answer_is_a_transient_error() {
         .with_endpoint(format!("http://127.0.0.1:{port}/{AZ_ACCOUNT}"))
         .with_allow_http(true)
         .with_container_name("videos")
-        .with_retry(no_retries());
+        .with_retry(fakes::servers::no_retries());
     let (store, creator) = azure_from_builder(builder).unwrap();
     let az = ObjectStoreBackend::azure(store, creator);
     let tmp = tempfile::tempdir().unwrap();
@@ -570,7 +265,7 @@ async fn azure_an_endpoint_that_does_not_answer_is_a_transient_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_az_url_the_binary_creates_the_container_and_stores_jobs_in_it() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     const ID: &str = "7412345678901234567";
     let azurite = Azurite::start();
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
@@ -585,7 +280,7 @@ async fn with_an_az_url_the_binary_creates_the_container_and_stores_jobs_in_it()
         ("AZURE_STORAGE_ACCOUNT_NAME", AZ_ACCOUNT),
         ("AZURE_STORAGE_ACCOUNT_KEY", AZ_KEY),
     ]);
-    crate::backends::queue_and_complete(data.path(), ID).await;
+    crate::support::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
     let text = serde_json::to_string(&lines).unwrap();
@@ -891,7 +586,7 @@ async fn gcs_an_endpoint_that_does_not_answer_is_a_transient_error() {
         GoogleCloudStorageBuilder::new()
             .with_service_account_key(key)
             .with_bucket_name("videos")
-            .with_retry(no_retries()),
+            .with_retry(fakes::servers::no_retries()),
         None,
     )
     .unwrap();
@@ -918,7 +613,7 @@ fn with_a_gs_url_setup_storage_finds_the_bucket_through_the_service_account_file
     let sa = dir.path().join("service-account.json");
     std::fs::write(&sa, gcs.service_account()).unwrap();
     let run = |url: &str| {
-        Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+        std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
             .arg("setup-storage")
             .current_dir(dir.path())
             .env_remove("DATABASE_URL")

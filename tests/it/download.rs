@@ -11,7 +11,7 @@ use douyin_worker::net::upstream::Upstream;
 use douyin_worker::stage::{DownloadedFile, MediaSource};
 use sha2::{Digest, Sha256};
 
-use crate::cdn::{Cdn, Serve, bytes};
+use fakes::cdn::{Cdn, Serve, bytes};
 
 fn opts() -> DownloadOptions {
     DownloadOptions {

@@ -7,7 +7,7 @@ use douyin_worker::extract::media::Choice;
 use douyin_worker::extract::{DouyinExtractor, ExtractError, ExtractOptions};
 use douyin_worker::net::upstream::Upstream;
 
-use crate::douyin_server::{Behaviour, DouyinServer, image_post, video_post};
+use fakes::douyin::{Behaviour, DouyinServer, image_post, video_post};
 
 const ID: &str = "7412345678901234567";
 

@@ -17,9 +17,10 @@ use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::local::LocalFolder;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{free_port, get, sample};
-use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-use crate::helpers::fresh_pg;
+use crate::api::{get, sample};
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
+use fakes::pg::fresh_pg;
+use fakes::servers::free_port;
 
 /// What the attack sends on each socket: half a request, then nothing.
 const HALF_REQUEST: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n";
@@ -120,7 +121,7 @@ async fn worker_at_256(
     id: &str,
 ) -> (
     crate::cli::RunningBinary,
-    crate::helpers::TestDb,
+    fakes::pg::TestDb,
     DouyinServer,
     tempfile::TempDir,
 ) {
@@ -149,7 +150,7 @@ async fn wait_until_answers(url: &str) {
 }
 
 /// Queues the fixture's video and waits for the job's end: completed, or the failure text.
-async fn run_job(db: &crate::helpers::TestDb, id: &str) -> Result<(), String> {
+async fn run_job(db: &fakes::pg::TestDb, id: &str) -> Result<(), String> {
     let q = PgQueue::from_pool(db.pool.clone());
     let r = q
         .enqueue(&EnqueueRequest {
@@ -158,7 +159,7 @@ async fn run_job(db: &crate::helpers::TestDb, id: &str) -> Result<(), String> {
         })
         .await
         .unwrap();
-    let rec = crate::backends::wait_for_status(
+    let rec = crate::support::backends::wait_for_status(
         &q,
         r.job_id.unwrap(),
         &["completed", "failed"],

@@ -8,8 +8,8 @@ use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::queue::{EnqueueRequest, JobRecord};
 
 use crate::cli::RunningBinary;
-use crate::douyin_server::{Behaviour, DouyinServer, image_post};
-use crate::helpers::fresh_pg;
+use fakes::douyin::{Behaviour, DouyinServer, image_post};
+use fakes::pg::fresh_pg;
 
 const ID: &str = "7412345678901239901";
 
@@ -33,7 +33,7 @@ async fn run(policy: &str) -> (JobRecord, tempfile::TempDir, sqlx::PgPool) {
         })
         .await
         .unwrap();
-    let rec = crate::backends::wait_for_status(
+    let rec = crate::support::backends::wait_for_status(
         &q,
         r.job_id.unwrap(),
         &["completed", "failed"],

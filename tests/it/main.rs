@@ -1,33 +1,30 @@
-//! Integration tests: one binary. PostgreSQL comes from `helpers` (a throwaway cluster);
-//! SQLite from temp files.
+//! Integration tests: one binary. The stand-ins and server launchers they run against live in
+//! the `fakes` crate (`fakes/`): PostgreSQL clusters (`fakes::pg`), the Douyin and CDN
+//! stand-ins, the PostgREST and Supabase Storage emulators, and the real object-store servers.
+//! `support` holds what several test files share: the queue on every backend, stage stubs.
+
+mod support;
 
 mod admin;
 mod api;
 mod api_guard;
 mod api_range;
-mod backends;
 mod browser;
-mod cdn;
 mod cli;
 mod cloud_stores;
-mod douyin_server;
 mod download;
 mod extract;
-mod helpers;
 mod http_server;
 mod image_posts;
 mod media;
 mod migrations;
 mod pooler;
-mod postgrest;
 mod queue;
 mod row_security;
 mod s3;
 mod secrets;
-mod stages;
 mod storage;
 mod storage_admin;
-mod storage_api;
 mod supabase;
 mod system;
 mod worker;

@@ -5,7 +5,7 @@ use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::migrate::{self, POSTGRES};
 use sqlx::{PgPool, Row};
 
-use crate::helpers::{fresh_pg_empty, init_tracing};
+use fakes::pg::{fresh_pg_empty, init_tracing};
 
 /// A description of the schema that any change to a table, index, function, trigger or
 /// grant alters.
@@ -347,7 +347,7 @@ async fn claimable_jobs_are_announced_with_their_due_time() {
     use douyin_worker::queue::{EnqueueRequest, FailedAttempt, JobQueue};
     use std::time::Duration;
     init_tracing();
-    let db = crate::helpers::fresh_pg().await;
+    let db = fakes::pg::fresh_pg().await;
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
         .await
         .unwrap();
@@ -412,7 +412,7 @@ async fn claimable_jobs_are_announced_with_their_due_time() {
 #[tokio::test]
 async fn default_priority_follows_the_ranking_and_a_manual_retry_gets_its_attempts_back() {
     init_tracing();
-    let db = crate::helpers::fresh_pg().await;
+    let db = fakes::pg::fresh_pg().await;
     let pool = &db.pool;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
         "insert into public.videos (douyin_id, viral_momentum, surge_detected) values

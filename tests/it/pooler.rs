@@ -57,12 +57,12 @@ impl PgBouncer {
     /// Starts one in `mode`, returning once it accepts connections.
     pub(crate) fn start(mode: PoolMode) -> PgBouncer {
         let bin = binary();
-        let cluster = url::Url::parse(&crate::helpers::pg_url()).unwrap();
+        let cluster = url::Url::parse(&fakes::pg::pg_url()).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("dw-test-pgbouncer.")
             .tempdir()
             .unwrap();
-        let port = free_port();
+        let port = fakes::servers::free_port();
         let auth_file = dir.path().join("userlist.txt");
         std::fs::write(&auth_file, "\"postgres\" \"\"\n").unwrap();
         // Defaults apart from the pool mode and auth; where to listen and write is ours, so
@@ -167,14 +167,6 @@ fn as_postgres_when_root(cmd: &mut Command, dir: &Path) {
     }
     std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
     cmd.uid(uid).gid(gid);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The lines of a binary's JSON log at WARN or ERROR, except those `expected`

@@ -11,7 +11,7 @@ use douyin_worker::queue::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::{Backend, Kind, on_every_backend, on_push_backends};
+use crate::support::backends::{Backend, Kind, on_every_backend, on_push_backends};
 
 const LEASE: Duration = Duration::from_secs(60);
 

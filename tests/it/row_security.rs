@@ -17,7 +17,7 @@ use douyin_worker::queue::{
 use sqlx::PgPool;
 use std::time::Duration;
 
-use crate::helpers::{TestDb, fresh_pg_empty, pool_for, url_with_database};
+use fakes::pg::{TestDb, fresh_pg_empty, pool_for, url_with_database};
 
 /// Supabase's default privileges for objects the migrating role creates in `public`.
 const SUPABASE_DEFAULTS: &str = "

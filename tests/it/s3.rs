@@ -2,101 +2,20 @@
 //! s3s-fs, installed by scripts/test.sh, which checks SigV4 signatures.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use douyin_worker::error::ErrorClass;
 use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::cloud::s3_from_builder;
 use douyin_worker::storage::object::S3Store;
 use douyin_worker::storage::{ObjectBackend, PutRequest};
+use fakes::servers::{S3_ACCESS, S3_SECRET, S3Server};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
 use object_store::{Attribute, ObjectStoreExt};
 use sha2::Digest;
 
-use crate::cdn::bytes;
-
-const ACCESS: &str = "test-access-key";
-const SECRET: &str = "test-secret-key";
-
-/// A running s3s-fs with one bucket; killed on drop.
-pub struct S3Server {
-    pub endpoint: String,
-    child: Child,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> String {
-    if let Ok(p) = std::env::var("DW_S3S_FS") {
-        return p;
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = format!("{home}/.cargo/bin/s3s-fs");
-    if std::path::Path::new(&cargo_bin).exists() {
-        return cargo_bin;
-    }
-    "s3s-fs".into()
-}
-
-impl S3Server {
-    pub fn start(bucket: &str) -> S3Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join(bucket)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("s3s-fs is needed ({e}): run bash scripts/test.sh, which installs it")
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        S3Server {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-            _root: root,
-        }
-    }
-
-    pub fn store(&self, bucket: &str, secret: &str) -> S3Store {
-        self.store_in(bucket, secret, "us-east-1")
-    }
-
-    /// The bucket as the worker sees it, in a region of its own.
-    pub fn store_in(&self, bucket: &str, secret: &str, region: &str) -> S3Store {
-        let (store, bucket) = s3_from_builder(
-            AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
-                .with_allow_http(true)
-                .with_virtual_hosted_style_request(false)
-                .with_region(region)
-                .with_bucket_name(bucket)
-                .with_access_key_id(ACCESS)
-                .with_secret_access_key(secret),
-        )
-        .unwrap();
-        S3Store::amazon(store, bucket)
-    }
-}
+use fakes::cdn::bytes;
 
 fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
     let path = dir.join("media.part");
@@ -111,7 +30,7 @@ fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
 #[tokio::test]
 async fn multipart_uploads_of_large_files_arrive_whole_with_their_attributes() {
     let server = S3Server::start("videos");
-    let s3 = server.store("videos", SECRET);
+    let s3 = server.store("videos", S3_SECRET);
     assert_eq!(
         s3.ensure_bucket(&Default::default()).await.unwrap(),
         douyin_worker::storage::BucketOutcome::Exists
@@ -147,8 +66,8 @@ async fn multipart_uploads_of_large_files_arrive_whole_with_their_attributes() {
             .with_allow_http(true)
             .with_region("us-east-1")
             .with_bucket_name("videos")
-            .with_access_key_id(ACCESS)
-            .with_secret_access_key(SECRET)
+            .with_access_key_id(S3_ACCESS)
+            .with_secret_access_key(S3_SECRET)
             .build()
             .unwrap();
         let got = raw.get(&StorePath::from(key)).await.unwrap();
@@ -190,7 +109,7 @@ async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     const ID: &str = "7412345678901234567";
     // The `videos` bucket does not exist yet: the binary creates it at start-up.
     let server = S3Server::start("other");
@@ -204,18 +123,18 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
         ("AWS_ALLOW_HTTP", "true"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
-        ("AWS_ACCESS_KEY_ID", ACCESS),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
     ]);
-    let rec = crate::backends::queue_and_complete(data.path(), ID).await;
+    let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
     let text = serde_json::to_string(&lines).unwrap();
-    assert!(!text.contains(SECRET), "the secret leaked");
+    assert!(!text.contains(S3_SECRET), "the secret leaked");
     let key = format!("{ID}/{ID}.mp4");
     assert_eq!(rec.video_object_key.as_deref(), Some(key.as_str()));
     let head = server
-        .store("videos", SECRET)
+        .store("videos", S3_SECRET)
         .head(&key)
         .await
         .unwrap()
@@ -232,7 +151,7 @@ async fn a_missing_bucket_is_created_once_in_its_region() {
         ..Default::default()
     };
     for (bucket, region) in [("fresh", "us-east-1"), ("paris", "eu-west-3")] {
-        let s3 = server.store_in(bucket, SECRET, region);
+        let s3 = server.store_in(bucket, S3_SECRET, region);
         // Before: a missing bucket, not an empty one.
         assert_eq!(
             s3.list("").await.unwrap_err().code,
@@ -266,7 +185,7 @@ async fn a_missing_bucket_is_created_once_in_its_region() {
     assert!(!e.message.contains("not-the-secret"), "{e}");
     assert_eq!(
         server
-            .store("other", SECRET)
+            .store("other", S3_SECRET)
             .list("")
             .await
             .unwrap_err()
@@ -278,13 +197,13 @@ async fn a_missing_bucket_is_created_once_in_its_region() {
 #[tokio::test]
 async fn s3_store_lists_opens_and_deletes() {
     let server = S3Server::start("videos");
-    crate::storage_admin::exercise(&server.store("videos", SECRET)).await;
+    crate::storage_admin::exercise(&server.store("videos", S3_SECRET)).await;
 }
 
 #[tokio::test]
 async fn s3_signed_urls_download_with_a_plain_get_and_no_credentials() {
     let server = S3Server::start("videos");
-    let s3 = server.store("videos", SECRET);
+    let s3 = server.store("videos", S3_SECRET);
     let tmp = tempfile::tempdir().unwrap();
     let data = bytes(500_000, 9);
     crate::storage_admin::put(&s3, tmp.path(), "7412/7412.mp4", &data, "video/mp4").await;
@@ -294,7 +213,7 @@ async fn s3_signed_urls_download_with_a_plain_get_and_no_credentials() {
         .unwrap();
     assert!(url.starts_with(&server.endpoint), "{url}");
     assert!(url.contains("X-Amz-Signature="), "{url}");
-    assert!(!url.contains(SECRET), "the secret leaked into the URL");
+    assert!(!url.contains(S3_SECRET), "the secret leaked into the URL");
     let got = reqwest::get(&url).await.unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(
@@ -324,8 +243,8 @@ async fn s3_signed_urls_download_with_a_plain_get_and_no_credentials() {
         .with_allow_http(true)
         .with_region("us-east-1")
         .with_bucket_name("videos")
-        .with_access_key_id(ACCESS)
-        .with_secret_access_key(SECRET)
+        .with_access_key_id(S3_ACCESS)
+        .with_secret_access_key(S3_SECRET)
         .build()
         .unwrap();
     let unsigned = S3Store::new(std::sync::Arc::new(plain), "videos");
@@ -355,7 +274,7 @@ async fn s3_operation_errors_are_classified_without_the_secret() {
         );
         assert!(!e.message.contains("not-the-secret"), "{e}");
     }
-    let missing = server.store("no-such-bucket", SECRET);
+    let missing = server.store("no-such-bucket", S3_SECRET);
     let e = missing.list("").await.unwrap_err();
     assert_eq!(
         (e.code, e.class),
@@ -376,8 +295,8 @@ async fn s3_operation_errors_are_classified_without_the_secret() {
         .with_allow_http(true)
         .with_region("us-east-1")
         .with_bucket_name("videos")
-        .with_access_key_id(ACCESS)
-        .with_secret_access_key(SECRET)
+        .with_access_key_id(S3_ACCESS)
+        .with_secret_access_key(S3_SECRET)
         .with_retry(object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()

@@ -16,8 +16,8 @@ use douyin_worker::storage::supabase::SupabaseStorage;
 use douyin_worker::storage::{ObjectBackend, PutRequest, StorageOptions, StorageStage};
 use sha2::Digest;
 
-use crate::cdn::bytes;
-use crate::storage_api::{SERVICE_KEY, StorageApi};
+use fakes::cdn::bytes;
+use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
 const ID: &str = "7412345678901234567";
 
@@ -428,7 +428,7 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
     use douyin_worker::validate::FileValidator;
     use douyin_worker::worker::Worker;
 
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
 
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let api = StorageApi::start().await;
@@ -457,7 +457,7 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
         Arc::new(FileValidator),
         Arc::new(stage(Arc::new(supabase(&api)))),
     );
-    let b = crate::backends::Backend::new(crate::backends::Kind::Sqlite).await;
+    let b = crate::support::backends::Backend::new(crate::support::backends::Kind::Sqlite).await;
     let id = b
         .enqueue_with(EnqueueRequest {
             url: Some(format!("https://www.douyin.com/video/{ID}")),
@@ -472,7 +472,7 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
         crate::worker::options("w1", tmp.path().into()),
     );
     let run = tokio::spawn(worker.run(stop.clone()));
-    let rec = crate::backends::wait_for_status(
+    let rec = crate::support::backends::wait_for_status(
         b.queue.as_ref(),
         id,
         &["completed", "failed"],

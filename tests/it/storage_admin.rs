@@ -12,7 +12,7 @@ use douyin_worker::storage::{ListedObject, ObjectBackend, ObjectStream, PutReque
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::cdn::bytes;
+use fakes::cdn::bytes;
 
 /// The objects every backend stores: key, size, content type.
 pub const OBJECTS: &[(&str, usize, &str)] = &[
@@ -302,8 +302,8 @@ mod supabase {
     use douyin_worker::storage::supabase::SupabaseStorage;
 
     use super::{drain, exercise, put, sha};
-    use crate::cdn::bytes;
-    use crate::storage_api::{SERVICE_KEY, StorageApi};
+    use fakes::cdn::bytes;
+    use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
     fn store(api: &StorageApi, key: &str) -> SupabaseStorage {
         SupabaseStorage::new(&api.url.parse().unwrap(), Secret::new(key), "videos").unwrap()

@@ -14,10 +14,10 @@ use douyin_worker::queue::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::{Backend, Kind};
-use crate::helpers::{fresh_pg, fresh_pg_empty};
-use crate::postgrest::{PostgrestEmulator, jwt};
-use crate::stages::Succeed;
+use crate::support::backends::{Backend, Kind};
+use crate::support::stages::Succeed;
+use fakes::pg::{fresh_pg, fresh_pg_empty};
+use fakes::postgrest::{PostgrestEmulator, jwt};
 
 fn rest_queue(emulator: &PostgrestEmulator, key: &str) -> RestQueue {
     RestQueue::new(&emulator.url.parse().unwrap(), Secret::new(key)).unwrap()
@@ -207,7 +207,7 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
     let db = fresh_pg().await;
     let emulator = PostgrestEmulator::start(db.pool.clone()).await;
     let key = jwt("service_role");
-    let storage = crate::storage_api::StorageApi::start_with_key(&key).await;
+    let storage = fakes::storage_api::StorageApi::start_with_key(&key).await;
     let (url, proxy) = gateway(emulator.url.clone(), storage.url.clone()).await;
     let run = |key: String| {
         let url = url.clone();
@@ -293,13 +293,13 @@ async fn gateway(rest: String, storage: String) -> (String, tokio::task::JoinHan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_storage() {
-    use crate::douyin_server::{Behaviour, DouyinServer, video_post};
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
     use sha2::Digest;
     const ID: &str = "7412345678901234567";
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let db = fresh_pg().await;
     let rest = PostgrestEmulator::start(db.pool.clone()).await;
-    let storage = crate::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start().await;
     storage.create_bucket("videos", false, None, None);
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     let key = "sb_secret_end_to_end".to_string();
@@ -318,7 +318,8 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
         .unwrap();
     let id = r.job_id.unwrap();
     let rec =
-        crate::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30)).await;
+        crate::support::backends::wait_for_status(&q, id, &["completed"], Duration::from_secs(30))
+            .await;
     let (code, _lines) = bin.stop();
     assert_eq!(code, Some(0));
     let key_path = format!("{ID}/{ID}.mp4");
@@ -355,7 +356,7 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
 async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() {
     let db = fresh_pg().await;
     let rest = PostgrestEmulator::start(db.pool.clone()).await;
-    let storage = crate::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start().await;
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     let run = |key: &str, extra: &[(&str, &str)]| {
         let mut env = vec![

@@ -28,10 +28,10 @@ use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest, JobRecord};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::cdn::{Cdn, Serve};
 use crate::cli::RunningBinary;
-use crate::douyin_server::{Behaviour, DouyinServer, mp4_of_size, video_post_from};
-use crate::helpers::{TestDb, fresh_pg};
+use fakes::cdn::{Cdn, Serve};
+use fakes::douyin::{Behaviour, DouyinServer, mp4_of_size, video_post_from};
+use fakes::pg::{TestDb, fresh_pg};
 
 /// One video of a rig: its Douyin id, the bytes its CDN path serves, and how.
 pub(crate) struct Video {
@@ -125,7 +125,7 @@ impl Rig {
 
     /// Waits until the job is in one of `statuses`.
     pub async fn wait(&self, job: Uuid, statuses: &[&str], within: Duration) -> JobRecord {
-        crate::backends::wait_for_status(&self.q, job, statuses, within).await
+        crate::support::backends::wait_for_status(&self.q, job, statuses, within).await
     }
 
     /// The job now.

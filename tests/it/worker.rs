@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::backends::{Backend, Kind, on_every_backend, on_push_backends};
-use crate::stages::{FailTimes, Hang, Panic, Progressing, Succeed};
+use crate::support::backends::{Backend, Kind, on_every_backend, on_push_backends};
+use crate::support::stages::{FailTimes, Hang, Panic, Progressing, Succeed};
 
 pub fn options(worker_id: &str, temp_dir: PathBuf) -> WorkerOptions {
     WorkerOptions {
@@ -63,7 +63,7 @@ fn start(queue: Arc<dyn Queue>, handler: Arc<dyn JobHandler>, opts: WorkerOption
 
 /// Waits until the job has `status`, or panics after `within`.
 async fn wait_for_status(b: &Backend, id: Uuid, status: &str, within: Duration) {
-    crate::backends::wait_for_status(b.queue.as_ref(), id, &[status], within).await;
+    crate::support::backends::wait_for_status(b.queue.as_ref(), id, &[status], within).await;
 }
 
 on_every_backend!(

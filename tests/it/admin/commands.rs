@@ -10,18 +10,18 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Place, claim, fail_for_good, rows_starting, stderr};
-use crate::backends::{Backend, Kind};
+use crate::support::backends::{Backend, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_jobs_and_retry_through_the_binary_on_postgres() {
-    let db = crate::helpers::fresh_pg().await;
+    let db = fakes::pg::fresh_pg().await;
     let q = PgQueue::from_pool(db.pool.clone());
     stats_jobs_and_retry(&q, &Place::postgres(&db.url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_jobs_and_retry_through_the_binary_on_sqlite() {
-    crate::helpers::init_tracing();
+    fakes::pg::init_tracing();
     let place = Place::sqlite();
     let q = place.sqlite_queue().await;
     stats_jobs_and_retry(&q, &place).await;

@@ -25,7 +25,7 @@ const TWO_DAYS: Duration = Duration::from_secs(2 * 86_400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_deletes_exactly_the_orphans_on_postgres() {
-    let db = crate::helpers::fresh_pg().await;
+    let db = fakes::pg::fresh_pg().await;
     let q = PgQueue::from_pool(db.pool.clone());
     let place = Place::postgres(&db.url);
     gc_deletes_exactly_the_orphans(&q, &place, |sql, id| {
@@ -43,7 +43,7 @@ async fn gc_deletes_exactly_the_orphans_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_deletes_exactly_the_orphans_on_sqlite() {
-    crate::helpers::init_tracing();
+    fakes::pg::init_tracing();
     let place = Place::sqlite();
     let q = place.sqlite_queue().await;
     let pool = q.pool().clone();
@@ -246,7 +246,7 @@ fn lock(file: &Path) -> Option<Box<dyn Fn()>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_deletion_is_reported_and_the_others_still_go() {
-    crate::helpers::init_tracing();
+    fakes::pg::init_tracing();
     let place = Place::sqlite();
     let q = place.sqlite_queue().await;
     let r = q

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{LEASE, claim, complete, enqueue_video, exec, exec2, fail_for_good, video_of};
-use crate::backends::{Backend, Kind, on_every_backend};
+use crate::support::backends::{Backend, Kind, on_every_backend};
 
 on_every_backend!(
     a_video_shows_its_download_state_and_its_latest_job,

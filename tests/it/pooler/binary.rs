@@ -12,11 +12,12 @@ use douyin_worker::queue::postgres::PgQueue;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{PgBouncer, PoolMode, announces_polling, complaints, free_port};
+use super::{PgBouncer, PoolMode, announces_polling, complaints};
 use crate::admin::{Place, complete, fail_for_good, stderr};
-use crate::cdn::Serve;
-use crate::helpers::fresh_pg_empty;
 use crate::system::{Rig, wait_until};
+use fakes::cdn::Serve;
+use fakes::pg::fresh_pg_empty;
+use fakes::servers::free_port;
 
 /// The JSON lines of a command's standard error.
 fn log_lines(o: &Output) -> Vec<Value> {

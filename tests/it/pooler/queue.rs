@@ -18,7 +18,7 @@ use futures::future::join_all;
 use sqlx::ConnectOptions;
 
 use super::{PgBouncer, PoolMode};
-use crate::helpers::{fresh_pg, fresh_pg_empty};
+use fakes::pg::{fresh_pg, fresh_pg_empty};
 
 const LEASE: Duration = Duration::from_secs(300);
 /// Worker processes, each with a queue (a pool and a claim connection) of its own.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Rig, enqueue, files_under, media_path, sha256};
-use crate::cdn::Serve;
+use fakes::cdn::Serve;
 
 const MIB: usize = 1024 * 1024;
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::{Rig, entries, files_under, media_path, sha256, wait_until, with_message};
-use crate::cdn::Serve;
-use crate::storage_api::{SERVICE_KEY, StorageApi};
+use fakes::cdn::Serve;
+use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
 const MIB: usize = 1024 * 1024;
 

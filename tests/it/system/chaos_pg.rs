@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Rig, files_under, sha256, wait_until, with_message};
-use crate::cdn::Serve;
-use crate::helpers::{PrivateCluster, TestDb, pool_for};
+use fakes::cdn::Serve;
+use fakes::pg::{PrivateCluster, TestDb, pool_for};
 
 const JOBS: usize = 12;
 const KIB: usize = 1024;

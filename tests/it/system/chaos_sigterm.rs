@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Rig, media_path, sha256, wait_until, with_message};
-use crate::cdn::Serve;
+use fakes::cdn::Serve;
 
 const KIB: usize = 1024;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Rig, sha256, wait_until};
-use crate::storage_api::{SERVICE_KEY, StorageApi};
+use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
 const MIB: usize = 1024 * 1024;
 
@@ -34,9 +34,9 @@ async fn storage_answering_5xx_or_hanging_is_retried_and_the_upload_succeeds() {
     const SLOW: &str = "7412345678901233003";
     let api = storage().await;
     let rig = Rig::start(&[
-        (FIVE, MIB, crate::cdn::Serve::Normal),
-        (STUCK, MIB, crate::cdn::Serve::Normal),
-        (SLOW, MIB, crate::cdn::Serve::Normal),
+        (FIVE, MIB, fakes::cdn::Serve::Normal),
+        (STUCK, MIB, fakes::cdn::Serve::Normal),
+        (SLOW, MIB, fakes::cdn::Serve::Normal),
     ])
     .await;
     // Two 503s, then fine.
@@ -83,8 +83,8 @@ async fn storage_down_fails_jobs_transient_and_they_complete_once_it_is_back() {
     const B: &str = "7412345678901233005";
     let api = storage().await;
     let rig = Rig::start(&[
-        (A, MIB, crate::cdn::Serve::Normal),
-        (B, MIB, crate::cdn::Serve::Normal),
+        (A, MIB, fakes::cdn::Serve::Normal),
+        (B, MIB, fakes::cdn::Serve::Normal),
     ])
     .await;
     for id in [A, B] {

@@ -8,8 +8,8 @@ use futures::StreamExt;
 
 use super::{enqueue, entries, files_under, sha256, wait_until, with_message};
 use crate::cli::RunningBinary;
-use crate::douyin_server::{Behaviour, DouyinServer, video_post};
-use crate::helpers::fresh_pg;
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
+use fakes::pg::fresh_pg;
 
 const JOBS: usize = 2_000;
 const PROCESSES: usize = 4;

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! A small emulator of PostgREST's RPC endpoint as Supabase exposes it
 //! (`POST {SUPABASE_URL}/rest/v1/rpc/{function}`), running the real SQL functions of a test
 //! database, so the REST queue is tested against real SQL, real grants and real result shapes.
@@ -1000,7 +999,7 @@ fn choose<'f>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::helpers::fresh_pg;
+    use crate::pg::fresh_pg;
 
     type JsonObject = serde_json::Map<String, Value>;
 

@@ -52,8 +52,6 @@
 //! `HEAD` answers the same status and headers as `GET` (for files: the whole file's
 //! `Content-Length`, Range ignored), with no body.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,7 +61,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-const CDN_403: &str = include_str!("../fixtures/douyin/cdn_403_forbidden_2024-11.json");
+const CDN_403: &str = include_str!("../../tests/fixtures/douyin/cdn_403_forbidden_2024-11.json");
 
 /// A link-local metadata URL (a redirect target the SSRF guard must refuse).
 pub const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
@@ -611,7 +609,7 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    const CAPTCHA_PAGE: &str = include_str!("../fixtures/douyin/captcha-middle-page.html");
+    const CAPTCHA_PAGE: &str = include_str!("../../tests/fixtures/douyin/captcha-middle-page.html");
 
     fn client() -> reqwest::Client {
         reqwest::Client::builder()

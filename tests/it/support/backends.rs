@@ -11,7 +11,7 @@ use douyin_worker::queue::sqlite::SqliteQueue;
 use douyin_worker::queue::{EnqueueOutcome, EnqueueRequest};
 use uuid::Uuid;
 
-use crate::helpers::{TestDb, fresh_pg, fresh_sqlite, init_tracing};
+use fakes::pg::{TestDb, fresh_pg, fresh_sqlite, init_tracing};
 
 /// Which backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Backend {
     /// How another process reaches the same queue: `("postgres", url)` or `("sqlite", path)`.
     pub locator: (String, String),
     pub pg: Option<TestDb>,
-    pub rest: Option<crate::postgrest::PostgrestEmulator>,
+    pub rest: Option<fakes::postgrest::PostgrestEmulator>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -50,8 +50,8 @@ impl Backend {
             }
             Kind::Rest => {
                 let db = fresh_pg().await;
-                let emulator = crate::postgrest::PostgrestEmulator::start(db.pool.clone()).await;
-                let key = crate::postgrest::jwt("service_role");
+                let emulator = fakes::postgrest::PostgrestEmulator::start(db.pool.clone()).await;
+                let key = fakes::postgrest::jwt("service_role");
                 let queue = RestQueue::new(&emulator.url.parse().unwrap(), Secret::new(&key))
                     .expect("rest queue");
                 Backend {
@@ -162,7 +162,7 @@ pub async fn queue_and_complete(
 /// Runs each named async test fn (taking a [`Kind`]) once per backend.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        crate::backends::on_backends!([postgres: Postgres, sqlite: Sqlite, rest: Rest] $($name),*);
+        crate::support::backends::on_backends!([postgres: Postgres, sqlite: Sqlite, rest: Rest] $($name),*);
     };
 }
 pub(crate) use on_every_backend;
@@ -170,7 +170,7 @@ pub(crate) use on_every_backend;
 /// Runs each named test on the backends that push wake-ups (not the REST API, which polls).
 macro_rules! on_push_backends {
     ($($name:ident),* $(,)?) => {
-        crate::backends::on_backends!([postgres: Postgres, sqlite: Sqlite] $($name),*);
+        crate::support::backends::on_backends!([postgres: Postgres, sqlite: Sqlite] $($name),*);
     };
 }
 pub(crate) use on_push_backends;
@@ -182,11 +182,11 @@ macro_rules! on_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::backends::Kind::$kind).await
+                    super::$name(crate::support::backends::Kind::$kind).await
                 }
             )*
         }
-        crate::backends::on_backends!([$($rest_module : $rest_kind),*] $($name),*);
+        crate::support::backends::on_backends!([$($rest_module : $rest_kind),*] $($name),*);
     };
 }
 pub(crate) use on_backends;

@@ -179,7 +179,6 @@
 //! Unknown routes answer 404 `{"statusCode":404,"error":"Not Found","message":"Route M:/p not
 //! found"}` (the emulator's wording).
 
-#![allow(dead_code)]
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -440,6 +439,8 @@ impl StorageApi {
 /// The connection info handed to the handler: the peer and the connection's kill switch.
 #[derive(Clone, Debug)]
 struct Conn {
+    /// Shown when a test prints a connection.
+    #[allow(dead_code)]
     peer: SocketAddr,
     kill: Arc<AtomicBool>,
 }

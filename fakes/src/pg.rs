@@ -1,5 +1,4 @@
-#![allow(dead_code)]
-//! Shared helpers for the integration tests.
+//! The throwaway PostgreSQL cluster of the tests and benchmarks, and tracing for tests.
 //!
 //! PostgreSQL: one throwaway cluster per run (`DW_TEST_DATABASE_URL`, exported by
 //! `scripts/test.sh`), or, when that is unset, one cluster per test process started with
@@ -59,8 +58,16 @@ pub fn pg_url() -> String {
     .clone()
 }
 
+/// The repository (this crate lives in its `fakes/` folder).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("fakes/ has a parent")
+        .to_path_buf()
+}
+
 fn cluster_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pg-cluster.sh")
+    repo_root().join("tests/support/pg-cluster.sh")
 }
 
 fn new_cluster_dir() -> PathBuf {
@@ -343,7 +350,8 @@ pub async fn pool_for(url: &str, max_connections: u32) -> PgPool {
 /// Hash of the migration set: names and contents of every file under `migrations/` (and of the
 /// crate's migration runner source, if any), sorted by path.
 fn migrations_hash() -> u64 {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
+    let root = root.as_path();
     let mut files = Vec::new();
     collect_files(&root.join("migrations"), &mut files);
     let runner = root.join("src/queue/migrate.rs");

@@ -51,15 +51,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-const WEB_AWEME_2023: &str = include_str!("../fixtures/douyin/web_aweme_post_video_2023.json");
-const CAPTCHA_PAGE: &str = include_str!("../fixtures/douyin/captcha-middle-page.html");
+const WEB_AWEME_2023: &str =
+    include_str!("../../tests/fixtures/douyin/web_aweme_post_video_2023.json");
+const CAPTCHA_PAGE: &str = include_str!("../../tests/fixtures/douyin/captcha-middle-page.html");
 const ENCRYPT_DATA_MISS: &str =
-    include_str!("../fixtures/douyin/h5_iteminfo_error_encrypt_data_miss.json");
+    include_str!("../../tests/fixtures/douyin/h5_iteminfo_error_encrypt_data_miss.json");
 const FILTER_DETAIL: &str =
-    include_str!("../fixtures/douyin/app_detail_filtered_copyright_foreign_2026-09.json");
-const CDN_403: &str = include_str!("../fixtures/douyin/cdn_403_forbidden_2024-11.json");
+    include_str!("../../tests/fixtures/douyin/app_detail_filtered_copyright_foreign_2026-09.json");
+const CDN_403: &str = include_str!("../../tests/fixtures/douyin/cdn_403_forbidden_2024-11.json");
 const REFLOW_SNIPPET: &str =
-    include_str!("../fixtures/douyin/share_page_reflow_context_snippet.html");
+    include_str!("../../tests/fixtures/douyin/share_page_reflow_context_snippet.html");
 
 /// The `aweme_id` of the fixture's aweme (replaced by the post's id).
 const FIXTURE_AWEME_ID: &str = "7188795449468259623";

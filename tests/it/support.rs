@@ -1,0 +1,8 @@
+//! What several test files share.
+//!
+//! - [`backends`]: the queue on every backend (PostgreSQL, SQLite, Supabase REST) and the
+//!   suite-runner macro.
+//! - [`stages`]: stage stand-ins for the worker and pipeline tests.
+
+pub mod backends;
+pub mod stages;
