@@ -128,24 +128,24 @@ pub enum Command {
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CliError {
     /// The exit code.
     pub code: u8,
     /// What to tell the user.
     pub error: anyhow::Error,
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Failure {
+impl<E: Into<anyhow::Error>> From<E> for CliError {
     fn from(e: E) -> Self {
-        Failure {
+        CliError {
             code: exit::FAILURE,
             error: e.into(),
         }
     }
 }
 
-fn usage(e: impl Into<anyhow::Error>) -> Failure {
-    Failure {
+fn usage(e: impl Into<anyhow::Error>) -> CliError {
+    CliError {
         code: exit::USAGE,
         error: e.into(),
     }
@@ -199,7 +199,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs one subcommand with a validated configuration.
-pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
+pub async fn execute(command: Command, config: Config) -> Result<(), CliError> {
     match command {
         Command::Run => run(config).await,
         Command::Migrate => migrate(config).await,
@@ -213,7 +213,7 @@ pub async fn execute(command: Command, config: Config) -> Result<(), Failure> {
         } => enqueue(config, &inputs, priority, force, json).await,
         Command::Get { link, output } => crate::get::run(config, &link, output.as_deref())
             .await
-            .map_err(|e| Failure {
+            .map_err(|e| CliError {
                 code: exit_code(&e),
                 error: anyhow::anyhow!("{e}"),
             }),
@@ -304,14 +304,14 @@ fn raise_nofile() -> Option<u64> {
     }
 }
 
-fn admin_failure(e: admin::AdminError) -> Failure {
-    Failure {
+fn admin_failure(e: admin::AdminError) -> CliError {
+    CliError {
         code: e.exit_code(),
         error: e.into(),
     }
 }
 
-async fn run(config: Config) -> Result<(), Failure> {
+async fn run(config: Config) -> Result<(), CliError> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
     let nofile = raise_nofile();
     // The stages are built first: a bad setting stops start-up before anything is opened.
@@ -399,7 +399,7 @@ async fn run(config: Config) -> Result<(), Failure> {
 /// with the Supabase settings, else the local folder.
 fn storage_backend(
     config: &Config,
-) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, Failure> {
+) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, CliError> {
     if let Some(url) = &config.storage.url {
         return Ok(if url.scheme() == "file" {
             let path = url
@@ -435,7 +435,7 @@ fn storage_backend(
 fn storage_stage(
     config: &Config,
     backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
-) -> Result<std::sync::Arc<dyn crate::stage::Storage>, Failure> {
+) -> Result<std::sync::Arc<dyn crate::stage::Storage>, CliError> {
     let template = &config.storage.key_template;
     crate::storage::check_key_template(template)
         .map_err(|why| usage_msg(format!("OBJECT_KEY_TEMPLATE={template}: {why}")))?;
@@ -453,7 +453,7 @@ fn storage_stage(
 async fn ensure_bucket(
     config: &Config,
     backend: &dyn crate::storage::ObjectBackend,
-) -> Result<crate::storage::BucketOutcome, Failure> {
+) -> Result<crate::storage::BucketOutcome, CliError> {
     backend
         .ensure_bucket(&config.storage.bucket_spec)
         .await
@@ -465,7 +465,7 @@ async fn ensure_bucket(
         })
 }
 
-async fn setup_storage(config: Config) -> Result<(), Failure> {
+async fn setup_storage(config: Config) -> Result<(), CliError> {
     let backend = storage_backend(&config)?;
     let outcome = ensure_bucket(&config, backend.as_ref()).await?;
     println!(
@@ -488,7 +488,7 @@ async fn setup_storage(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn migrate(config: Config) -> Result<(), Failure> {
+async fn migrate(config: Config) -> Result<(), CliError> {
     match &config.queue.backend {
         QueueBackend::Postgres { url } => {
             // One connection, no pool: a database that cannot be reached fails at once.
@@ -517,7 +517,7 @@ async fn migrate(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn extract(config: Config, link: &str) -> Result<(), Failure> {
+async fn extract(config: Config, link: &str) -> Result<(), CliError> {
     use crate::extract::{DouyinExtractor, ExtractOptions};
     let extractor = DouyinExtractor::new(ExtractOptions::new(
         &config.extract,
@@ -537,7 +537,7 @@ async fn extract(config: Config, link: &str) -> Result<(), Failure> {
                 "error": {"class": class, "code": e.code(), "message": e.to_string()}
             });
             println!("{}", serde_json::to_string_pretty(&answer)?);
-            Err(Failure {
+            Err(CliError {
                 code: exit_code(&JobError::from(e.clone())),
                 error: e.into(),
             })
@@ -562,7 +562,7 @@ async fn enqueue(
     priority: Option<i32>,
     force: bool,
     json: bool,
-) -> Result<(), Failure> {
+) -> Result<(), CliError> {
     use crate::extract::link::{self, Link};
     use crate::queue::EnqueueRequest;
     let queue = queue::open(&config.queue, config.supabase.as_ref())
@@ -628,7 +628,7 @@ async fn enqueue(
     Ok(())
 }
 
-fn usage_msg(msg: String) -> Failure {
+fn usage_msg(msg: String) -> CliError {
     usage(anyhow::anyhow!(msg))
 }
 
@@ -641,12 +641,12 @@ fn print_report(report: &crate::queue::migrate::MigrationReport) {
     }
 }
 
-fn queue_failure(e: queue::QueueError) -> Failure {
+fn queue_failure(e: queue::QueueError) -> CliError {
     let code = match e {
         queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => exit::USAGE,
         _ => exit::FAILURE,
     };
-    Failure {
+    CliError {
         code,
         error: e.into(),
     }

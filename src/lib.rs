@@ -3,26 +3,38 @@
 //! the file down, validates it, stores it, and records every step in the database.
 //!
 //! # Layout
-//! - [`cli`]: the command line; `main` only calls [`cli::main`].
-//! - [`admin`]: the operator commands `stats`, `jobs`, `retry` and `gc`.
-//! - [`config`]: settings from flags, environment and `.env`, validated at start-up.
-//! - [`queue`]: the [`queue::JobQueue`] trait and its backends ([`queue::postgres`],
-//!   [`queue::sqlite`], [`queue::rest`]); `migrations/` holds the reference SQL.
-//! - [`worker`]: the loop that claims, runs and records jobs; graceful shutdown.
+//!
+//! A job's way, from the stages down:
 //! - [`stage`]: the stages' shared words (the job as the stages see it, the media source,
 //!   the downloaded file, the job context) and the four stage traits.
+//! - [`extract`]: a Douyin link to a media URL (link forms, the strategy chain, the browser).
+//! - [`download`]: the media streamed into the job's temp folder, resumed and checked.
+//! - [`validate`]: the file is what it claims to be (MP4, images, MP3).
+//! - [`storage`]: the file stored under its key (Supabase Storage, S3/GCS/Azure, a folder).
 //! - [`pipeline`]: extract → download → validate → upload, over one implementation of each.
-//! - [`error`]: job errors that know whether a retry can help; [`exit`]: the exit codes.
+//! - [`worker`]: the loop that claims jobs, runs the pipeline, records outcomes; shutdown.
+//! - [`queue`]: [`queue::JobQueue`] (the worker's lease life cycle) and [`queue::QueueAdmin`]
+//!   (the commands' and the API's), with a backend each for PostgreSQL, Supabase REST and
+//!   SQLite, and the migrations.
+//!
+//! Around them:
+//! - [`cli`]: the command line and the wiring of `run`; `main` only calls [`cli::main`].
+//!   [`admin`]: `stats`, `jobs`, `retry`, `gc`; [`get`]: one link to a local file.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the UI's download API ([`http::api`]).
+//! - [`config`]: the settings in groups, from flags, environment and `.env`.
+//!
+//! The ground floor (imports nothing above it):
 //! - [`net`]: the network rules shared by extraction and download: which hosts are Douyin's
 //!   and the `DOUYIN_UPSTREAM` rewrite ([`net::upstream`]), and the public-address guard on
 //!   every URL, redirect hop and resolved address ([`net::guard`]).
+//! - [`error`]: job errors that know whether a retry can help; [`exit`]: the exit codes.
 //! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
-//! - [`retry`]: exponential backoff with full jitter.
+//! - [`retry`]: [`retry::RetryPolicy`] between a job's attempts, [`retry::Backoff`] in the
+//!   in-process retry loops.
 //! - [`workdir`]: per-job temp folders removed on every exit path.
 //! - [`supabase`]: what kind a Supabase API key is.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the UI's download API ([`http::api`]).
-//! - [`metrics`]: the Prometheus metric names and recorder.
-//! - [`shutdown`], [`telemetry`]: signals and logging.
+//! - [`metrics`]: the Prometheus metric names and recorder; [`telemetry`]: logging;
+//!   [`shutdown`]: signals.
 
 #![warn(missing_docs)]
 

@@ -1,6 +1,56 @@
-//! Backoff between attempts: exponential with full jitter.
+//! Waiting between tries: [`RetryPolicy`] for a failed job's next attempt (exponential with
+//! full jitter, days apart at most), [`Backoff`] for the short in-process retry loops
+//! (recording outcomes, claiming, LISTEN, uploads, TUS chunks, a busy SQLite file).
 
 use std::time::Duration;
+
+/// Exponential backoff for an in-process retry loop: `first`, then doubling, never above
+/// `cap`. No jitter: each loop is one task's, not a crowd's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    /// A backoff from `first` up to `cap`.
+    pub fn new(first: Duration, cap: Duration) -> Self {
+        Self {
+            first,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// The wait after the `failures`-th failure in a row (from 1): `min(cap, first *
+    /// 2^(failures-1))`.
+    pub fn after(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(32);
+        self.first
+            .checked_mul(1u32 << exp.min(31))
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+
+    /// Counts one more failure and returns the wait before the next try.
+    pub fn next_wait(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.after(self.failures)
+    }
+
+    /// Failures counted since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// A success: the next failure waits `first` again.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
 
 /// How long a failed job waits before its next attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +102,18 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_first_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<u128> = (0..6).map(|_| b.next_wait().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.failures(), 6);
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::from_millis(100));
+        assert_eq!(b.after(10_000), Duration::from_secs(1), "no overflow");
+        assert_eq!(b.after(0), Duration::from_millis(100));
+    }
 
     #[test]
     fn ceiling_doubles_up_to_the_cap() {

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ErrorClass, JobError};
 use crate::queue::StoredObject;
+use crate::retry::Backoff;
 use crate::stage::{DownloadedFile, JobContext, MediaInfo, MediaSource, StageJob, Storage};
 
 /// An upload.
@@ -362,15 +363,15 @@ impl StorageStage {
     }
 
     async fn put_with_retries(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError> {
-        let mut wait = self.opts.backoff;
+        let mut backoff = Backoff::new(self.opts.backoff, Duration::from_secs(30));
         let mut attempt = 1;
         loop {
             match self.backend.put(req).await {
                 Ok(info) => return Ok(info),
                 Err(e) if e.class != ErrorClass::Permanent && attempt < self.opts.attempts => {
+                    let wait = backoff.next_wait();
                     tracing::warn!(error = %e, attempt, retry_in = ?wait, "upload failed; retrying");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

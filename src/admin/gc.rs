@@ -3,7 +3,7 @@
 //! Videos deleted by `cleanup_old_low_viral()` or by hand, and videos marked for deletion,
 //! leave their objects behind; so does a video stored again under another key (the old
 //! worker's timestamped keys). The command lists every object of the configured store, asks
-//! the queue which keys videos still want ([`JobQueue::wanted_object_keys`]: videos in this
+//! the queue which keys videos still want ([`QueueAdmin::wanted_object_keys`]: videos in this
 //! bucket or with none recorded, not marked for deletion, whatever their status), and treats
 //! the rest as orphans. Objects younger than `--min-age` are kept: an upload in flight is not
 //! recorded on its video yet. The store is listed before the queue is asked, so an object

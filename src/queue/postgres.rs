@@ -387,7 +387,11 @@ impl JobQueue for PgQueue {
                     }
                     Err(e) => {
                         failures += 1;
-                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
+                        let wait = crate::retry::Backoff::new(
+                            Duration::from_millis(500),
+                            Duration::from_secs(32),
+                        )
+                        .after(failures);
                         tracing::warn!(error = %e, retry_in = ?wait, "LISTEN failed");
                         tokio::select! {
                             _ = shutdown.cancelled() => break,

@@ -282,12 +282,15 @@ impl SqliteQueue {
                 return Err(e);
             }
             tracing::debug!(error = %e, attempt, "sqlite queue schema busy; retrying");
-            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+            let wait =
+                crate::retry::Backoff::new(Duration::from_millis(25), Duration::from_secs(1))
+                    .after(attempt);
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    /// Wraps an existing pool. The schema is not applied: see [`JobQueue::check_schema`].
+    /// Wraps an existing pool. The schema is not applied: see [`QueueAdmin::check_schema`].
     /// Connections must have foreign keys on and should have a busy timeout.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {

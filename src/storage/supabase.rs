@@ -269,7 +269,10 @@ impl SupabaseStorage {
                 ));
             }
             tracing::info!(offset, why = %why, "TUS chunk failed; asking the server where to resume");
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
+            let wait =
+                crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
+                    .after(failures);
+            tokio::time::sleep(wait).await;
             // The server's offset is the truth after an interrupted PATCH.
             let head = self
                 .authed(self.client.head(location.clone()))

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::reporter::{Msg, Outcome};
 use super::{Shared, run_job};
 use crate::queue::{ClaimedJob, JobSignal, QueueError};
+use crate::retry::Backoff;
 
 type ClaimResult = (
     Result<Vec<ClaimedJob>, QueueError>,
@@ -58,8 +59,11 @@ pub(crate) async fn run(
                     }
                     Err(e) => {
                         failures += 1;
-                        let wait = Duration::from_millis(100 * 2u64.pow(failures.min(10)))
-                            .min(shared.opts.poll_interval.max(Duration::from_secs(1)));
+                        let wait = Backoff::new(
+                            Duration::from_millis(200),
+                            shared.opts.poll_interval.max(Duration::from_secs(1)),
+                        )
+                        .after(failures);
                         tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
                         backoff = Some(tokio::time::Instant::now() + wait);
                     }

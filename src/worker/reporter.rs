@@ -14,6 +14,7 @@ use super::Shared;
 use crate::queue::{
     CompleteOutcome, Completion, FailOutcome, FailedAttempt, Lease, QueueError, ReleaseOutcome,
 };
+use crate::retry::Backoff;
 
 /// The end of one job attempt, to be recorded. One per job goes through a channel, so the
 /// size of the largest variant costs nothing worth a box.
@@ -181,7 +182,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>, QueueError>>,
 {
-    let mut wait = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let r = tokio::select! {
             _ = give_up.cancelled() => return None,
@@ -190,12 +191,12 @@ where
         match r {
             Ok(v) => return Some(v),
             Err(e) if e.is_transient() => {
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in = ?wait, "recording job outcomes failed");
                 tokio::select! {
                     _ = give_up.cancelled() => return None,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
                 tracing::error!(error = %e, "recording job outcomes was refused; the jobs will be rescued when their leases expire");
