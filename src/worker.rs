@@ -18,27 +18,24 @@
 //! flush the outcomes; return.
 
 mod dispatch;
+mod job;
 mod reporter;
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::WorkerSettings;
-use crate::error::JobError;
-use crate::queue::{ClaimedJob, Completion, FailedAttempt, JobQueue, JobSignal, Lease};
+use crate::queue::{JobQueue, JobSignal, Lease};
 use crate::retry::RetryPolicy;
-use crate::stage::{JobContext, JobHandler, ProgressBoard};
+use crate::stage::{JobHandler, ProgressBoard};
 
 pub use reporter::Outcome;
 
@@ -331,133 +328,6 @@ impl Worker {
         let summary = shared.counters.snapshot();
         tracing::info!(?summary, "worker stopped");
         summary
-    }
-}
-
-/// Runs one job attempt and hands its outcome to the reporter.
-pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit) {
-    let lease = job.lease;
-    let cancel = shared.hard_cancel.child_token();
-    let lost = Arc::new(AtomicBool::new(false));
-    shared.held().insert(
-        lease.job_id,
-        Held {
-            lease,
-            video_id: job.video_id,
-            douyin_id: job.video.douyin_id.clone(),
-            cancel: cancel.clone(),
-            lost: lost.clone(),
-            finished: false,
-        },
-    );
-    let span = tracing::info_span!(
-        "job",
-        job_id = %lease.job_id,
-        video_id = %job.video_id,
-        douyin_id = job.video.douyin_id.as_deref().unwrap_or(""),
-        attempt = job.attempts,
-    );
-    async move {
-        tracing::info!(max_attempts = job.max_attempts, "claimed");
-        let started = std::time::Instant::now();
-        let in_flight = metrics::gauge!(crate::metrics::JOBS_IN_FLIGHT);
-        in_flight.increment(1.0);
-        let result = if job.video.marked_for_deletion {
-            Some(Err(JobError::permanent(
-                "marked-for-deletion",
-                "the video is marked for deletion",
-            )))
-        } else {
-            let ctx = JobContext::new(
-                lease,
-                shared.worker_id.clone(),
-                cancel.clone(),
-                &shared.opts.temp_dir,
-                shared.progress.clone(),
-            );
-            let work = AssertUnwindSafe(shared.handler.handle(&job, &ctx)).catch_unwind();
-            let r = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => None,
-                r = work => Some(r),
-            };
-            // Dropping the context removes the job's temp folder.
-            drop(ctx);
-            r.map(|r| match r {
-                Ok(r) => r,
-                Err(panic) => Err(JobError::transient(
-                    "handler-panic",
-                    format!("the job handler panicked: {}", panic_message(&panic)),
-                )),
-            })
-        };
-        drop(permit);
-        in_flight.decrement(1.0);
-        let elapsed = started.elapsed();
-        let result_label = match &result {
-            None => "cancelled",
-            Some(Ok(_)) => "done",
-            Some(Err(_)) => "error",
-        };
-        metrics::histogram!(crate::metrics::JOB_SECONDS, "result" => result_label)
-            .record(elapsed.as_secs_f64());
-        let outcome = match result {
-            None if lost.load(Ordering::SeqCst) => {
-                tracing::warn!("lease lost to another worker: job abandoned");
-                shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-                shared.forget([lease.job_id]);
-                return;
-            }
-            None => {
-                tracing::info!(?elapsed, "cancelled by shutdown: releasing the job");
-                Outcome::Release(lease)
-            }
-            Some(Ok(out)) => {
-                tracing::info!(?elapsed, "job done");
-                Outcome::Complete(Completion {
-                    lease,
-                    stored: out.stored,
-                    video: out.video,
-                })
-            }
-            Some(Err(e)) => {
-                let last = !e.class.is_retryable()
-                    || shared.opts.retry.exhausted(job.attempts, job.max_attempts);
-                let retry_in =
-                    (!last).then(|| shared.opts.retry.delay(job.attempts, e.retry_after));
-                tracing::warn!(
-                    ?elapsed,
-                    error = %e,
-                    code = e.code,
-                    class = %e.class,
-                    retry_in = ?retry_in,
-                    "job failed"
-                );
-                Outcome::Fail(FailedAttempt {
-                    lease,
-                    error: e.message,
-                    code: e.code.to_string(),
-                    class: e.class,
-                    retry_in,
-                })
-            }
-        };
-        if let Some(h) = shared.held().get_mut(&lease.job_id) {
-            h.finished = true;
-        }
-        let _ = shared.outcomes.send(reporter::Msg::Outcome(outcome));
-    }
-    .instrument(span)
-    .await
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
     }
 }
 

@@ -18,8 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Shared;
+use super::job::run_job;
 use super::reporter::{Msg, Outcome};
-use super::{Shared, run_job};
 use crate::queue::{ClaimedJob, JobSignal, QueueError};
 use crate::retry::Backoff;
 

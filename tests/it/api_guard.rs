@@ -1,4 +1,4 @@
-//! The download API under an attacker's requests (issue 14, section 4), each reproduced on
+//! The download API under an attacker's requests, each reproduced on
 //! real rows (a throwaway PostgreSQL, a local folder) over real HTTP: retry storms, a
 //! cross-site `text/plain` POST, a link previewer's HEAD, a flood from one client, calls
 //! without the token, and failure texts that would leak paths and OS errors.

@@ -1,4 +1,4 @@
-//! The HTTP server under hostile clients (issue 14, sections 3 and 6): half-open connections
+//! The HTTP server under hostile clients: half-open connections
 //! by the hundred against a process whose descriptor limit is 256, idle keep-alive
 //! connections, the connection cap and its metrics, and the API apart from health and
 //! metrics (`API_ADDR`).

@@ -1,4 +1,4 @@
-//! `DATABASE_URL` through a connection pooler (issue 21): a real PgBouncer (Debian's package,
+//! `DATABASE_URL` through a connection pooler: a real PgBouncer (Debian's package,
 //! installed by `scripts/test.sh`; Supabase's poolers speak the same protocol and have the same
 //! limits) in front of the shared test cluster, in session mode and in transaction mode, with
 //! PgBouncer's default settings apart from the pool mode and the authentication.

@@ -1,5 +1,5 @@
-//! System proof (issue #9): the whole pipeline through worker processes on loopback (the
-//! Douyin fixture server, the raw CDN of `cdn.rs` serving big files and faults, PostgreSQL, a
+//! System proof: the whole pipeline through worker processes on loopback (the
+//! Douyin fixture server, the raw CDN of `fakes::cdn` serving big files and faults, PostgreSQL, a
 //! store), at scale and under chaos.
 //!
 //! - [`scale`]: four processes of sixteen slots on 2,000 jobs.
