@@ -192,20 +192,7 @@ impl HttpDownloader {
                         continue;
                     }
                 },
-                s if s == StatusCode::FORBIDDEN
-                    || s == StatusCode::NOT_FOUND
-                    || s == StatusCode::GONE
-                    || s.is_server_error()
-                    || s == StatusCode::TOO_MANY_REQUESTS =>
-                {
-                    return Err(MirrorEnd::Next(format!("HTTP {}", s.as_u16()), Some(s)));
-                }
-                s => {
-                    return Err(MirrorEnd::Next(
-                        format!("unexpected HTTP {}", s.as_u16()),
-                        Some(s),
-                    ));
-                }
+                s => return Err(not_here(s)),
             };
             if restart {
                 sink.reset().await.map_err(io)?;
@@ -216,38 +203,16 @@ impl HttpDownloader {
             {
                 return Err(MirrorEnd::Stop(too_large(total, self.opts.max_bytes)));
             }
-            let dropped = loop {
-                let wait = self
-                    .opts
-                    .idle_timeout
-                    .min(deadline.saturating_duration_since(Instant::now()));
-                let chunk = match tokio::time::timeout(wait, response.chunk()).await {
-                    Ok(Ok(Some(chunk))) => chunk,
-                    Ok(Ok(None)) => break None,
-                    Ok(Err(e)) => break Some(format!("connection dropped: {}", short(&e))),
-                    Err(_) if Instant::now() >= deadline => {
-                        return Err(MirrorEnd::Stop(JobError::transient(
-                            "download-timeout",
-                            format!("download took longer than {:?}", self.opts.total_timeout),
-                        )));
-                    }
-                    Err(_) => break Some(format!("no data for {:?}", self.opts.idle_timeout)),
-                };
-                written += chunk.len() as u64;
-                if written > self.opts.max_bytes {
-                    return Err(MirrorEnd::Stop(too_large(written, self.opts.max_bytes)));
-                }
-                if let Some(total) = total
-                    && written > total
-                {
-                    return Err(MirrorEnd::Stop(JobError::transient(
-                        "size-mismatch",
-                        format!("the server sent more than the {total} bytes it announced"),
-                    )));
-                }
-                sink.write(chunk).await.map_err(io)?;
-                progress(written, total);
-            };
+            let dropped = self
+                .read_body(
+                    &mut response,
+                    &mut sink,
+                    &mut written,
+                    total,
+                    deadline,
+                    progress,
+                )
+                .await?;
             let short_of_total = total.is_some_and(|t| written < t);
             match dropped {
                 None if !short_of_total => break,
@@ -286,6 +251,55 @@ impl HttpDownloader {
             size: written,
             sha256,
         })
+    }
+
+    /// Reads the body of one response into `sink`, counting `written` and checking the
+    /// limits; returns why it stopped early (`None`: the body ended), or the error that ends
+    /// the mirror or the download.
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        sink: &mut sink::Sink,
+        written: &mut u64,
+        total: Option<u64>,
+        deadline: Instant,
+        progress: &(dyn Fn(u64, Option<u64>) + Send + Sync),
+    ) -> Result<Option<String>, MirrorEnd> {
+        let io = |e: std::io::Error| {
+            MirrorEnd::Stop(JobError::transient("temp-file", format!("temp file: {e}")))
+        };
+        loop {
+            let wait = self
+                .opts
+                .idle_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let chunk = match tokio::time::timeout(wait, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Err(e)) => return Ok(Some(format!("connection dropped: {}", short(&e)))),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(MirrorEnd::Stop(JobError::transient(
+                        "download-timeout",
+                        format!("download took longer than {:?}", self.opts.total_timeout),
+                    )));
+                }
+                Err(_) => return Ok(Some(format!("no data for {:?}", self.opts.idle_timeout))),
+            };
+            *written += chunk.len() as u64;
+            if *written > self.opts.max_bytes {
+                return Err(MirrorEnd::Stop(too_large(*written, self.opts.max_bytes)));
+            }
+            if let Some(total) = total
+                && *written > total
+            {
+                return Err(MirrorEnd::Stop(JobError::transient(
+                    "size-mismatch",
+                    format!("the server sent more than the {total} bytes it announced"),
+                )));
+            }
+            sink.write(chunk).await.map_err(io)?;
+            progress(*written, total);
+        }
     }
 
     /// Sends a GET (with `Range` from `from` when resuming), following redirects by hand so
@@ -347,6 +361,22 @@ impl HttpDownloader {
             None,
         ))
     }
+}
+
+/// A status that is not the file: 403, 404, 410, 429 and 5xx say "not here, try the next
+/// mirror"; anything else is unexpected, and the next mirror is tried too.
+fn not_here(s: StatusCode) -> MirrorEnd {
+    let expected = s == StatusCode::FORBIDDEN
+        || s == StatusCode::NOT_FOUND
+        || s == StatusCode::GONE
+        || s.is_server_error()
+        || s == StatusCode::TOO_MANY_REQUESTS;
+    let why = if expected {
+        format!("HTTP {}", s.as_u16())
+    } else {
+        format!("unexpected HTTP {}", s.as_u16())
+    };
+    MirrorEnd::Next(why, Some(s))
 }
 
 fn too_large(size: u64, max: u64) -> JobError {
