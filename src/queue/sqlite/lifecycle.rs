@@ -26,16 +26,11 @@ impl SqliteQueue {
         let now = now();
         let expires = now + chrono::Duration::seconds(lease_secs(lease));
         let (now_s, expires_s) = (format_timestamp(now), format_timestamp(expires));
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "select id from download_jobs
-              where status = 'pending' and scheduled_at <= ?1
-              order by priority desc, scheduled_at, created_at
-              limit ?2",
-        )
-        .bind(&now_s)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let ids: Vec<(String,)> = sqlx::query_as(include_str!("sql/claim_due_jobs.sql"))
+            .bind(&now_s)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *w.tx)
+            .await?;
         if ids.is_empty() {
             w.commit().await?;
             return Ok(Vec::new());
@@ -46,32 +41,13 @@ impl SqliteQueue {
                 .map(|(id,)| json!({"id": id, "lease": Uuid::new_v4().hyphenated().to_string()}))
                 .collect(),
         );
-        let jobs = sqlx::query(
-            "update download_jobs as j
-                set status           = 'running',
-                    worker_id        = ?1,
-                    started_at       = ?2,
-                    finished_at      = null,
-                    attempts         = j.attempts + 1,
-                    lease_id         = x.lease,
-                    lease_expires_at = ?3,
-                    heartbeat_at     = ?2,
-                    progress_bytes   = null,
-                    progress_total   = null,
-                    progress_at      = null,
-                    updated_at       = ?2
-               from (select value ->> 'id' as id, value ->> 'lease' as lease
-                       from json_each(?4)) as x
-              where j.id = x.id
-             returning id, video_id, lease_id, attempts, max_attempts, priority, payload,
-                       scheduled_at, created_at",
-        )
-        .bind(worker_id)
-        .bind(&now_s)
-        .bind(&expires_s)
-        .bind(picked.to_string())
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let jobs = sqlx::query(include_str!("sql/claim_update_download_jobs.sql"))
+            .bind(worker_id)
+            .bind(&now_s)
+            .bind(&expires_s)
+            .bind(picked.to_string())
+            .fetch_all(&mut *w.tx)
+            .await?;
 
         let mut touched = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -79,29 +55,12 @@ impl SqliteQueue {
             let attempts: i32 = job.try_get("attempts")?;
             touched.push(json!({"id": video_id, "attempts": attempts}));
         }
-        let videos = sqlx::query(
-            "update videos as v
-                set status              = 'downloading',
-                    download_started_at = ?1,
-                    in_progress_by      = ?2,
-                    in_progress_at      = ?1,
-                    attempts            = x.attempts,
-                    last_attempt_at     = ?1,
-                    download_progress   = 0,
-                    next_attempt_at     = null,
-                    updated_at          = ?1
-               from (select value ->> 'id' as id, value ->> 'attempts' as attempts
-                       from json_each(?3)) as x
-              where v.id = x.id
-             returning id, douyin_id, video_url, title, thumbnail_url, video_url_direct,
-                       video_url_meta,
-                       coalesce(marked_for_deletion, 0) <> 0 as marked_for_deletion",
-        )
-        .bind(&now_s)
-        .bind(worker_id)
-        .bind(Value::Array(touched).to_string())
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let videos = sqlx::query(include_str!("sql/claim_update_videos.sql"))
+            .bind(&now_s)
+            .bind(worker_id)
+            .bind(Value::Array(touched).to_string())
+            .fetch_all(&mut *w.tx)
+            .await?;
         w.commit().await?;
 
         let mut videos_by_id = HashMap::with_capacity(videos.len());
@@ -154,24 +113,14 @@ impl SqliteQueue {
         let _turn = self.shared.write_lock.lock().await;
         let now = now();
         let expires = now + chrono::Duration::seconds(lease_secs(lease));
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "update download_jobs as j
-                set lease_expires_at = ?1,
-                    heartbeat_at     = ?2
-               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id
-                       from json_each(?3)) as x
-              where j.id = x.job_id
-                and j.lease_id = x.lease_id
-                and j.worker_id = ?4
-                and j.status = 'running'
-             returning id, lease_id",
-        )
-        .bind(format_timestamp(expires))
-        .bind(format_timestamp(now))
-        .bind(items.to_string())
-        .bind(worker_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as(include_str!("sql/heartbeat_update_download_jobs.sql"))
+                .bind(format_timestamp(expires))
+                .bind(format_timestamp(now))
+                .bind(items.to_string())
+                .bind(worker_id)
+                .fetch_all(&self.pool)
+                .await?;
         let held: HashSet<(String, String)> = rows.into_iter().collect();
         let mut seen = HashSet::with_capacity(leases.len());
         Ok(leases
@@ -203,33 +152,13 @@ impl SqliteQueue {
         );
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let done: Vec<(String, String)> = sqlx::query_as(
-            "update download_jobs as j
-                set status           = 'completed',
-                    finished_at      = ?1,
-                    lease_id         = null,
-                    lease_expires_at = null,
-                    last_error       = null,
-                    last_error_code  = null,
-                    last_error_class = null,
-                    progress_bytes   = coalesce(x.filesize, j.progress_bytes),
-                    progress_total   = coalesce(x.filesize, j.progress_total),
-                    progress_at      = ?1,
-                    updated_at       = ?1
-               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id,
-                            value ->> 'filesize' as filesize
-                       from json_each(?2)) as x
-              where j.id = x.job_id
-                and j.lease_id = x.lease_id
-                and j.worker_id = ?3
-                and j.status = 'running'
-             returning id, video_id",
-        )
-        .bind(&now_s)
-        .bind(jobs.to_string())
-        .bind(worker_id)
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let done: Vec<(String, String)> =
+            sqlx::query_as(include_str!("sql/complete_update_download_jobs.sql"))
+                .bind(&now_s)
+                .bind(jobs.to_string())
+                .bind(worker_id)
+                .fetch_all(&mut *w.tx)
+                .await?;
         let mut video_of: HashMap<Uuid, String> = HashMap::with_capacity(done.len());
         for (job_id, video_id) in done {
             video_of.insert(parse_uuid(&job_id)?, video_id);
@@ -261,46 +190,11 @@ impl SqliteQueue {
             }));
         }
         if !videos.is_empty() {
-            sqlx::query(
-                "update videos as v
-                    set status            = 'ready',
-                        bucket            = x.bucket,
-                        object_key        = x.object_key,
-                        storage_etag      = x.storage_etag,
-                        filesize          = x.filesize,
-                        mime_type         = x.mime_type,
-                        storage_provider  = x.storage_provider,
-                        storage_metadata  = x.storage_metadata,
-                        downloaded_at     = ?1,
-                        in_progress_by    = null,
-                        in_progress_at    = null,
-                        last_error        = null,
-                        download_progress = 100,
-                        next_attempt_at   = null,
-                        douyin_id         = coalesce(nullif(v.douyin_id, ''), x.douyin_id),
-                        title             = coalesce(nullif(v.title, ''), x.title),
-                        thumbnail_url     = coalesce(nullif(v.thumbnail_url, ''), x.thumbnail_url),
-                        video_url_direct  = coalesce(x.video_url_direct, v.video_url_direct),
-                        video_url_meta    = coalesce(x.video_url_meta, v.video_url_meta),
-                        updated_at        = ?1
-                   from (select value ->> 'id' as id, value ->> 'bucket' as bucket,
-                                value ->> 'object_key' as object_key,
-                                value ->> 'storage_etag' as storage_etag,
-                                value ->> 'filesize' as filesize,
-                                value ->> 'mime_type' as mime_type,
-                                value ->> 'storage_provider' as storage_provider,
-                                value ->> 'storage_metadata' as storage_metadata,
-                                value ->> 'douyin_id' as douyin_id, value ->> 'title' as title,
-                                value ->> 'thumbnail_url' as thumbnail_url,
-                                value ->> 'video_url_direct' as video_url_direct,
-                                value ->> 'video_url_meta' as video_url_meta
-                           from json_each(?2)) as x
-                  where v.id = x.id",
-            )
-            .bind(&now_s)
-            .bind(Value::Array(videos).to_string())
-            .execute(&mut *w.tx)
-            .await?;
+            sqlx::query(include_str!("sql/complete_update_videos.sql"))
+                .bind(&now_s)
+                .bind(Value::Array(videos).to_string())
+                .execute(&mut *w.tx)
+                .await?;
         }
         w.commit().await?;
         Ok(items
@@ -354,38 +248,12 @@ impl SqliteQueue {
         );
         let mut w = self.write().await?;
         let now_s = format_timestamp(now);
-        let updated = sqlx::query(
-            "update download_jobs as j
-                set status           = case when x.final or j.attempts >= j.max_attempts
-                                            then 'failed' else 'pending' end,
-                    worker_id        = case when x.final or j.attempts >= j.max_attempts
-                                            then j.worker_id end,
-                    finished_at      = case when x.final or j.attempts >= j.max_attempts
-                                            then ?1 end,
-                    scheduled_at     = case when x.final or j.attempts >= j.max_attempts
-                                            then j.scheduled_at else x.due end,
-                    lease_id         = null,
-                    lease_expires_at = null,
-                    last_error       = x.error,
-                    last_error_code  = x.code,
-                    last_error_class = x.class,
-                    updated_at       = ?1
-               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id,
-                            value ->> 'final' as final, value ->> 'due' as due,
-                            value ->> 'error' as error, value ->> 'code' as code,
-                            value ->> 'class' as class
-                       from json_each(?2)) as x
-              where j.id = x.job_id
-                and j.lease_id = x.lease_id
-                and j.worker_id = ?3
-                and j.status = 'running'
-             returning id, video_id, status, attempts, last_error, scheduled_at",
-        )
-        .bind(&now_s)
-        .bind(jobs.to_string())
-        .bind(worker_id)
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let updated = sqlx::query(include_str!("sql/fail_update_download_jobs.sql"))
+            .bind(&now_s)
+            .bind(jobs.to_string())
+            .bind(worker_id)
+            .fetch_all(&mut *w.tx)
+            .await?;
 
         let mut outcomes: HashMap<Uuid, FailOutcome> = HashMap::with_capacity(updated.len());
         let mut videos = Vec::with_capacity(updated.len());
@@ -409,26 +277,11 @@ impl SqliteQueue {
             }));
         }
         if !videos.is_empty() {
-            sqlx::query(
-                "update videos as v
-                    set status            = x.status,
-                        last_error        = x.error,
-                        attempts          = x.attempts,
-                        in_progress_by    = null,
-                        in_progress_at    = null,
-                        download_progress = null,
-                        next_attempt_at   = x.next,
-                        updated_at        = ?1
-                   from (select value ->> 'id' as id, value ->> 'status' as status,
-                                value ->> 'error' as error, value ->> 'attempts' as attempts,
-                                value ->> 'next' as next
-                           from json_each(?2)) as x
-                  where v.id = x.id",
-            )
-            .bind(&now_s)
-            .bind(Value::Array(videos).to_string())
-            .execute(&mut *w.tx)
-            .await?;
+            sqlx::query(include_str!("sql/fail_update_videos.sql"))
+                .bind(&now_s)
+                .bind(Value::Array(videos).to_string())
+                .execute(&mut *w.tx)
+                .await?;
         }
         w.commit().await?;
         Ok(items
@@ -451,30 +304,13 @@ impl SqliteQueue {
         let items = Value::Array(leases.iter().map(lease_item).collect());
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let released: Vec<(String, String, i32)> = sqlx::query_as(
-            "update download_jobs as j
-                set status           = 'pending',
-                    worker_id        = null,
-                    scheduled_at     = ?1,
-                    attempts         = max(j.attempts - 1, 0),
-                    lease_id         = null,
-                    lease_expires_at = null,
-                    progress_bytes   = null,
-                    progress_total   = null,
-                    updated_at       = ?1
-               from (select value ->> 'job_id' as job_id, value ->> 'lease_id' as lease_id
-                       from json_each(?2)) as x
-              where j.id = x.job_id
-                and j.lease_id = x.lease_id
-                and j.worker_id = ?3
-                and j.status = 'running'
-             returning id, video_id, attempts",
-        )
-        .bind(&now_s)
-        .bind(items.to_string())
-        .bind(worker_id)
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let released: Vec<(String, String, i32)> =
+            sqlx::query_as(include_str!("sql/release_update_download_jobs.sql"))
+                .bind(&now_s)
+                .bind(items.to_string())
+                .bind(worker_id)
+                .fetch_all(&mut *w.tx)
+                .await?;
         let mut done = HashSet::with_capacity(released.len());
         let mut videos = Vec::with_capacity(released.len());
         for (job_id, video_id, attempts) in &released {
@@ -482,23 +318,11 @@ impl SqliteQueue {
             videos.push(json!({"id": video_id, "attempts": attempts}));
         }
         if !videos.is_empty() {
-            sqlx::query(
-                "update videos as v
-                    set status            = 'pending',
-                        attempts          = x.attempts,
-                        in_progress_by    = null,
-                        in_progress_at    = null,
-                        download_progress = null,
-                        next_attempt_at   = null,
-                        updated_at        = ?1
-                   from (select value ->> 'id' as id, value ->> 'attempts' as attempts
-                           from json_each(?2)) as x
-                  where v.id = x.id",
-            )
-            .bind(&now_s)
-            .bind(Value::Array(videos).to_string())
-            .execute(&mut *w.tx)
-            .await?;
+            sqlx::query(include_str!("sql/release_update_videos.sql"))
+                .bind(&now_s)
+                .bind(Value::Array(videos).to_string())
+                .execute(&mut *w.tx)
+                .await?;
         }
         w.commit().await?;
         Ok(leases
@@ -531,18 +355,11 @@ impl SqliteQueue {
         let now_s = format_timestamp(now());
         // (job id, video id, worker id, attempts, max attempts, douyin id)
         type Expired = (String, String, Option<String>, i32, i32, Option<String>);
-        let expired: Vec<Expired> = sqlx::query_as(
-            "select j.id, j.video_id, j.worker_id, j.attempts, j.max_attempts, v.douyin_id
-               from download_jobs j
-               left join videos v on v.id = j.video_id
-              where j.status = 'running' and j.lease_expires_at < ?1
-              order by j.lease_expires_at
-              limit ?2",
-        )
-        .bind(&now_s)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let expired: Vec<Expired> = sqlx::query_as(include_str!("sql/rescue_expired_jobs.sql"))
+            .bind(&now_s)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&mut *w.tx)
+            .await?;
         if expired.is_empty() {
             w.commit().await?;
             return Ok(Vec::new());
@@ -572,45 +389,16 @@ impl SqliteQueue {
                 worker_id,
             });
         }
-        sqlx::query(
-            "update download_jobs as j
-                set status           = case when x.failed then 'failed' else 'pending' end,
-                    worker_id        = case when x.failed then j.worker_id end,
-                    finished_at      = case when x.failed then ?1 end,
-                    scheduled_at     = ?1,
-                    lease_id         = null,
-                    lease_expires_at = null,
-                    last_error       = x.error,
-                    last_error_code  = 'lease-expired',
-                    last_error_class = 'transient',
-                    updated_at       = ?1
-               from (select value ->> 'id' as id, value ->> 'failed' as failed,
-                            value ->> 'error' as error
-                       from json_each(?2)) as x
-              where j.id = x.id",
-        )
-        .bind(&now_s)
-        .bind(Value::Array(jobs).to_string())
-        .execute(&mut *w.tx)
-        .await?;
-        sqlx::query(
-            "update videos as v
-                set status            = x.status,
-                    last_error        = x.error,
-                    attempts          = x.attempts,
-                    in_progress_by    = null,
-                    in_progress_at    = null,
-                    download_progress = null,
-                    updated_at        = ?1
-               from (select value ->> 'id' as id, value ->> 'status' as status,
-                            value ->> 'error' as error, value ->> 'attempts' as attempts
-                       from json_each(?2)) as x
-              where v.id = x.id",
-        )
-        .bind(&now_s)
-        .bind(Value::Array(videos).to_string())
-        .execute(&mut *w.tx)
-        .await?;
+        sqlx::query(include_str!("sql/rescue_update_download_jobs.sql"))
+            .bind(&now_s)
+            .bind(Value::Array(jobs).to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        sqlx::query(include_str!("sql/rescue_update_videos.sql"))
+            .bind(&now_s)
+            .bind(Value::Array(videos).to_string())
+            .execute(&mut *w.tx)
+            .await?;
         w.commit().await?;
         Ok(out)
     }
@@ -624,22 +412,16 @@ impl SqliteQueue {
     ) -> Result<bool, sqlx::Error> {
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let video_id: Option<(String,)> = sqlx::query_as(
-            "update download_jobs
-                set progress_bytes = ?1,
-                    progress_total = ?2,
-                    progress_at    = ?3
-              where id = ?4 and lease_id = ?5 and worker_id = ?6 and status = 'running'
-             returning video_id",
-        )
-        .bind(done)
-        .bind(total)
-        .bind(&now_s)
-        .bind(lease.job_id.hyphenated())
-        .bind(lease.lease_id.hyphenated())
-        .bind(worker_id)
-        .fetch_optional(&mut *w.tx)
-        .await?;
+        let video_id: Option<(String,)> =
+            sqlx::query_as(include_str!("sql/progress_update_download_jobs.sql"))
+                .bind(done)
+                .bind(total)
+                .bind(&now_s)
+                .bind(lease.job_id.hyphenated())
+                .bind(lease.lease_id.hyphenated())
+                .bind(worker_id)
+                .fetch_optional(&mut *w.tx)
+                .await?;
         if let (Some((video_id,)), Some(total)) = (&video_id, total.filter(|t| *t > 0)) {
             // floor(done * 100 / total), held below 100 until the job completes.
             let percent = (i128::from(done) * 100 / i128::from(total)).clamp(0, 99) as i64;
@@ -672,29 +454,13 @@ impl SqliteQueue {
         // does in PostgreSQL.
         let mut w = self.write().await?;
         let now_s = format_timestamp(now());
-        let found: Option<EnqueueVideo> = sqlx::query_as(
-            "select v.id, v.status, v.object_key,
-                    coalesce(v.marked_for_deletion, 0) <> 0,
-                    -- download_job_default_priority
-                    (case when coalesce(v.surge_detected, 0) then 1000000 else 0 end)
-                      + cast(max(min(round(coalesce(v.viral_momentum, 0)), 999999), 0)
-                             as integer),
-                    (select j.id from download_jobs j
-                      where j.video_id = v.id and j.status in ('pending', 'running')
-                      limit 1)
-               from videos v
-              where v.rowid = coalesce(
-                        (select rowid from videos where id = ?1),
-                        (select rowid from videos where douyin_id = ?2
-                          order by created_at, rowid limit 1),
-                        (select rowid from videos where video_url = ?3
-                          order by created_at, rowid limit 1))",
-        )
-        .bind(req.video_id.map(|id| id.hyphenated()))
-        .bind(douyin_id.as_deref())
-        .bind(url)
-        .fetch_optional(&mut *w.tx)
-        .await?;
+        let found: Option<EnqueueVideo> =
+            sqlx::query_as(include_str!("sql/enqueue_find_video.sql"))
+                .bind(req.video_id.map(|id| id.hyphenated()))
+                .bind(douyin_id.as_deref())
+                .bind(url)
+                .fetch_optional(&mut *w.tx)
+                .await?;
 
         let Some((video_id_s, status, object_key, marked, default_priority, active)) = found else {
             if let Some(video_id) = req.video_id {
@@ -770,20 +536,15 @@ pub(super) async fn insert_job(
     let priority = req
         .priority
         .unwrap_or_else(|| default_priority.clamp(0, i64::from(i32::MAX)) as i32);
-    sqlx::query(
-        "insert into download_jobs
-             (id, video_id, status, payload, priority, max_attempts,
-              scheduled_at, created_at, updated_at)
-         values (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6, ?6)",
-    )
-    .bind(job_id.hyphenated())
-    .bind(video_id.hyphenated())
-    .bind(req.payload.as_ref().map(Value::to_string))
-    .bind(priority)
-    .bind(req.max_attempts.unwrap_or(5))
-    .bind(now_s)
-    .execute(&mut *w.tx)
-    .await?;
+    sqlx::query(include_str!("sql/enqueue_insert_download_jobs.sql"))
+        .bind(job_id.hyphenated())
+        .bind(video_id.hyphenated())
+        .bind(req.payload.as_ref().map(Value::to_string))
+        .bind(priority)
+        .bind(req.max_attempts.unwrap_or(5))
+        .bind(now_s)
+        .execute(&mut *w.tx)
+        .await?;
     Ok(job_id)
 }
 

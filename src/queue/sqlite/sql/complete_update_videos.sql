@@ -1,0 +1,35 @@
+-- complete_tx: see src/queue/sqlite/lifecycle.rs
+update videos as v
+  set status            = 'ready',
+      bucket            = x.bucket,
+      object_key        = x.object_key,
+      storage_etag      = x.storage_etag,
+      filesize          = x.filesize,
+      mime_type         = x.mime_type,
+      storage_provider  = x.storage_provider,
+      storage_metadata  = x.storage_metadata,
+      downloaded_at     = ?1,
+      in_progress_by    = null,
+      in_progress_at    = null,
+      last_error        = null,
+      download_progress = 100,
+      next_attempt_at   = null,
+      douyin_id         = coalesce(nullif(v.douyin_id, ''), x.douyin_id),
+      title             = coalesce(nullif(v.title, ''), x.title),
+      thumbnail_url     = coalesce(nullif(v.thumbnail_url, ''), x.thumbnail_url),
+      video_url_direct  = coalesce(x.video_url_direct, v.video_url_direct),
+      video_url_meta    = coalesce(x.video_url_meta, v.video_url_meta),
+      updated_at        = ?1
+ from (select value ->> 'id' as id, value ->> 'bucket' as bucket,
+              value ->> 'object_key' as object_key,
+              value ->> 'storage_etag' as storage_etag,
+              value ->> 'filesize' as filesize,
+              value ->> 'mime_type' as mime_type,
+              value ->> 'storage_provider' as storage_provider,
+              value ->> 'storage_metadata' as storage_metadata,
+              value ->> 'douyin_id' as douyin_id, value ->> 'title' as title,
+              value ->> 'thumbnail_url' as thumbnail_url,
+              value ->> 'video_url_direct' as video_url_direct,
+              value ->> 'video_url_meta' as video_url_meta
+         from json_each(?2)) as x
+where v.id = x.id
