@@ -18,8 +18,9 @@
 //!   SQLite, and the migrations.
 //!
 //! Around them:
-//! - [`cli`]: the command line and the wiring of `run`; `main` only calls [`cli::main`].
-//!   [`admin`]: `stats`, `jobs`, `retry`, `gc`; [`get`]: one link to a local file.
+//! - [`cli`]: the command line, the wiring of `run` and `get` (one link to a local file);
+//!   `main` only calls [`cli::main`].
+//!   [`admin`]: `stats`, `jobs`, `retry`, `gc`.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the UI's download API ([`http::api`]).
 //! - [`config`]: the settings in groups, from flags, environment and `.env`.
 //!
@@ -45,7 +46,6 @@ pub mod download;
 pub mod error;
 pub mod exit;
 pub mod extract;
-pub mod get;
 pub mod http;
 pub mod metrics;
 pub mod net;

@@ -1,0 +1,208 @@
+//! The wiring of `run`: build the four stages and the store, open the queue, start the HTTP
+//! servers, run the worker until a signal, shut everything down in order. Also
+//! `setup-storage`, which shares the store's construction.
+
+use crate::config::{Config, QueueBackend};
+use crate::pipeline::Pipeline;
+use crate::queue;
+use crate::worker::{Worker, WorkerOptions};
+
+use super::{CliError, queue_failure, usage, usage_msg};
+
+/// Raises the descriptor limit to the hard limit (the HTTP server, the database pool and the
+/// downloads share it) and returns the soft limit in force.
+fn raise_nofile() -> Option<u64> {
+    match crate::http::fdlimit::raise_nofile() {
+        Ok(n) => {
+            tracing::info!(
+                before = n.before,
+                now = n.after,
+                hard = n.hard,
+                "file descriptor limit"
+            );
+            Some(n.after)
+        }
+        Err(e) => {
+            let now = crate::http::fdlimit::current_nofile();
+            tracing::warn!(error = %e, now, "file descriptor limit not raised");
+            now
+        }
+    }
+}
+
+pub(super) async fn run(config: Config) -> Result<(), CliError> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
+    let nofile = raise_nofile();
+    // The stages are built first: a bad setting stops start-up before anything is opened.
+    let backend = storage_backend(&config)?;
+    let storage = storage_stage(&config, backend.clone())?;
+    let queue = queue::open(&config.queue, config.supabase.as_ref())
+        .await
+        .map_err(queue_failure)?;
+    let stats = queue.stats().await?;
+    tracing::info!(
+        backend = queue.backend(),
+        pending = stats.pending_jobs,
+        running = stats.running_jobs,
+        "queue ready"
+    );
+    let extractor = std::sync::Arc::new(
+        crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::new(
+            &config.extract,
+            &config.browser,
+            &config.net,
+            config.worker.max_concurrent,
+        ))
+        .map_err(usage_msg)?,
+    );
+    let downloader = crate::download::HttpDownloader::new(crate::download::DownloadOptions::new(
+        &config.download,
+        &config.net,
+    ))
+    .map_err(usage_msg)?;
+    let outcome = ensure_bucket(&config, backend.as_ref()).await?;
+    tracing::info!(
+        bucket = %config.storage.bucket,
+        provider = backend.provider(),
+        created = outcome == crate::storage::BucketOutcome::Created,
+        "storage ready"
+    );
+    let pipeline = Pipeline::new(
+        extractor.clone(),
+        std::sync::Arc::new(downloader),
+        std::sync::Arc::new(crate::validate::FileValidator),
+        storage,
+    );
+    let shutdown = crate::shutdown::on_signals()?;
+    // The servers bind before any job is claimed: a busy port is a start-up error.
+    let server = if config.http.http_addr.is_some() || config.http.api_addr.is_some() {
+        let state = crate::http::HttpState::new(
+            queue.clone(),
+            backend.clone(),
+            crate::metrics::install(&config.worker.worker_id),
+            shutdown.clone(),
+            config
+                .http
+                .api_enabled
+                .then(|| crate::http::api::ApiOptions::new(&config.http)),
+        );
+        Some(
+            crate::http::start(
+                &config.http,
+                state,
+                nofile,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .map_err(usage_msg)?,
+        )
+    } else {
+        None
+    };
+    let worker = Worker::new(
+        queue,
+        std::sync::Arc::new(pipeline),
+        WorkerOptions::new(&config.worker),
+    );
+    worker.run(shutdown).await;
+    // The browser, if one was started, closes politely and its profile folder goes.
+    extractor.shutdown().await;
+    // The server answers (readyz: 503) until the worker is done.
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    Ok(())
+}
+
+/// The storage backend the configuration names: `STORAGE_URL` if set, else Supabase Storage
+/// with the Supabase settings, else the local folder.
+pub(super) fn storage_backend(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, CliError> {
+    if let Some(url) = &config.storage.url {
+        return Ok(if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|_| usage(anyhow::anyhow!("STORAGE_URL={url}: not a local path")))?;
+            std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+                path,
+                &config.storage.bucket,
+            ))
+        } else {
+            std::sync::Arc::new(
+                crate::storage::object::ObjectStoreBackend::from_url(url).map_err(usage_msg)?,
+            )
+        });
+    }
+    Ok(match &config.supabase {
+        Some(project) => std::sync::Arc::new(
+            crate::storage::supabase::SupabaseStorage::new(
+                &project.url,
+                project.key.clone(),
+                &config.storage.bucket,
+            )
+            .map_err(usage_msg)?,
+        ),
+        None => std::sync::Arc::new(crate::storage::local::LocalFolder::new(
+            &config.storage.dir,
+            &config.storage.bucket,
+        )),
+    })
+}
+
+/// The storage stage over `backend`; a bad `OBJECT_KEY_TEMPLATE` is a usage error.
+fn storage_stage(
+    config: &Config,
+    backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
+) -> Result<std::sync::Arc<dyn crate::stage::Storage>, CliError> {
+    let template = &config.storage.key_template;
+    crate::storage::check_key_template(template)
+        .map_err(|why| usage_msg(format!("OBJECT_KEY_TEMPLATE={template}: {why}")))?;
+    let opts = crate::storage::StorageOptions {
+        key_template: template.clone(),
+        cache_control: format!("max-age={}", config.storage.cache_control_seconds),
+        ..Default::default()
+    };
+    Ok(std::sync::Arc::new(crate::storage::StorageStage::new(
+        backend, opts,
+    )))
+}
+
+/// Creates the bucket when it is missing; the error says what to do.
+async fn ensure_bucket(
+    config: &Config,
+    backend: &dyn crate::storage::ObjectBackend,
+) -> Result<crate::storage::BucketOutcome, CliError> {
+    backend
+        .ensure_bucket(&config.storage.bucket_spec)
+        .await
+        .map_err(|e| {
+            usage(anyhow::anyhow!(
+                "storage bucket {}: {e}",
+                config.storage.bucket
+            ))
+        })
+}
+
+pub(super) async fn setup_storage(config: Config) -> Result<(), CliError> {
+    let backend = storage_backend(&config)?;
+    let outcome = ensure_bucket(&config, backend.as_ref()).await?;
+    println!(
+        "bucket {} ({}): {}",
+        config.storage.bucket,
+        backend.provider(),
+        match outcome {
+            crate::storage::BucketOutcome::Exists => "exists",
+            crate::storage::BucketOutcome::Created => "created",
+        }
+    );
+    if !matches!(config.queue.backend, QueueBackend::Sqlite { .. }) {
+        let queue = queue::open(&config.queue, config.supabase.as_ref())
+            .await
+            .map_err(queue_failure)?;
+        if queue.ensure_videos_bucket().await? {
+            println!("ensure_videos_bucket(): called");
+        }
+    }
+    Ok(())
+}
