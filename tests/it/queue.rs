@@ -259,7 +259,7 @@ async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
     );
 
     // Make it due, then attempts 2 and 3 fail; the third is the last.
-    sqlx_due_now(&b, id).await;
+    b.set_due(id, -1).await;
     let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
     assert_eq!(job.attempts, 2);
     let r = q
@@ -291,32 +291,6 @@ async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
     assert_eq!(rec.video_status, "failed");
     assert_eq!(rec.video_attempts, 3);
     assert!(q.claim("w", 1, LEASE).await.unwrap().is_empty());
-}
-
-/// Moves a pending job's due time to now, as if its backoff had passed.
-async fn sqlx_due_now(b: &Backend, id: uuid::Uuid) {
-    match &b.pg {
-        Some(db) => {
-            sqlx::query("update public.download_jobs set scheduled_at = now() where id = $1")
-                .bind(id)
-                .execute(&db.pool)
-                .await
-                .unwrap();
-        }
-        None => {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", b.locator.1))
-                .await
-                .unwrap();
-            sqlx::query(
-                "update download_jobs set scheduled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds') where id = ?",
-            )
-            .bind(id.to_string())
-            .execute(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
-        }
-    }
 }
 
 async fn permanent_failures_fail_at_once(kind: Kind) {
@@ -395,6 +369,14 @@ async fn one_active_job_per_video(kind: Kind) {
         .unwrap();
     assert_eq!(forced.outcome, EnqueueOutcome::Queued);
     assert_ne!(forced.job_id, first.job_id);
+    // A job that failed for good is not active: the video may be queued again.
+    let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
+    q.fail("w", &[failure(job.lease, ErrorClass::Permanent, None)])
+        .await
+        .unwrap();
+    let after_failure = q.enqueue(&req).await.unwrap();
+    assert_eq!(after_failure.outcome, EnqueueOutcome::Queued);
+    assert_ne!(after_failure.job_id, forced.job_id);
     // Unknown video ids are reported, not created.
     let r = q
         .enqueue(&EnqueueRequest {
@@ -409,7 +391,7 @@ async fn one_active_job_per_video(kind: Kind) {
 async fn claim_order_is_priority_then_due_time_then_age(kind: Kind) {
     let b = Backend::new(kind).await;
     let mut ids = Vec::new();
-    for (i, p) in [1, 10, 5, 10].into_iter().enumerate() {
+    for (i, p) in [0, 5, 0, 5, 0].into_iter().enumerate() {
         ids.push(
             b.enqueue_with(EnqueueRequest {
                 douyin_id: Some(format!("740000000000000000{i}")),
@@ -420,18 +402,54 @@ async fn claim_order_is_priority_then_due_time_then_age(kind: Kind) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut order = Vec::new();
-    for _ in 0..4 {
-        order.push(b.queue.claim("w", 1, LEASE).await.unwrap().remove(0).id());
+    // Due times: job 2 has been due longest, job 3 before job 1.
+    b.set_due(ids[2], -30).await;
+    b.set_due(ids[3], -20).await;
+    let mut claimed = Vec::new();
+    for _ in 0..5 {
+        claimed.push(b.queue.claim("w", 1, LEASE).await.unwrap().remove(0));
     }
-    assert_eq!(order, vec![ids[1], ids[3], ids[2], ids[0]]);
+    let order: Vec<_> = claimed.iter().map(|c| c.id()).collect();
+    // Priority 5 (job 3 due before job 1), then priority 0 (job 2 due first, then 0 and 4
+    // by due time, which equals their age here).
+    assert_eq!(order, vec![ids[3], ids[1], ids[2], ids[0], ids[4]]);
+    for (c, p) in claimed.iter().zip([5, 5, 0, 0, 0]) {
+        assert_eq!(c.priority, p);
+        assert_eq!((c.attempts, c.max_attempts), (1, 5));
+        assert!(c.lease_expires_at > chrono::Utc::now() + chrono::Duration::seconds(55));
+        assert!(
+            c.video
+                .douyin_id
+                .as_deref()
+                .is_some_and(|d| d.starts_with("74"))
+        );
+    }
 }
 
 async fn release_puts_the_job_back_without_counting_the_attempt(kind: Kind) {
     let b = Backend::new(kind).await;
     let id = b.enqueue("7400000000000000001").await;
+    // A first attempt fails and is due again at once: the released one is the second.
+    let first = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    b.queue
+        .fail(
+            "w",
+            &[failure(
+                first.lease,
+                ErrorClass::Transient,
+                Some(Duration::ZERO),
+            )],
+        )
+        .await
+        .unwrap();
     let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
-    assert_eq!(job.attempts, 1);
+    assert_eq!(job.attempts, 2);
+    assert!(
+        b.queue
+            .progress("w", &job.lease, 5, Some(10))
+            .await
+            .unwrap()
+    );
     let rec = b.queue.job(id).await.unwrap().unwrap();
     assert_eq!(rec.video_status, "downloading");
     assert_eq!(rec.video_in_progress_by.as_deref(), Some("w"));
@@ -440,11 +458,17 @@ async fn release_puts_the_job_back_without_counting_the_attempt(kind: Kind) {
         vec![(id, ReleaseOutcome::Released)]
     );
     let rec = b.queue.job(id).await.unwrap().unwrap();
-    assert_eq!((rec.status.as_str(), rec.attempts), ("pending", 0));
+    assert_eq!((rec.status.as_str(), rec.attempts), ("pending", 1));
+    assert_eq!(rec.worker_id, None);
+    assert_eq!(rec.lease_expires_at, None);
+    assert_eq!(rec.progress_bytes, None);
     assert_eq!(rec.video_status, "pending");
+    assert_eq!(rec.video_attempts, 1);
+    assert_eq!(rec.video_download_progress, None);
     assert_eq!(rec.video_in_progress_by, None);
-    let again = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
-    assert_eq!(again.attempts, 1);
+    // Due now: claimed again, as the second attempt again.
+    let again = b.queue.claim("w2", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(again.attempts, 2);
 }
 
 async fn completion_fills_the_video_row(kind: Kind) {
@@ -581,11 +605,45 @@ async fn a_new_job_wakes_a_subscribed_signal(kind: Kind) {
 
 async fn claim_returns_only_due_jobs_and_respects_the_limit(kind: Kind) {
     let b = Backend::new(kind).await;
-    b.enqueue_many(5).await;
+    let ids = b.enqueue_many(5).await;
+    b.set_due(ids[4], 3600).await;
     assert!(b.queue.claim("w", 0, LEASE).await.unwrap().is_empty());
-    assert_eq!(b.queue.claim("w", 3, LEASE).await.unwrap().len(), 3);
-    assert_eq!(b.queue.claim("w", 3, LEASE).await.unwrap().len(), 2);
-    assert!(b.queue.claim("w", 3, LEASE).await.unwrap().is_empty());
+    assert!(
+        b.queue.claim("", 1, LEASE).await.is_err(),
+        "a claim needs a worker id"
+    );
+    let first = b.queue.claim("w1", 3, LEASE).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let second = b.queue.claim("w2", 3, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1, "the job due in an hour is not claimed");
+    assert!(b.queue.claim("w3", 3, LEASE).await.unwrap().is_empty());
+    let claimed: std::collections::HashSet<_> =
+        first.iter().chain(&second).map(|c| c.id()).collect();
+    assert_eq!(claimed, ids[..4].iter().copied().collect());
+
+    // Both rows show the claim.
+    let c = &second[0];
+    assert_eq!(c.lease.lease_id.get_version_num(), 4);
+    let rec = b.queue.job(c.id()).await.unwrap().unwrap();
+    assert_eq!(rec.status, "running");
+    assert_eq!(rec.worker_id.as_deref(), Some("w2"));
+    assert_eq!(rec.attempts, 1);
+    let expires = rec.lease_expires_at.expect("a lease");
+    assert!((expires - c.lease_expires_at).num_milliseconds().abs() < 5);
+    assert_eq!(rec.video_status, "downloading");
+    assert_eq!(rec.video_in_progress_by.as_deref(), Some("w2"));
+    assert_eq!(rec.video_attempts, 1);
+    assert_eq!(rec.video_download_progress, Some(0));
+    let stats = b.queue.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.total_jobs,
+            stats.pending_jobs,
+            stats.running_jobs,
+            stats.active_workers
+        ),
+        (5, 1, 4, 2)
+    );
 }
 
 /// Claims go over a connection the queue keeps; when the server drops it, one claim fails

@@ -422,74 +422,18 @@ async fn enqueue_leaves_a_downloading_video_alone_and_ranks_by_virality() {
     );
 }
 
+/// How a claim is written in SQLite's rows (the shared suite checks what a claim does on every
+/// backend): times in the one text form, the lease as a hyphenated UUID.
 #[tokio::test]
-async fn claim_order_is_priority_then_due_time_then_age() {
+async fn a_claim_writes_its_times_and_lease_in_one_form() {
     let (_dir, q) = open_temp().await;
-    let mut ids = Vec::new();
-    for (n, priority) in [(1, 0), (2, 5), (3, 0), (4, 5), (5, 0)] {
-        let r = enqueue(
-            &q,
-            EnqueueRequest {
-                url: Some(link(n)),
-                priority: Some(priority),
-                ..Default::default()
-            },
-        )
-        .await;
-        ids.push(r.job_id.unwrap());
-    }
-    // due times: job 3 has been due longest, job 4 before job 2
-    set_due(&q, ids[2], -30).await;
-    set_due(&q, ids[3], -20).await;
-    let claimed = q.claim("w1", 10, LEASE).await.unwrap();
-    let order: Vec<Uuid> = claimed.iter().map(ClaimedJob::id).collect();
-    // priority 5 (job 4 due before job 2), then priority 0 (job 3 due first, then 1, 5
-    // by due time, which equals their age here)
-    assert_eq!(order, vec![ids[3], ids[1], ids[2], ids[0], ids[4]]);
-    for c in &claimed {
-        assert_eq!(c.attempts, 1);
-        assert_eq!(c.max_attempts, 5);
-        assert!(c.lease_expires_at > Utc::now() + chrono::Duration::seconds(55));
-        assert!(
-            c.video
-                .video_url
-                .as_deref()
-                .unwrap()
-                .starts_with("https://")
-        );
-    }
-    assert_eq!(claimed[0].priority, 5);
-}
-
-#[tokio::test]
-async fn claim_takes_only_due_jobs_up_to_the_limit_and_marks_both_rows() {
-    let (_dir, q) = open_temp().await;
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        ids.push(enqueue_url(&q, &link(n)).await.job_id.unwrap());
-    }
-    set_due(&q, ids[4], 3600).await;
-    assert!(q.claim("w1", 0, LEASE).await.unwrap().is_empty());
-    assert!(q.claim("", 1, LEASE).await.is_err());
-
-    let first = q.claim("w1", 3, LEASE).await.unwrap();
-    assert_eq!(first.len(), 3);
-    let second = q.claim("w2", 3, LEASE).await.unwrap();
-    assert_eq!(second.len(), 1, "the job due in an hour is not claimed");
-    assert!(q.claim("w3", 3, LEASE).await.unwrap().is_empty());
-    let claimed: HashSet<Uuid> = first.iter().chain(&second).map(ClaimedJob::id).collect();
-    assert_eq!(claimed, ids[..4].iter().copied().collect());
-
-    let c = &second[0];
+    enqueue_url(&q, &link(1)).await;
+    let c = claim_one(&q, "w2").await;
     let j = job_row(&q, c.id()).await;
-    assert_eq!(text(&j, "status").as_deref(), Some("running"));
-    assert_eq!(text(&j, "worker_id").as_deref(), Some("w2"));
-    assert_eq!(int(&j, "attempts"), Some(1));
     assert_eq!(
         text(&j, "lease_id"),
         Some(c.lease.lease_id.hyphenated().to_string())
     );
-    assert_eq!(c.lease.lease_id.get_version_num(), 4);
     assert_eq!(
         text(&j, "lease_expires_at"),
         Some(format_timestamp(c.lease_expires_at))
@@ -497,25 +441,8 @@ async fn claim_takes_only_due_jobs_up_to_the_limit_and_marks_both_rows() {
     assert!(text(&j, "started_at").is_some());
     assert!(text(&j, "heartbeat_at").is_some());
     let v = video(&q, c.video_id).await;
-    assert_eq!(text(&v, "status").as_deref(), Some("downloading"));
-    assert_eq!(text(&v, "in_progress_by").as_deref(), Some("w2"));
-    assert_eq!(int(&v, "attempts"), Some(1));
-    assert_eq!(int(&v, "download_progress"), Some(0));
     assert!(text(&v, "download_started_at").is_some());
     assert!(text(&v, "last_attempt_at").is_some());
-
-    let stats = q.stats().await.unwrap();
-    assert_eq!(
-        stats,
-        WorkerStats {
-            total_jobs: 5,
-            pending_jobs: 1,
-            running_jobs: 4,
-            completed_jobs: 0,
-            failed_jobs: 0,
-            active_workers: 2,
-        }
-    );
 }
 
 #[tokio::test]
@@ -963,41 +890,12 @@ async fn permanent_failures_and_the_last_attempt_fail_for_good() {
     assert!(q.claim("w1", 3, LEASE).await.unwrap().is_empty());
 }
 
+/// The release SQL's floor (the shared suite checks the rest of a release on every backend).
 #[tokio::test]
-async fn release_puts_the_job_back_without_counting_the_attempt() {
+async fn release_never_takes_attempts_below_zero() {
     let (_dir, q) = open_temp().await;
-    let r = enqueue_url(&q, &link(1)).await;
-    let first = claim_one(&q, "w1").await;
-    q.fail(
-        "w1",
-        &[failure(
-            first.lease,
-            ErrorClass::Transient,
-            Some(Duration::ZERO),
-        )],
-    )
-    .await
-    .unwrap();
+    enqueue_url(&q, &link(1)).await;
     let job = claim_one(&q, "w1").await;
-    assert_eq!(job.attempts, 2);
-    assert!(q.progress("w1", &job.lease, 5, Some(10)).await.unwrap());
-    let out = q.release("w1", &[job.lease]).await.unwrap();
-    assert_eq!(out, vec![(job.id(), ReleaseOutcome::Released)]);
-    let j = job_row(&q, job.id()).await;
-    assert_eq!(text(&j, "status").as_deref(), Some("pending"));
-    assert_eq!(int(&j, "attempts"), Some(1));
-    assert_eq!(text(&j, "worker_id"), None);
-    assert_eq!(text(&j, "lease_id"), None);
-    assert_eq!(int(&j, "progress_bytes"), None);
-    let v = video(&q, r.video_id.unwrap()).await;
-    assert_eq!(text(&v, "status").as_deref(), Some("pending"));
-    assert_eq!(int(&v, "attempts"), Some(1));
-    assert_eq!(int(&v, "download_progress"), None);
-    assert_eq!(text(&v, "in_progress_by"), None);
-    // due now: claimed again, as attempt 2 again
-    assert_eq!(claim_one(&q, "w2").await.attempts, 2);
-
-    // attempts never go below zero
     exec(
         &q,
         "update download_jobs set attempts = 0 where id = ?1",
@@ -1005,18 +903,7 @@ async fn release_puts_the_job_back_without_counting_the_attempt() {
         None,
     )
     .await;
-    let again = q.claim("w2", 1, LEASE).await.unwrap();
-    assert!(again.is_empty(), "already running");
-    let held: (String,) = sqlx::query_as("select lease_id from download_jobs where id = ?1")
-        .bind(job.id().hyphenated())
-        .fetch_one(q.pool())
-        .await
-        .unwrap();
-    let lease = Lease {
-        job_id: job.id(),
-        lease_id: Uuid::parse_str(&held.0).unwrap(),
-    };
-    q.release("w2", &[lease]).await.unwrap();
+    q.release("w1", &[job.lease]).await.unwrap();
     assert_eq!(int(&job_row(&q, job.id()).await, "attempts"), Some(0));
 }
 
@@ -1146,8 +1033,10 @@ async fn a_failed_job_put_back_by_hand_gets_its_attempts_back() {
     assert_eq!(claim_one(&q, "w3").await.id(), id);
 }
 
+/// The schema's own guard (the shared suite checks the queue's answers on every backend): a
+/// second active job cannot be written, not even by hand.
 #[tokio::test]
-async fn one_active_job_per_video() {
+async fn the_schema_allows_one_active_job_per_video() {
     let (_dir, q) = open_temp().await;
     let r = enqueue_url(&q, &link(1)).await;
     let second = sqlx::query("insert into download_jobs (video_id) values (?1)")
@@ -1156,15 +1045,13 @@ async fn one_active_job_per_video() {
         .await;
     let err = QueueError::from(second.unwrap_err());
     assert!(err.to_string().contains("UNIQUE"), "{err}");
-    // finished jobs do not count
     let job = claim_one(&q, "w1").await;
     q.fail("w1", &[failure(job.lease, ErrorClass::Permanent, None)])
         .await
         .unwrap();
     let again = enqueue_url(&q, &link(1)).await;
     assert_eq!(again.outcome, EnqueueOutcome::Queued);
-    assert_ne!(again.job_id, r.job_id);
-    // a failed job cannot be put back by hand while another is active
+    // A failed job cannot be put back by hand while another is active.
     let back = sqlx::query("update download_jobs set status = 'pending' where id = ?1")
         .bind(r.job_id.unwrap().hyphenated())
         .execute(q.pool())

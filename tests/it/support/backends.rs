@@ -93,6 +93,40 @@ impl Backend {
     }
 
     /// Queues `n` jobs with distinct Douyin ids.
+    /// Moves a pending job's due time to `secs` seconds from now (negative: in the past), as
+    /// a backoff would, straight in the database.
+    pub async fn set_due(&self, id: Uuid, secs: i64) {
+        match &self.pg {
+            Some(db) => {
+                sqlx::query(
+                    "update public.download_jobs
+                        set scheduled_at = now() + make_interval(secs => $2) where id = $1",
+                )
+                .bind(id)
+                .bind(secs as f64)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            }
+            None => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "update download_jobs
+                        set scheduled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2 || ' seconds')
+                      where id = ?1",
+                )
+                .bind(id.to_string())
+                .bind(secs.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     pub async fn enqueue_many(&self, n: usize) -> Vec<Uuid> {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
