@@ -316,6 +316,17 @@ pub fn check_key(key: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Refuses a part that ends before it starts (`open_range` takes `start..=end`).
+pub(crate) fn check_range(key: &str, start: u64, end: u64) -> Result<(), StorageError> {
+    if start > end {
+        return Err(StorageError::permanent(
+            "bad-range",
+            format!("bytes {start}-{end} of {key}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a listing prefix: `""` (everything), or a key by [`check_key`]'s rules that may end
 /// with `/` (the folder itself).
 pub fn check_prefix(prefix: &str) -> Result<(), StorageError> {

@@ -413,12 +413,7 @@ impl ObjectBackend for ObjectStoreBackend {
         start: u64,
         end: u64,
     ) -> Result<Option<ObjectStream>, StorageError> {
-        if start > end {
-            return Err(StorageError::permanent(
-                "bad-range",
-                format!("bytes {start}-{end} of {key}"),
-            ));
-        }
+        super::check_range(key, start, end)?;
         self.get(key, Some(start..end + 1)).await
     }
 

@@ -622,12 +622,7 @@ impl ObjectBackend for SupabaseStorage {
         start: u64,
         end: u64,
     ) -> Result<Option<ObjectStream>, StorageError> {
-        if start > end {
-            return Err(StorageError::permanent(
-                "bad-range",
-                format!("bytes {start}-{end} of {key}"),
-            ));
-        }
+        super::check_range(key, start, end)?;
         self.download(key, Some((start, end))).await
     }
 }

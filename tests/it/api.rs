@@ -518,17 +518,9 @@ async fn metrics_appear_and_move_after_a_real_job_through_the_binary() {
     let (status, _) = get(&format!("{base}/readyz")).await;
     assert_eq!(status, 200);
 
-    let q = PgQueue::from_pool(db.pool.clone());
-    let r = q
-        .enqueue(&EnqueueRequest {
-            url: Some(format!("https://www.douyin.com/video/{ID}")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rec = crate::support::backends::wait_for_status(
-        &q,
-        r.job_id.unwrap(),
+    let rec = crate::support::backends::enqueue_link_and_wait(
+        &db.pool,
+        &format!("https://www.douyin.com/video/{ID}"),
         &["completed"],
         Duration::from_secs(30),
     )

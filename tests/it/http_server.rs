@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use douyin_worker::http::{self, HttpState, ServerLimits};
-use douyin_worker::queue::EnqueueRequest;
 use douyin_worker::queue::Queue;
-use douyin_worker::queue::QueueAdmin;
 use douyin_worker::queue::postgres::PgQueue;
 use douyin_worker::storage::ObjectBackend;
 use douyin_worker::storage::local::LocalFolder;
@@ -151,17 +149,9 @@ async fn wait_until_answers(url: &str) {
 
 /// Queues the fixture's video and waits for the job's end: completed, or the failure text.
 async fn run_job(db: &fakes::pg::TestDb, id: &str) -> Result<(), String> {
-    let q = PgQueue::from_pool(db.pool.clone());
-    let r = q
-        .enqueue(&EnqueueRequest {
-            url: Some(format!("https://www.douyin.com/video/{id}")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rec = crate::support::backends::wait_for_status(
-        &q,
-        r.job_id.unwrap(),
+    let rec = crate::support::backends::enqueue_link_and_wait(
+        &db.pool,
+        &format!("https://www.douyin.com/video/{id}"),
         &["completed", "failed"],
         Duration::from_secs(60),
     )

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use douyin_worker::queue::QueueAdmin;
-use douyin_worker::queue::postgres::PgQueue;
-use douyin_worker::queue::{EnqueueRequest, JobRecord};
+use douyin_worker::queue::JobRecord;
 
 use crate::cli::RunningBinary;
 use fakes::douyin::{Behaviour, DouyinServer, image_post};
@@ -25,17 +23,9 @@ async fn run(policy: &str) -> (JobRecord, tempfile::TempDir, sqlx::PgPool) {
         ("IMAGE_POSTS", policy),
         ("BROWSER_ENABLED", "false"),
     ]);
-    let q = PgQueue::from_pool(db.pool.clone());
-    let r = q
-        .enqueue(&EnqueueRequest {
-            url: Some(format!("https://www.douyin.com/note/{ID}")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rec = crate::support::backends::wait_for_status(
-        &q,
-        r.job_id.unwrap(),
+    let rec = crate::support::backends::enqueue_link_and_wait(
+        &db.pool,
+        &format!("https://www.douyin.com/note/{ID}"),
         &["completed", "failed"],
         Duration::from_secs(30),
     )

@@ -140,6 +140,25 @@ impl Backend {
 }
 
 /// Waits until the job is in one of `statuses`; panics with the job after `within`.
+/// Queues `link` in the PostgreSQL queue of `pool` and waits until its job reaches one of
+/// `statuses` (a worker process elsewhere runs it).
+pub async fn enqueue_link_and_wait(
+    pool: &sqlx::PgPool,
+    link: &str,
+    statuses: &[&str],
+    within: std::time::Duration,
+) -> douyin_worker::queue::JobRecord {
+    let q = PgQueue::from_pool(pool.clone());
+    let r = q
+        .enqueue(&EnqueueRequest {
+            url: Some(link.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for_status(&q, r.job_id.unwrap(), statuses, within).await
+}
+
 pub async fn wait_for_status(
     q: &dyn QueueAdmin,
     id: Uuid,
