@@ -7,10 +7,10 @@
 //! operator's terminal when the excerpt is printed. So:
 //!
 //! - every secret the process is configured with is registered here when it is read
-//!   ([`crate::config::Secret::new`] registers itself; [`register_cookie`] and
+//!   (`config::Secret::new` registers itself; [`register_cookie`] and
 //!   [`register_url_password`] add the parts a secret is sent as), and [`scrub`] replaces any
 //!   of them in a text by `[redacted]`. The constructors of the error types that carry
-//!   upstream text ([`crate::error::JobError`], [`crate::storage::StorageError`]) scrub their
+//!   upstream text (`error::JobError`, `storage::StorageError`) scrub their
 //!   message, and so does every excerpt;
 //! - [`excerpt`] turns an upstream body into one short line: whitespace collapsed, control
 //!   and bidirectional-override characters escaped as `\u{..}`, secrets scrubbed.

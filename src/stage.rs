@@ -1,6 +1,6 @@
 //! The stages' shared words: what a job's stages hand each other, and the four stage traits
 //! ([`Extractor`], [`Downloader`], [`Validator`], [`Storage`]) that the
-//! [`crate::pipeline::Pipeline`] runs in order.
+//! pipeline (`pipeline::Pipeline`) runs in order.
 //!
 //! The stages know the job only as a [`StageJob`], built once from the claimed job, so
 //! extraction and storage do not depend on the queue's row. The worker loop knows only

@@ -87,7 +87,7 @@ pub struct StorageArgs {
 }
 
 /// How a bucket the worker creates is set up (`STORAGE_PUBLIC`, `STORAGE_FILE_SIZE_LIMIT`,
-/// `STORAGE_ALLOWED_MIME_TYPES`); what [`crate::storage::ObjectBackend::ensure_bucket`] takes.
+/// `STORAGE_ALLOWED_MIME_TYPES`); what the stores' `ensure_bucket` takes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BucketSpec {
     /// Readable without a key.
@@ -107,7 +107,7 @@ pub struct StorageSettings {
     pub bucket: String,
     /// Local store folder.
     pub dir: PathBuf,
-    /// Object key template; checked by [`crate::storage::check_key_template`] (storage owns
+    /// Object key template; checked by `storage::check_key_template` (storage owns
     /// the key rules).
     pub key_template: String,
     /// Cache lifetime of stored objects, in seconds.

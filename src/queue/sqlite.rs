@@ -50,9 +50,11 @@ use crate::error::ErrorClass;
 use crate::queue::migrate::MigrateError;
 
 mod admin;
+mod enqueue;
 mod lifecycle;
 
-use lifecycle::{job_from_row, requeue_video};
+use enqueue::requeue_video;
+use lifecycle::job_from_row;
 
 /// The `strftime` format of every time the SQLite queue stores, e.g.
 /// `2025-01-31T08:00:00.000Z`: UTC, millisecond precision. SQLite writes the same text with

@@ -27,6 +27,8 @@ use super::{
 };
 use crate::config::Secret;
 
+mod tus;
+
 /// The chunk size hosted Supabase Storage requires for every TUS chunk but the last.
 pub const TUS_CHUNK: u64 = 6 * 1024 * 1024;
 
@@ -191,125 +193,6 @@ impl SupabaseStorage {
         }
         Err(rest_error(response).await)
     }
-
-    async fn put_tus(&self, req: &PutRequest<'_>) -> Result<(), StorageError> {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let seconds = req
-            .cache_control
-            .trim_start_matches("max-age=")
-            .parse::<u64>()
-            .unwrap_or(3600)
-            .to_string();
-        let meta_json = serde_json::to_string(req.metadata).unwrap_or_default();
-        let upload_metadata = format!(
-            "bucketName {},objectName {},contentType {},cacheControl {},metadata {}",
-            b64(&self.bucket),
-            b64(req.key),
-            b64(req.content_type),
-            b64(&seconds),
-            b64(&meta_json)
-        );
-        let response = self
-            .authed(self.client.post(self.url("upload/resumable")))
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Length", req.file.size)
-            .header("Upload-Metadata", upload_metadata)
-            .header("x-upsert", "true")
-            .timeout(self.upload_timeout)
-            .send()
-            .await
-            .map_err(network)?;
-        if response.status() != StatusCode::CREATED {
-            return Err(tus_error("creating the upload", response).await);
-        }
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| self.root.join(l).ok())
-            .ok_or_else(|| {
-                StorageError::transient("tus", "the TUS create answer had no Location")
-            })?;
-        let size = req.file.size;
-        let mut offset = 0u64;
-        let mut failures = 0u32;
-        while offset < size {
-            let len = TUS_CHUNK.min(size - offset);
-            let sent = self
-                .authed(self.client.patch(location.clone()))
-                .header("Tus-Resumable", "1.0.0")
-                .header("Upload-Offset", offset)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/offset+octet-stream",
-                )
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .header("x-upsert", "true")
-                .body(Self::body(&req.file.path, offset, len).await?)
-                .timeout(self.upload_timeout)
-                .send()
-                .await;
-            let why = match sent {
-                Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                    offset = upload_offset(r.headers()).unwrap_or(offset + len);
-                    failures = 0;
-                    continue;
-                }
-                Ok(r) if matches!(r.status().as_u16(), 413 | 415) => {
-                    return Err(tus_error("uploading", r).await);
-                }
-                Ok(r) => format!("HTTP {}", r.status().as_u16()),
-                Err(e) => network(e).message,
-            };
-            failures += 1;
-            if failures >= self.chunk_attempts {
-                return Err(StorageError::transient(
-                    "tus",
-                    format!("TUS upload stopped at byte {offset} of {size}: {why}"),
-                ));
-            }
-            tracing::info!(offset, why = %why, "TUS chunk failed; asking the server where to resume");
-            let wait =
-                crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
-                    .after(failures);
-            tokio::time::sleep(wait).await;
-            // The server's offset is the truth after an interrupted PATCH.
-            let head = self
-                .authed(self.client.head(location.clone()))
-                .header("Tus-Resumable", "1.0.0")
-                .send()
-                .await
-                .map_err(network)?;
-            match head.status() {
-                StatusCode::OK => {
-                    offset = upload_offset(head.headers()).unwrap_or(offset);
-                }
-                StatusCode::NOT_FOUND => {
-                    return Err(StorageError::transient(
-                        "tus",
-                        "the TUS upload expired or vanished; the next attempt starts over",
-                    ));
-                }
-                s => {
-                    return Err(StorageError::transient(
-                        "tus",
-                        format!("HEAD of the TUS upload answered HTTP {}", s.as_u16()),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn upload_offset(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get("upload-offset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn network(e: reqwest::Error) -> StorageError {
@@ -364,26 +247,6 @@ async fn rest_error(response: reqwest::Response) -> StorageError {
             StorageError::transient("storage-unavailable", text)
         }
         _ => StorageError::transient("storage-error", text),
-    }
-}
-
-/// Maps a TUS error: real statuses, plain-text bodies.
-async fn tus_error(what: &str, response: reqwest::Response) -> StorageError {
-    let status = response.status().as_u16();
-    let body = crate::redact::excerpt(&response.text().await.unwrap_or_default(), 200);
-    let text = format!(
-        "Supabase Storage TUS {what}: HTTP {status}: {}",
-        body.trim()
-    );
-    match status {
-        413 => StorageError::permanent("entity-too-large", text),
-        415 => StorageError::permanent("invalid-mime-type", text),
-        401 | 403 => StorageError::permanent("storage-access-denied", text),
-        404 => StorageError::permanent(
-            "no-such-bucket",
-            format!("{text}: create the bucket (douyin-worker setup-storage, or the dashboard)"),
-        ),
-        _ => StorageError::transient("tus", text),
     }
 }
 

@@ -1,4 +1,4 @@
--- enqueue_tx: see src/queue/sqlite/lifecycle.rs
+-- enqueue_tx: see src/queue/sqlite/enqueue.rs
 select v.id, v.status, v.object_key,
       coalesce(v.marked_for_deletion, 0) <> 0,
       -- download_job_default_priority

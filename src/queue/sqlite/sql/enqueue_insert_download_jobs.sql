@@ -1,4 +1,4 @@
--- enqueue_tx: see src/queue/sqlite/lifecycle.rs
+-- enqueue_tx: see src/queue/sqlite/enqueue.rs
 insert into download_jobs
     (id, video_id, status, payload, priority, max_attempts,
      scheduled_at, created_at, updated_at)
