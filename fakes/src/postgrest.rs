@@ -33,12 +33,21 @@
 //!
 //! Choices the contract leaves open (the emulator's own, documented here):
 //!
-//! * **Role selection** (Supabase gateway + PostgREST): the `Authorization: Bearer <key>`
-//!   header decides; without `Authorization`, the `apikey` header is used (as the hosted
-//!   gateway does for new keys); with neither, the request runs as `anon` (the real gateway
-//!   would refuse a request without `apikey`; the emulator does not check that the two
-//!   headers agree either). `sb_secret_…` → `service_role` (the gateway converts it),
-//!   `sb_publishable_…` → `anon`. Anything else must be an HS256 JWT signed with
+//! * **The gateway** (Supabase's API gateway in front of PostgREST; contract §5: "The gateway
+//!   requires `apikey`"): a request without an `apikey` header is refused with 401 and
+//!   `{"message":"No API key found in request","hint":…}`, and one whose `apikey` is not a key
+//!   of the project with 401 and `{"message":"Invalid API key","hint":…}` (the gateway's own
+//!   bodies, not PostgREST's four keys; rely on the status). The project's keys are the JWTs
+//!   signed with [`JWT_SECRET`] and the opaque keys the emulator was started with
+//!   ([`SECRET_KEY`] and [`PUBLISHABLE_KEY`] by default, see
+//!   [`PostgrestEmulator::start_with_keys`]): an `sb_secret_…` key the project never issued is
+//!   refused, as the real gateway refuses it.
+//! * **Role selection** (PostgREST, contract §5: "PostgREST uses `Authorization` (without it
+//!   the request runs as `anon`)"): only the `Authorization: Bearer <token>` header decides;
+//!   without it the request runs as `anon`, whatever the `apikey` says. An opaque key in
+//!   `Authorization` is swapped by the gateway for a JWT of its role (`sb_secret_…` →
+//!   `service_role`, `sb_publishable_…` → `anon`) when it is the request's `apikey` too;
+//!   any other bearer token must be an HS256 JWT signed with
 //!   [`JWT_SECRET`]: a malformed token, another algorithm, a bad signature or an
 //!   `Authorization` header that is not `Bearer` → 401 `PGRST301`; `exp` passed (or `nbf` in
 //!   the future) → 401 `PGRST303`; no `role` claim → `anon`; a role other than `anon`,
@@ -82,6 +91,11 @@ use sqlx::{AssertSqlSafe, Row};
 
 /// The JWT secret of the emulated project (HS256).
 pub const JWT_SECRET: &str = "douyin-worker-test-jwt-secret-at-least-32-chars";
+
+/// The emulated project's secret key (an opaque `sb_secret_…` key, see the module's doc).
+pub const SECRET_KEY: &str = "sb_secret_douyin_worker_test_0123456789abcdef";
+/// The emulated project's publishable key (runs as `anon`).
+pub const PUBLISHABLE_KEY: &str = "sb_publishable_douyin_worker_test_0123456789";
 
 /// The API roles the emulator knows (Supabase's).
 const API_ROLES: [&str; 3] = ["anon", "authenticated", "service_role"];
@@ -143,12 +157,28 @@ pub struct PostgrestEmulator {
 
 impl PostgrestEmulator {
     /// Serves `POST {url}/rest/v1/rpc/{function}` for the database of `pool` (a superuser
-    /// pool: the emulator switches to the request's role per transaction).
+    /// pool: the emulator switches to the request's role per transaction). The project's
+    /// opaque keys are [`SECRET_KEY`] and [`PUBLISHABLE_KEY`].
     pub async fn start(pool: PgPool) -> PostgrestEmulator {
+        Self::start_with_keys(pool, &[]).await
+    }
+
+    /// [`PostgrestEmulator::start`], with more opaque keys (`sb_secret_…` or
+    /// `sb_publishable_…`) issued by the project, e.g. a key shared with the Storage emulator.
+    pub async fn start_with_keys(pool: PgPool, keys: &[&str]) -> PostgrestEmulator {
         let requests = Arc::new(AtomicU64::new(0));
+        let mut opaque_keys: Vec<String> = vec![SECRET_KEY.into(), PUBLISHABLE_KEY.into()];
+        for key in keys {
+            assert!(
+                key.starts_with("sb_secret_") || key.starts_with("sb_publishable_"),
+                "an opaque Supabase key starts with sb_secret_ or sb_publishable_: {key}"
+            );
+            opaque_keys.push((*key).to_owned());
+        }
         let state = Arc::new(Inner {
             pool,
             requests: requests.clone(),
+            opaque_keys,
         });
         let router = Router::new()
             .route("/rest/v1/rpc/{function}", any(rpc))
@@ -186,6 +216,8 @@ impl Drop for PostgrestEmulator {
 struct Inner {
     pool: PgPool,
     requests: Arc<AtomicU64>,
+    /// The `sb_…` keys the project issued.
+    opaque_keys: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +443,42 @@ fn jwt_invalid(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", message)
 }
 
-fn authenticate(headers: &HeaderMap) -> Result<Auth, ApiError> {
+/// The gateway's refusal of a request's `apikey` (its own body, not PostgREST's).
+fn gateway_refusal(message: &str, hint: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(header::CONTENT_TYPE, JSON_UTF8)
+        .body(Body::from(
+            json!({ "message": message, "hint": hint }).to_string(),
+        ))
+        .expect("valid gateway response")
+}
+
+/// The gateway's check: the request carries one of the project's keys as `apikey`. Returns
+/// the key.
+fn gateway(headers: &HeaderMap, opaque_keys: &[String]) -> Result<String, Response> {
+    let Some(value) = headers.get("apikey") else {
+        return Err(gateway_refusal(
+            "No API key found in request",
+            "No `apikey` request header or url param was found.",
+        ));
+    };
+    let key = value.to_str().map(str::trim).unwrap_or_default();
+    let known = if key.starts_with("sb_") {
+        opaque_keys.iter().any(|k| k == key)
+    } else {
+        verify_jwt(key).is_ok()
+    };
+    if !known {
+        return Err(gateway_refusal(
+            "Invalid API key",
+            "Double check your Supabase `anon` or `service_role` API key.",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+fn authenticate(headers: &HeaderMap, apikey: &str) -> Result<Auth, ApiError> {
     let token = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let value = value
@@ -424,16 +491,7 @@ fn authenticate(headers: &HeaderMap) -> Result<Auth, ApiError> {
             }
             Some(rest.trim().to_owned())
         }
-        None => match headers.get("apikey") {
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| jwt_invalid("apikey header is not valid text"))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        },
+        None => None,
     };
     let Some(token) = token else {
         return Ok(Auth {
@@ -441,13 +499,14 @@ fn authenticate(headers: &HeaderMap) -> Result<Auth, ApiError> {
             claims: json!({ "role": ANON_ROLE }),
         });
     };
-    if token.starts_with("sb_secret_") {
+    // The gateway swaps the request's own opaque key for a JWT of its role.
+    if token == apikey && token.starts_with("sb_secret_") {
         return Ok(Auth {
             role: "service_role",
             claims: json!({ "iss": "supabase", "role": "service_role" }),
         });
     }
-    if token.starts_with("sb_publishable_") {
+    if token == apikey && token.starts_with("sb_publishable_") {
         return Ok(Auth {
             role: ANON_ROLE,
             claims: json!({ "iss": "supabase", "role": ANON_ROLE }),
@@ -791,7 +850,11 @@ async fn rpc(
     body: Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
-    match handle(&state, &method, &uri, &function, &headers, &body).await {
+    let apikey = match gateway(&headers, &state.opaque_keys) {
+        Ok(key) => key,
+        Err(refusal) => return refusal,
+    };
+    match handle(&state, &method, &uri, &function, &headers, &apikey, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -803,6 +866,7 @@ async fn handle(
     uri: &Uri,
     function: &str,
     headers: &HeaderMap,
+    apikey: &str,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     if method != Method::POST {
@@ -830,7 +894,7 @@ async fn handle(
             ));
         }
     }
-    let auth = authenticate(headers)?;
+    let auth = authenticate(headers, apikey)?;
     let anon = auth.role == ANON_ROLE;
     let want_object = headers
         .get_all(header::ACCEPT)
@@ -1061,7 +1125,7 @@ mod tests {
         let db = fresh_pg().await;
         let emu = PostgrestEmulator::start(db.pool.clone()).await;
         assert!(emu.url.starts_with("http://127.0.0.1:") && !emu.url.ends_with('/'));
-        for key in [jwt("service_role"), "sb_secret_test_0123456789".to_owned()] {
+        for key in [jwt("service_role"), SECRET_KEY.to_owned()] {
             let key = Some(key.as_str());
 
             let stats = json_200(call(&emu, key, "get_worker_stats", json!({})).await).await;
@@ -1188,8 +1252,8 @@ mod tests {
         let emu = PostgrestEmulator::start(db.pool.clone()).await;
         let anon = jwt("anon");
         let body = json!({"p_worker_id": "w", "p_limit": 5});
-        for key in [Some(anon.as_str()), Some("sb_publishable_test_0123"), None] {
-            let r = call(&emu, key, "claim_download_jobs", body.clone()).await;
+        for key in [anon.as_str(), PUBLISHABLE_KEY] {
+            let r = call(&emu, Some(key), "claim_download_jobs", body.clone()).await;
             let (status, err, headers) = error_of(r).await;
             assert_eq!(status, 401, "{key:?}: {err:?}");
             assert_eq!(err["code"], "42501");
@@ -1202,15 +1266,16 @@ mod tests {
             );
             assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
         }
-        // The apikey header alone decides when Authorization is absent.
+        // Without Authorization the request runs as anon, whatever the apikey.
         let r = reqwest::Client::new()
             .post(format!("{}/rest/v1/rpc/claim_download_jobs", emu.url))
-            .header("apikey", "sb_secret_only_apikey")
+            .header("apikey", SECRET_KEY)
             .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        let (status, err, _) = error_of(r).await;
+        assert_eq!((status, err["code"].as_str()), (401, Some("42501")));
 
         let authenticated = jwt("authenticated");
         let r = call(&emu, Some(&authenticated), "claim_download_jobs", body).await;
@@ -1219,7 +1284,71 @@ mod tests {
         assert_eq!(err["code"], "42501");
         assert!(headers.get("www-authenticate").is_none());
         // Every request counts, refused or not.
-        assert_eq!(emu.requests(), 5);
+        assert_eq!(emu.requests(), 4);
+    }
+
+    /// The gateway's answer: 401 with its own `{message, hint}` body.
+    async fn gateway_refusal_of(r: reqwest::Response) -> String {
+        assert_eq!(r.status().as_u16(), 401);
+        assert!(r.headers().get("proxy-status").is_none(), "not PostgREST's");
+        let body: Value = r.json().await.unwrap();
+        body["message"].as_str().expect("a message").to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_gateway_requires_a_key_of_the_project() {
+        let db = fresh_pg().await;
+        let extra = "sb_secret_shared_with_the_storage_emulator";
+        let emu = PostgrestEmulator::start_with_keys(db.pool.clone(), &[extra]).await;
+        let body = json!({});
+        let post = || {
+            reqwest::Client::new()
+                .post(format!("{}/rest/v1/rpc/get_worker_stats", emu.url))
+                .json(&body)
+        };
+        // No apikey: refused before PostgREST, even with a good bearer token.
+        let r = post().bearer_auth(SECRET_KEY).send().await.unwrap();
+        assert_eq!(gateway_refusal_of(r).await, "No API key found in request");
+        // Keys the project never issued.
+        let foreign_jwt = sign_jwt_with(
+            &json!({"role": "service_role", "exp": now_secs() + 3600}),
+            "another-project-secret-at-least-32-chars",
+        );
+        for key in [
+            "sb_secret_never_issued_0123",
+            "sb_publishable_never_issued",
+            "x",
+        ] {
+            let r = call(&emu, Some(key), "get_worker_stats", body.clone()).await;
+            assert_eq!(gateway_refusal_of(r).await, "Invalid API key", "{key}");
+        }
+        let r = call(&emu, Some(&foreign_jwt), "get_worker_stats", body.clone()).await;
+        assert_eq!(gateway_refusal_of(r).await, "Invalid API key");
+        // A key the emulator was started with works like the default one.
+        for key in [extra, SECRET_KEY] {
+            let r = call(&emu, Some(key), "get_worker_stats", body.clone()).await;
+            assert_eq!(r.status().as_u16(), 200, "{key}");
+        }
+        // An opaque bearer token is swapped only when it is the request's own apikey.
+        let r = post()
+            .header("apikey", PUBLISHABLE_KEY)
+            .bearer_auth(SECRET_KEY)
+            .send()
+            .await
+            .unwrap();
+        let (status, err, _) = error_of(r).await;
+        assert_eq!((status, err["code"].as_str()), (401, Some("PGRST301")));
+        // A legacy service-role JWT as apikey with the secret key as bearer: not swapped.
+        let service = jwt("service_role");
+        let r = post()
+            .header("apikey", &service)
+            .bearer_auth(SECRET_KEY)
+            .send()
+            .await
+            .unwrap();
+        let (status, err, _) = error_of(r).await;
+        assert_eq!((status, err["code"].as_str()), (401, Some("PGRST301")));
+        assert_eq!(emu.requests(), 9);
     }
 
     #[tokio::test]
@@ -1289,6 +1418,7 @@ mod tests {
                 "{}/rest/v1/rpc/douyin_worker_schema_version",
                 emu.url
             ))
+            .header("apikey", &token)
             .bearer_auth(&token)
             .send()
             .await
@@ -1312,8 +1442,20 @@ mod tests {
             (expired.as_str(), "PGRST303"),
             (unknown_role.as_str(), "22023"),
         ];
+        // The gateway passes the project's anon key; PostgREST checks the bearer token.
+        let anon = jwt("anon");
         for (key, code) in cases {
-            let r = call(&emu, Some(key), "douyin_worker_schema_version", json!({})).await;
+            let r = reqwest::Client::new()
+                .post(format!(
+                    "{}/rest/v1/rpc/douyin_worker_schema_version",
+                    emu.url
+                ))
+                .header("apikey", &anon)
+                .bearer_auth(key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
             let (status, err, headers) = error_of(r).await;
             assert_eq!((status, err["code"].as_str()), (401, Some(code)), "{key}");
             assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
@@ -1364,8 +1506,9 @@ mod tests {
         assert!(r.headers().get("content-length").is_none());
         assert_eq!(r.bytes().await.unwrap().len(), 0);
         // Not executable by anon (revoked from PUBLIC).
-        let r = call(&emu, None, "t_void", json!({})).await;
-        assert_eq!(r.status().as_u16(), 401);
+        let r = call(&emu, Some(PUBLISHABLE_KEY), "t_void", json!({})).await;
+        let (status, err, _) = error_of(r).await;
+        assert_eq!((status, err["code"].as_str()), (401, Some("42501")));
 
         let pair = json_200(call(&emu, key, "t_pair", json!({})).await).await;
         assert_eq!(pair, json!({"x": 10, "y": "five"}));

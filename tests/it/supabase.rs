@@ -40,7 +40,7 @@ async fn an_anon_key_cannot_claim_complete_or_read_jobs() {
     for key in [
         jwt("anon"),
         jwt("authenticated"),
-        "sb_publishable_test".into(),
+        fakes::postgrest::PUBLISHABLE_KEY.into(),
     ] {
         let anon = rest_queue(emulator, &key);
         denied(anon.claim("intruder", 10, Duration::from_secs(60)).await);
@@ -298,11 +298,11 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
     const ID: &str = "7412345678901234567";
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let db = fresh_pg().await;
-    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let key = "sb_secret_end_to_end".to_string();
+    let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &[&key]).await;
     let storage = fakes::storage_api::StorageApi::start().await;
     storage.create_bucket("videos", false, None, None);
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
-    let key = "sb_secret_end_to_end".to_string();
     let bin = crate::cli::RunningBinary::start(&[
         ("SUPABASE_URL", &url),
         ("SUPABASE_SERVICE_ROLE_KEY", &key),
@@ -355,7 +355,7 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() {
     let db = fresh_pg().await;
-    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &["sb_secret_setup"]).await;
     let storage = fakes::storage_api::StorageApi::start().await;
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     let run = |key: &str, extra: &[(&str, &str)]| {
