@@ -455,10 +455,13 @@ fn gateway_refusal(message: &str, hint: &str) -> Response {
 }
 
 /// The gateway's check: the request carries one of the project's keys as `apikey`. Returns
-/// the key.
-fn gateway(headers: &HeaderMap, opaque_keys: &[String]) -> Result<String, Response> {
+/// the key, or the refusal's message and hint.
+fn gateway(
+    headers: &HeaderMap,
+    opaque_keys: &[String],
+) -> Result<String, (&'static str, &'static str)> {
     let Some(value) = headers.get("apikey") else {
-        return Err(gateway_refusal(
+        return Err((
             "No API key found in request",
             "No `apikey` request header or url param was found.",
         ));
@@ -470,7 +473,7 @@ fn gateway(headers: &HeaderMap, opaque_keys: &[String]) -> Result<String, Respon
         verify_jwt(key).is_ok()
     };
     if !known {
-        return Err(gateway_refusal(
+        return Err((
             "Invalid API key",
             "Double check your Supabase `anon` or `service_role` API key.",
         ));
@@ -852,7 +855,7 @@ async fn rpc(
     state.requests.fetch_add(1, Ordering::SeqCst);
     let apikey = match gateway(&headers, &state.opaque_keys) {
         Ok(key) => key,
-        Err(refusal) => return refusal,
+        Err((message, hint)) => return gateway_refusal(message, hint),
     };
     match handle(&state, &method, &uri, &function, &headers, &apikey, &body).await {
         Ok(response) => response,
