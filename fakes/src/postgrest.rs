@@ -152,6 +152,7 @@ pub struct PostgrestEmulator {
     /// The bound address.
     pub addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    calls: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -167,6 +168,7 @@ impl PostgrestEmulator {
     /// `sb_publishable_…`) issued by the project, e.g. a key shared with the Storage emulator.
     pub async fn start_with_keys(pool: PgPool, keys: &[&str]) -> PostgrestEmulator {
         let requests = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let mut opaque_keys: Vec<String> = vec![SECRET_KEY.into(), PUBLISHABLE_KEY.into()];
         for key in keys {
             assert!(
@@ -178,6 +180,7 @@ impl PostgrestEmulator {
         let state = Arc::new(Inner {
             pool,
             requests: requests.clone(),
+            calls: calls.clone(),
             opaque_keys,
         });
         let router = Router::new()
@@ -197,6 +200,7 @@ impl PostgrestEmulator {
             url: format!("http://{addr}"),
             addr,
             requests,
+            calls,
             task,
         }
     }
@@ -204,6 +208,12 @@ impl PostgrestEmulator {
     /// Number of requests served (every request, whatever its answer).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Number of requests that called `function` (whatever their answer).
+    pub fn calls(&self, function: &str) -> u64 {
+        let calls = self.calls.lock().expect("call counts");
+        calls.get(function).copied().unwrap_or(0)
     }
 }
 
@@ -216,6 +226,7 @@ impl Drop for PostgrestEmulator {
 struct Inner {
     pool: PgPool,
     requests: Arc<AtomicU64>,
+    calls: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// The `sb_…` keys the project issued.
     opaque_keys: Vec<String>,
 }
@@ -853,6 +864,12 @@ async fn rpc(
     body: Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    *state
+        .calls
+        .lock()
+        .expect("call counts")
+        .entry(function.clone())
+        .or_default() += 1;
     let apikey = match gateway(&headers, &state.opaque_keys) {
         Ok(key) => key,
         Err((message, hint)) => return gateway_refusal(message, hint),

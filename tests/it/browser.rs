@@ -127,14 +127,13 @@ async fn browser_gets_the_record_the_page_script_fetches_and_hands_on_its_identi
 #[tokio::test]
 async fn browser_sees_the_captcha_page_and_says_so_at_once() {
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::Captcha)]).await;
-    let x = extractor(&server, |b| b.timeout = Duration::from_secs(20));
-    let started = Instant::now();
-    let err = x.extract(ID).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
-    );
+    // The page timeout is an hour: an answer within the guard means the captcha was seen,
+    // not waited out.
+    let x = extractor(&server, |b| b.timeout = Duration::from_secs(3600));
+    let err = tokio::time::timeout(Duration::from_secs(60), x.extract(ID))
+        .await
+        .expect("the captcha page was waited out")
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
     let ExtractError::Exhausted { summary, drift } = &err else {
         panic!("{err:?}");
@@ -169,10 +168,7 @@ async fn browser_page_that_never_answers_times_out_closes_its_tab_and_frees_its_
         "{err}"
     );
     assert_eq!(err.class(), ErrorClass::Transient);
-    assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_secs(4), "gave up early: {took:?}");
     assert_eq!(pool.open_tabs(), 0);
     assert_eq!(pool.free_slots(), 1);
     // Chromium acknowledges the close before its target list forgets the tab: allow a moment.
@@ -203,11 +199,15 @@ async fn browser_page_that_never_answers_times_out_closes_its_tab_and_frees_its_
 async fn browser_killed_mid_run_fails_that_job_fast_and_is_restarted() {
     let slow = "7412345678901234572";
     let server = DouyinServer::start(vec![
-        video_post(slow, Behaviour::SlowDetail(10_000)),
+        video_post(slow, Behaviour::SlowDetail(120_000)),
         video_post(ID, Behaviour::DetailOnly),
     ])
     .await;
-    let x = Arc::new(extractor(&server, |b| b.timeout = Duration::from_secs(30)));
+    // The page timeout and the record's delay are far beyond the guard below: an error
+    // within it means the browser's death was noticed.
+    let x = Arc::new(extractor(&server, |b| {
+        b.timeout = Duration::from_secs(3600)
+    }));
     let running = {
         let x = x.clone();
         tokio::spawn(async move {
@@ -228,17 +228,14 @@ async fn browser_killed_mid_run_fails_that_job_fast_and_is_restarted() {
     let pool = pool_of(&x);
     let pid = pool.browser_pid().await.unwrap();
     let profile = pool.user_data_dir().await.unwrap();
-    let killed_at = Instant::now();
     // SAFETY: kill(2) of the browser this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
 
-    let (result, _) = running.await.unwrap();
+    let (result, _) = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the browser's death was not noticed")
+        .unwrap();
     let err = result.unwrap_err();
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(5),
-        "noticed after {:?}",
-        killed_at.elapsed()
-    );
     assert!(err.to_string().contains("browser died"), "{err}");
     assert_eq!(err.class(), ErrorClass::Transient);
 

@@ -182,18 +182,14 @@ async fn a_new_job_wakes_an_idle_worker_long_before_the_poll_interval(kind: Kind
     let b = Backend::new(kind).await;
     let tmp = tempfile::tempdir().unwrap();
     let handler = Arc::new(Succeed::default());
-    // Polling alone would take 30 s.
-    let w = start(
-        b.queue.clone(),
-        handler.clone(),
-        options("w1", tmp.path().into()),
-    );
+    // Polling alone would take an hour: only a wake-up gets the job done.
+    let mut opts = options("w1", tmp.path().into());
+    opts.poll_interval = Duration::from_secs(3600);
+    let w = start(b.queue.clone(), handler.clone(), opts);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let enqueued = Instant::now();
     let id = b.enqueue("7400000000000000001").await;
-    wait_for_status(&b, id, "completed", Duration::from_secs(10)).await;
-    let picked = handler.log.first_start().unwrap() - enqueued;
-    assert!(picked < Duration::from_secs(3), "pickup took {picked:?}");
+    wait_for_status(&b, id, "completed", Duration::from_secs(60)).await;
+    assert_eq!(handler.log.attempts(id), 1);
     w.stop().await;
 }
 
@@ -428,15 +424,14 @@ async fn a_second_signal_exits_at_once_and_the_lease_covers_the_job(kind: Kind) 
     let b = Backend::new(kind).await;
     let id = b.enqueue("7400000000000000001").await;
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = spawn_child_worker(&b, tmp.path(), Some(Duration::from_secs(60)));
+    // A grace period of an hour: an exit within the guard is the second signal's doing.
+    let mut child = spawn_child_worker(&b, tmp.path(), Some(Duration::from_secs(3600)));
     wait_for_child_claim(&b, id, &mut child).await;
     signal(&child, libc::SIGINT);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = Instant::now();
     signal(&child, libc::SIGINT);
-    let code = exit_code(child, Duration::from_secs(10)).await;
+    let code = exit_code(child, Duration::from_secs(60)).await;
     assert_eq!(code, Some(douyin_worker::shutdown::FORCED_EXIT_CODE));
-    assert!(sent.elapsed() < Duration::from_secs(5));
     // Not released: the lease runs out and another worker takes it over.
     assert_eq!(b.queue.job(id).await.unwrap().unwrap().status, "running");
     tokio::time::sleep(Duration::from_millis(2200)).await;

@@ -34,16 +34,6 @@ impl Log {
     pub fn attempts(&self, id: Uuid) -> usize {
         self.starts.lock().unwrap().get(&id).map_or(0, Vec::len)
     }
-
-    pub fn first_start(&self) -> Option<Instant> {
-        self.starts
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .min()
-            .copied()
-    }
 }
 
 /// The output a successful test job stores.

@@ -14,9 +14,11 @@ async fn sigterm_mid_download_finishes_or_releases_running_jobs_and_exits_zero()
     const STUCK_2: &str = "7412345678901234002";
     const FINISHES: &str = "7412345678901234003";
     const GRACE: Duration = Duration::from_secs(3);
+    // Held back for an hour: an exit within `stop`'s guard of a minute means the grace
+    // period ended them.
     let stuck = Serve::StallAfter {
         after: 256 * KIB as u64,
-        stall: Duration::from_secs(60),
+        stall: Duration::from_secs(3600),
     };
     let rig = Rig::start(&[
         (STUCK_1, 1024 * KIB, stuck.clone()),
@@ -63,8 +65,8 @@ async fn sigterm_mid_download_finishes_or_releases_running_jobs_and_exits_zero()
     let took = sent.elapsed();
     assert_eq!(code, Some(0));
     assert!(
-        took >= GRACE - Duration::from_millis(500) && took < GRACE + Duration::from_secs(3),
-        "exited {took:?} after SIGTERM (grace {GRACE:?})"
+        took >= GRACE - Duration::from_millis(500),
+        "exited {took:?} after SIGTERM, before the grace period ({GRACE:?}) was over"
     );
     assert_eq!(
         with_message(&lines, "cancelled by shutdown: releasing the job").count(),
