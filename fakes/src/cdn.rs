@@ -607,7 +607,6 @@ fn forbidden_page() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     const CAPTCHA_PAGE: &str = include_str!("../../tests/fixtures/douyin/captcha-middle-page.html");
 
