@@ -26,6 +26,9 @@
 //!   starting at or past the end answers `416` with `Content-Range: bytes */LEN`; a range that
 //!   cannot be parsed, or a multi-range, is ignored (`200`), as RFC 9110 allows.
 //! - [`Serve::IgnoresRange`]: always `200` with the whole file, no `Accept-Ranges`.
+//! - [`Serve::MisplacedRange`]: like `Normal`, but a range `bytes=N-…` is answered `206`
+//!   from `N - back` to the end, with `Content-Range: bytes {N-back}-{LEN-1}/LEN` (truthful
+//!   about what it sends, not what was asked); without a range, `200`.
 //! - [`Serve::DropAfter`]: like `Normal` (Range honoured, the full `Content-Length` of the
 //!   answer announced) but only `after` body bytes are sent, then the server closes the
 //!   connection cleanly (FIN). The client reads exactly `after` bytes, then a body error
@@ -80,6 +83,9 @@ pub enum Serve {
     Normal,
     /// Like Normal, but Range is ignored (always 200 from byte 0).
     IgnoresRange,
+    /// A `Range` starting at N is answered `206` from `N - back` (saturating) with a
+    /// `Content-Range` that says so: a partial answer at another offset than asked.
+    MisplacedRange { back: u64 },
     /// Sends `after` bytes of the body then closes the connection, the first `times` requests;
     /// then Normal. Range is honoured (`after` counts bytes of that answer's body).
     DropAfter { after: u64, times: u32 },
@@ -434,6 +440,15 @@ fn answer(path: &str, bytes: Arc<Vec<u8>>, serve: Serve, range: Option<&str>) ->
         Serve::DropAfter { after, .. } => ranged(Cut::Drop(after)),
         Serve::StallAfter { after, stall } => ranged(Cut::Stall(after, stall)),
         Serve::IgnoresRange => Reply::file(200, path, bytes, 0, len),
+        Serve::MisplacedRange { back } => match range.map(|r| parse_range(r, len as u64)) {
+            Some(Range::Bytes(start, _)) => {
+                let from = start.saturating_sub(back);
+                Reply::file(206, path, bytes, from as usize, len)
+                    .header("Accept-Ranges", "bytes")
+                    .header("Content-Range", format!("bytes {from}-{}/{len}", len - 1))
+            }
+            _ => ranged(Cut::None),
+        },
         Serve::LyingLength { content_length } => Reply {
             content_length: Some(content_length),
             ..Reply::file(200, path, bytes, 0, len)
@@ -721,6 +736,28 @@ mod tests {
             .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "content-range"), None);
+        assert_eq!(resp.bytes().await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn misplaced_range_answers_206_at_another_offset() {
+        let cdn = Cdn::start().await;
+        let data = bytes(50_000, 1);
+        cdn.add("/v.mp4", data.clone(), Serve::MisplacedRange { back: 1000 });
+        let resp = client()
+            .get(cdn.url("/v.mp4"))
+            .header("Range", "bytes=3000-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 206);
+        assert_eq!(
+            header(&resp, "content-range").as_deref(),
+            Some("bytes 2000-49999/50000")
+        );
+        assert_eq!(resp.bytes().await.unwrap(), data[2000..]);
+        let resp = client().get(cdn.url("/v.mp4")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
         assert_eq!(resp.bytes().await.unwrap(), data);
     }
 

@@ -156,6 +156,45 @@ async fn a_200_to_a_resume_starts_the_file_over() {
 }
 
 #[tokio::test]
+async fn a_206_at_another_offset_than_asked_starts_the_file_over() {
+    let cdn = Cdn::start().await;
+    let body = bytes(800_000, 4);
+    cdn.add(
+        "/v.mp4",
+        body.clone(),
+        Serve::DropAfter {
+            after: 200_000,
+            times: 1,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = HttpDownloader::new(opts()).unwrap();
+    // Once bytes arrive, the server answers a resume from 1,000 bytes before the offset
+    // asked: appended, those bytes would be a copy inside the file.
+    let switched = std::sync::atomic::AtomicBool::new(false);
+    let progress = |_: u64, _: Option<u64>| {
+        if !switched.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            cdn.set("/v.mp4", Serve::MisplacedRange { back: 1000 });
+        }
+    };
+    let file = d
+        .download_to(&source(vec![cdn.url("/v.mp4")]), dir.path(), &progress)
+        .await
+        .unwrap();
+    assert_eq!(file.size, body.len() as u64);
+    assert_eq!(file.sha256, sha(&body));
+    assert_eq!(std::fs::read(&file.path).unwrap(), body);
+    let ranges: Vec<_> = cdn.requests().into_iter().map(|(_, _, r)| r).collect();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    assert!(
+        ranges[1].is_some(),
+        "the resume asked for a range: {ranges:?}"
+    );
+    assert_eq!(ranges[2], None, "started over without a range: {ranges:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_transfer_is_given_up_after_bounded_resumes_and_leaves_nothing() {
     let cdn = Cdn::start().await;
     cdn.add(
@@ -327,6 +366,53 @@ async fn private_addresses_are_refused_including_redirect_hops() {
     // Only http and https.
     let (r, _) = get(o, &source(vec!["file:///etc/passwd".into()]), dir.path()).await;
     assert!(r.unwrap_err().message.contains("file://"));
+}
+
+/// A host name (not an address, not `localhost`, which the URL check catches by name) that
+/// this machine resolves to a loopback or private address: the machine's own name, as
+/// `/etc/hosts` has it on Debian, Ubuntu and in containers.
+fn a_name_resolving_to_a_private_address() -> String {
+    use std::net::ToSocketAddrs;
+    let mut candidates = Vec::new();
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `buf.len()` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        candidates.push(String::from_utf8_lossy(&buf[..end]).into_owned());
+    }
+    candidates.extend(["ip6-localhost".to_string(), "ip6-loopback".to_string()]);
+    candidates
+        .iter()
+        .find(|name| {
+            !name.is_empty()
+                && !name.eq_ignore_ascii_case("localhost")
+                && (name.as_str(), 0).to_socket_addrs().is_ok_and(|mut addrs| {
+                    addrs.any(|a| douyin_worker::net::guard::is_forbidden(a.ip()))
+                })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("none of {candidates:?} resolves to a private address here"))
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_a_private_address_is_refused_after_resolution() {
+    let cdn = Cdn::start().await;
+    let body = bytes(10_000, 9);
+    cdn.add("/v.mp4", body.clone(), Serve::Normal);
+    let name = a_name_resolving_to_a_private_address();
+    let port = cdn.url.rsplit(':').next().unwrap().to_string();
+    let url = format!("http://{name}:{port}/v.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.allow_private_networks = false;
+    let (r, _) = get(o, &source(vec![url.clone()]), dir.path()).await;
+    let e = r.unwrap_err();
+    assert!(
+        e.message.contains("resolves to") && e.message.contains(&name),
+        "refused by the resolver, naming the host: {e}"
+    );
+    assert!(cdn.requests().is_empty(), "no connection was made");
+    assert_eq!(files_in(dir.path()), 0);
 }
 
 #[tokio::test]
