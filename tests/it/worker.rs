@@ -76,6 +76,7 @@ on_every_backend!(
     a_killed_worker_process_leaves_its_job_to_another_process,
     sigterm_releases_running_jobs_after_the_grace_period_and_exits_0,
     a_second_signal_exits_at_once_and_the_lease_covers_the_job,
+    a_worker_that_lost_its_lease_stops_the_job_and_writes_nothing,
 );
 
 mod push {
@@ -191,6 +192,59 @@ async fn a_new_job_wakes_an_idle_worker_long_before_the_poll_interval(kind: Kind
     wait_for_status(&b, id, "completed", Duration::from_secs(60)).await;
     assert_eq!(handler.log.attempts(id), 1);
     w.stop().await;
+}
+
+async fn a_worker_that_lost_its_lease_stops_the_job_and_writes_nothing(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let handler = Arc::new(Hang::default());
+    let mut opts = options("w1", tmp.path().into());
+    opts.heartbeat_interval = Duration::from_millis(100);
+    let stop = CancellationToken::new();
+    let worker = Worker::new(b.queue.clone(), handler.clone(), opts);
+    let counters = worker.counters();
+    let run = tokio::spawn(worker.run(stop.clone()));
+    while handler.log.temp_dirs.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job_dir = handler.log.temp_dirs.lock().unwrap()[0].clone();
+    assert!(job_dir.exists());
+
+    // Another worker holds the job now: the next heartbeat finds the lease gone, and the
+    // job (which would otherwise wait for cancellation for ever) stops.
+    b.take_over(id, "w2").await;
+    let guard = Instant::now();
+    while counters.snapshot().lease_lost < 1 || job_dir.exists() {
+        assert!(
+            guard.elapsed() < Duration::from_secs(60),
+            "the job never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let summary = {
+        stop.cancel();
+        run.await.unwrap()
+    };
+    assert_eq!(
+        (
+            summary.lease_lost,
+            summary.released,
+            summary.failed,
+            summary.retried
+        ),
+        (1, 0, 0, 0),
+        "{summary:?}"
+    );
+    // Nothing of the first worker's: the job is still the second worker's, attempt 1.
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status.as_str(), rec.worker_id.as_deref(), rec.attempts),
+        ("running", Some("w2"), 1),
+        "{rec:?}"
+    );
+    assert_eq!(handler.log.attempts(id), 1);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
 
 async fn shutdown_releases_running_jobs_and_removes_their_temp_files(kind: Kind) {

@@ -127,6 +127,44 @@ impl Backend {
         }
     }
 
+    /// Hands a running job to `worker` under a new lease, straight in the database, as a
+    /// rescue and a claim by another worker would: the lease its worker holds is gone.
+    pub async fn take_over(&self, id: Uuid, worker: &str) {
+        match &self.pg {
+            Some(db) => {
+                sqlx::query(
+                    "update public.download_jobs
+                        set lease_id = gen_random_uuid(), worker_id = $2,
+                            lease_expires_at = now() + interval '1 hour'
+                      where id = $1 and status = 'running'",
+                )
+                .bind(id)
+                .bind(worker)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            }
+            None => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "update download_jobs
+                        set lease_id = ?3, worker_id = ?2,
+                            lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+3600 seconds')
+                      where id = ?1 and status = 'running'",
+                )
+                .bind(id.to_string())
+                .bind(worker)
+                .bind(Uuid::new_v4().to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     pub async fn enqueue_many(&self, n: usize) -> Vec<Uuid> {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
