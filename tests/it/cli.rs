@@ -309,6 +309,14 @@ impl RunningBinary {
         self.signal_and_wait(libc::SIGTERM)
     }
 
+    /// SIGTERM, then the exit code and every line written to standard error, as written
+    /// (either log format).
+    pub(crate) fn stop_raw(mut self) -> (Option<i32>, Vec<String>) {
+        let (code, _) = self.signal_and_wait(libc::SIGTERM);
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        (code, lines.clone())
+    }
+
     /// SIGKILL (a crash: no clean-up of any kind), then the log lines.
     pub(crate) fn kill9(mut self) -> Vec<serde_json::Value> {
         let (code, lines) = self.signal_and_wait(libc::SIGKILL);

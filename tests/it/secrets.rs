@@ -81,3 +81,75 @@ async fn a_rest_error_echoing_the_request_headers_carries_no_key() {
         assert_clean("the queue error", &text);
     }
 }
+
+/// The cookie and the database password, with the worker at `DEBUG` (its own debug lines,
+/// then every crate's: the HTTP client, the connection pool), in both log formats,
+/// through a whole job that sends the cookie to Douyin and connects with the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_and_the_database_password_never_reach_debug_logs_in_either_format() {
+    use douyin_worker::queue::EnqueueRequest;
+    use fakes::douyin::{Behaviour, DouyinServer, video_post};
+    const ID: &str = "7412345678901234567";
+    const COOKIE_SECRETS: [&str; 2] = ["ck-s3ss10n-5e1f", "ck-ttw1d-77a0"];
+    const PASSWORD: &str = "db-pa55word-9f3c";
+    let cookie = format!(
+        "sessionid={}; ttwid={}",
+        COOKIE_SECRETS[0], COOKIE_SECRETS[1]
+    );
+    // DEBUG=true is this crate's debug lines; RUST_LOG=debug adds every dependency's.
+    for (format, rust_log) in [("text", ""), ("json", ""), ("text", "debug")] {
+        let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+        let db = fakes::pg::fresh_pg().await;
+        // The test cluster trusts loopback: a password in the URL is sent and ignored.
+        let mut url = Url::parse(&db.url).unwrap();
+        url.set_password(Some(PASSWORD)).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("DOUYIN_COOKIE", &cookie),
+            ("DOUYIN_UPSTREAM", &server.url),
+            ("DATA_DIR", data.path().to_str().unwrap()),
+            ("DEBUG", "true"),
+            ("LOG_FORMAT", format),
+        ];
+        if !rust_log.is_empty() {
+            env.push(("RUST_LOG", rust_log));
+        }
+        let bin = crate::cli::RunningBinary::start(&env);
+        let q = douyin_worker::queue::postgres::PgQueue::from_pool(db.pool.clone());
+        let r = q
+            .enqueue(&EnqueueRequest {
+                url: Some(format!("https://www.douyin.com/video/{ID}")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        crate::support::backends::wait_for_status(
+            &q,
+            r.job_id.unwrap(),
+            &["completed"],
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+        let (code, lines) = bin.stop_raw();
+        assert_eq!(code, Some(0), "{format}");
+        let all = lines.join("\n");
+        // The secrets were in play: Douyin got the cookie, and debug lines were written.
+        let sent = server.last_headers(ID).is_some_and(|h| {
+            h.get_all("cookie")
+                .iter()
+                .any(|v| v.to_str().unwrap_or("").contains(COOKIE_SECRETS[0]))
+        });
+        assert!(sent, "{format}: the cookie was never sent");
+        assert!(
+            all.contains("DEBUG") || all.contains("\"level\":\"DEBUG\""),
+            "{format}: no debug lines: {all}"
+        );
+        for secret in COOKIE_SECRETS.iter().chain([&PASSWORD]) {
+            assert!(
+                !all.contains(secret),
+                "{format}: {secret} in the log: {all}"
+            );
+        }
+    }
+}
