@@ -185,8 +185,13 @@ impl Place {
     /// Runs the binary with `args`.
     pub(crate) fn run(&self, args: &[&str]) -> Output {
         let cwd = tempfile::tempdir().unwrap();
+        self.command(args, cwd.path()).output().unwrap()
+    }
+
+    /// The binary with `args`, in `cwd`, with this place's settings and no others.
+    pub(crate) fn command(&self, args: &[&str], cwd: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
-        cmd.args(args).current_dir(cwd.path());
+        cmd.args(args).current_dir(cwd);
         for var in [
             "DATABASE_URL",
             "SUPABASE_URL",
@@ -204,7 +209,7 @@ impl Place {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     /// Runs the binary; it must succeed; returns its standard output.
