@@ -7,7 +7,7 @@ use std::time::Duration;
 use douyin_worker::error::ErrorClass;
 use douyin_worker::queue::{
     CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, FailOutcome, FailedAttempt,
-    JobSignal, Lease, ReleaseOutcome, StoredObject, VideoUpdate,
+    JobSignal, Lease, ReleaseOutcome, Rescued, StoredObject, VideoUpdate,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -149,18 +149,64 @@ async fn an_expired_lease_is_rescued_and_claimed_again(kind: Kind) {
 async fn a_stale_worker_is_fenced_off_after_its_job_was_taken_over(kind: Kind) {
     let b = Backend::new(kind).await;
     let id = b.enqueue("7400000000000000001").await;
-    let stale = b
-        .queue
-        .claim("w1", 1, Duration::from_secs(1))
-        .await
-        .unwrap()[0]
-        .clone();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(b.queue.rescue(10).await.unwrap().len(), 1);
-    let fresh = b.queue.claim("w2", 1, LEASE).await.unwrap()[0].clone();
-    assert_eq!(fresh.id(), id);
-
     let q = &b.queue;
+    let stale = q.claim("w1", 1, LEASE).await.unwrap()[0].clone();
+    let lease = stale.lease;
+
+    // A heartbeat renews the holder's lease (once, however often it is named); another
+    // worker's name, a forged lease or none renew nothing.
+    let renewed = q
+        .heartbeat("w1", &[lease, lease], Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![lease]);
+    let expires = q.job(id).await.unwrap().unwrap().lease_expires_at.unwrap();
+    assert!(expires > stale.lease_expires_at + chrono::Duration::seconds(500));
+    assert!(q.heartbeat("w2", &[lease], LEASE).await.unwrap().is_empty());
+    let forged = Lease {
+        job_id: id,
+        lease_id: uuid::Uuid::new_v4(),
+    };
+    assert!(
+        q.heartbeat("w1", &[forged], LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(q.heartbeat("w1", &[], LEASE).await.unwrap().is_empty());
+
+    // The lease runs out: the rescue puts the job back, saying whose lease it was.
+    b.expire_lease(id).await;
+    let rescued = q.rescue(10).await.unwrap();
+    assert_eq!(
+        rescued,
+        vec![Rescued {
+            job_id: id,
+            video_id: stale.video_id,
+            douyin_id: stale.video.douyin_id.clone(),
+            requeued: true,
+            worker_id: Some("w1".into()),
+        }]
+    );
+    let rec = q.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status.as_str(), rec.worker_id.as_deref()),
+        ("pending", None)
+    );
+    assert_eq!(
+        rec.last_error.as_deref(),
+        Some("lease expired: worker w1 stopped renewing it during attempt 1 of 5")
+    );
+    assert_eq!(rec.last_error_code.as_deref(), Some("lease-expired"));
+    assert_eq!(rec.last_error_class.as_deref(), Some("transient"));
+    assert_eq!(rec.video_status, "pending");
+    assert_eq!(rec.video_in_progress_by, None);
+    // The old holder has lost it, before and after another worker takes it.
+    assert!(q.heartbeat("w1", &[lease], LEASE).await.unwrap().is_empty());
+    let fresh = q.claim("w2", 1, LEASE).await.unwrap()[0].clone();
+    assert_eq!((fresh.id(), fresh.attempts), (id, 2));
+    assert_ne!(fresh.lease.lease_id, lease.lease_id);
+
     assert!(
         q.heartbeat("w1", &[stale.lease], LEASE)
             .await

@@ -127,6 +127,39 @@ impl Backend {
         }
     }
 
+    /// Makes a running job's lease run out now, straight in the database, as a worker that
+    /// stopped renewing it would.
+    pub async fn expire_lease(&self, id: Uuid) {
+        match &self.pg {
+            Some(db) => {
+                sqlx::query(
+                    "update public.download_jobs
+                        set lease_expires_at = now() - interval '1 second'
+                      where id = $1 and status = 'running'",
+                )
+                .bind(id)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            }
+            None => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "update download_jobs
+                        set lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds')
+                      where id = ?1 and status = 'running'",
+                )
+                .bind(id.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     /// Hands a running job to `worker` under a new lease, straight in the database, as a
     /// rescue and a claim by another worker would: the lease its worker holds is gone.
     pub async fn take_over(&self, id: Uuid, worker: &str) {
