@@ -52,6 +52,7 @@ on_every_backend!(
     transient_failures_back_off_until_attempts_run_out,
     permanent_failures_fail_at_once,
     one_active_job_per_video,
+    simultaneous_enqueues_of_one_video_make_one_active_job,
     claim_order_is_priority_then_due_time_then_age,
     release_puts_the_job_back_without_counting_the_attempt,
     completion_fills_the_video_row,
@@ -432,6 +433,57 @@ async fn one_active_job_per_video(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(r.outcome, EnqueueOutcome::NotFound);
+}
+
+/// Sixteen enqueues of one video at the same moment, by its link, its other link form and
+/// its id: one queues the job, every other reports it, none fails, and all name one video.
+async fn simultaneous_enqueues_of_one_video_make_one_active_job(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let forms = [
+        EnqueueRequest {
+            url: Some("https://www.douyin.com/video/7412345678901234567".into()),
+            ..Default::default()
+        },
+        EnqueueRequest {
+            url: Some("https://www.iesdouyin.com/share/video/7412345678901234567/".into()),
+            ..Default::default()
+        },
+        EnqueueRequest {
+            douyin_id: Some("7412345678901234567".into()),
+            ..Default::default()
+        },
+    ];
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let q = b.queue.clone();
+            let req = forms[i % forms.len()].clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                q.enqueue(&req).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().expect("an enqueue failed"));
+    }
+    let queued: Vec<_> = answers
+        .iter()
+        .filter(|a| a.outcome == EnqueueOutcome::Queued)
+        .collect();
+    assert_eq!(queued.len(), 1, "{answers:?}");
+    let (job, video) = (queued[0].job_id, queued[0].video_id);
+    for a in &answers {
+        assert!(
+            a.outcome == EnqueueOutcome::Queued || a.outcome == EnqueueOutcome::Duplicate,
+            "{a:?}"
+        );
+        assert_eq!((a.job_id, a.video_id), (job, video), "{answers:?}");
+    }
+    let stats = b.queue.stats().await.unwrap();
+    assert_eq!((stats.total_jobs, stats.pending_jobs), (1, 1));
 }
 
 async fn claim_order_is_priority_then_due_time_then_age(kind: Kind) {
