@@ -41,6 +41,10 @@ pub enum Command {
     Extract {
         /// The link, share text or aweme id.
         link: String,
+        /// Write every strategy's answer to this folder (secrets and cookie values removed),
+        /// e.g. to attach to a bug report or to turn into a test fixture.
+        #[arg(long, value_name = "FOLDER")]
+        save: Option<std::path::PathBuf>,
     },
     /// Queue downloads of Douyin links, share texts, aweme ids or video row ids (UUIDs). A
     /// video already queued is reported, not queued twice; one already stored is reported
@@ -204,7 +208,7 @@ pub async fn execute(command: Command, config: Config) -> Result<(), CliError> {
     match command {
         Command::Run => run::run(config).await,
         Command::Migrate => migrate(config).await,
-        Command::Extract { link } => extract(config, &link).await,
+        Command::Extract { link, save } => extract(config, &link, save).await,
         Command::SetupStorage => run::setup_storage(config).await,
         Command::Enqueue {
             inputs,
@@ -322,15 +326,21 @@ async fn migrate(config: Config) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn extract(config: Config, link: &str) -> Result<(), CliError> {
+async fn extract(
+    config: Config,
+    link: &str,
+    save: Option<std::path::PathBuf>,
+) -> Result<(), CliError> {
     use crate::extract::{DouyinExtractor, ExtractOptions};
-    let extractor = DouyinExtractor::new(ExtractOptions::new(
+    let mut opts = ExtractOptions::new(
         &config.extract,
         &config.browser,
         &config.net,
         config.worker.max_concurrent,
-    ))
-    .map_err(usage_msg)?;
+    );
+    opts.drift_dir = config.extract.drift_dir.folder(&config.queue.data_dir);
+    opts.save_answers = save;
+    let extractor = DouyinExtractor::new(opts).map_err(usage_msg)?;
     match extractor.extract(link).await {
         Ok(found) => {
             println!("{}", serde_json::to_string_pretty(&found)?);

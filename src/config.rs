@@ -33,7 +33,7 @@ pub mod worker;
 
 pub use browser::BrowserSettings;
 pub use download::DownloadSettings;
-pub use extract::{ExtractSettings, ImagePolicy};
+pub use extract::{DriftDir, ExtractSettings, ImagePolicy};
 pub use http::HttpSettings;
 pub use log::{LogFormat, LogSettings};
 pub use net::NetSettings;

@@ -15,6 +15,7 @@ pub mod aweme;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod client;
+pub mod drift;
 pub mod link;
 pub mod media;
 pub mod reflow;
@@ -51,6 +52,12 @@ pub struct ExtractOptions {
     pub cache_margin: Duration,
     /// The headless-browser strategy (used only when built with the `browser` feature).
     pub browser: BrowserOptions,
+    /// Where answers in a shape no parser knows are kept for the fix (`DRIFT_DIR`); `None`
+    /// keeps nothing. See [`drift`].
+    pub drift_dir: Option<PathBuf>,
+    /// Every strategy's last answer is written to this folder, whatever it was
+    /// (`extract --save`).
+    pub save_answers: Option<PathBuf>,
 }
 
 /// Settings of the headless-browser strategy.
@@ -112,12 +119,18 @@ impl ExtractOptions {
                 max_tabs: max_tabs.max(1),
             },
             cache_margin: CACHE_MARGIN,
+            drift_dir: None,
+            save_answers: None,
         }
     }
 }
 
 /// A cached direct URL is reused only when it stays valid at least this long.
 const CACHE_MARGIN: Duration = Duration::from_secs(600);
+
+/// One drift answer kept per strategy per hour, at most this many in the folder.
+const DRIFT_EVERY: Duration = Duration::from_secs(3600);
+const DRIFT_MAX_FILES: usize = 100;
 
 impl Default for ExtractOptions {
     /// The settings' declared defaults, with the browser strategy off (see
@@ -263,6 +276,7 @@ pub struct DouyinExtractor {
     opts: ExtractOptions,
     answered: Vec<AtomicU64>,
     drifted: AtomicU64,
+    drift: Option<drift::DriftKeeper>,
     #[cfg(feature = "browser")]
     browser: Option<std::sync::Arc<browser::BrowserPool>>,
 }
@@ -291,12 +305,17 @@ impl DouyinExtractor {
             pool
         });
         let answered = chain.iter().map(|_| AtomicU64::new(0)).collect();
+        let drift = opts
+            .drift_dir
+            .clone()
+            .map(|dir| drift::DriftKeeper::new(dir, DRIFT_EVERY, DRIFT_MAX_FILES));
         Ok(Self {
             client,
             chain,
             opts,
             answered,
             drifted: AtomicU64::new(0),
+            drift,
             #[cfg(feature = "browser")]
             browser,
         })
@@ -331,6 +350,27 @@ impl DouyinExtractor {
         self.drifted.load(Ordering::Relaxed)
     }
 
+    /// Keeps the strategy's last answer when it was drift, and every answer when
+    /// `extract --save` asked for them (see [`drift::keep_answer`]).
+    fn keep_answer(
+        &self,
+        strategy: &'static str,
+        target: &Target,
+        result: &Result<aweme::Aweme, StrategyError>,
+        session: &Session<'_>,
+    ) {
+        let what = match result {
+            Err(StrategyError::Parse(ParseError::Drift { what, .. })) => Some(what.as_str()),
+            _ => None,
+        };
+        let keep = match (&self.opts.save_answers, what, &self.drift) {
+            (Some(dir), what, _) => drift::Keep::Always(dir, what.unwrap_or("")),
+            (None, Some(what), Some(keeper)) => drift::Keep::Drift(keeper, what),
+            _ => return,
+        };
+        drift::keep_answer(keep, strategy, &target.aweme_id, session);
+    }
+
     /// Extracts what `input` (a link, share text or id) points at.
     pub async fn extract(&self, input: &str) -> Result<Extraction, ExtractError> {
         let started = Instant::now();
@@ -345,6 +385,7 @@ impl DouyinExtractor {
             let t = Instant::now();
             let result = s.fetch(&target, &mut cx).await;
             let ms = t.elapsed().as_millis() as u64;
+            self.keep_answer(s.name(), &target, &result, cx.session);
             metrics::counter!(
                 crate::metrics::EXTRACT_STRATEGY_RESULTS,
                 "strategy" => s.name(),

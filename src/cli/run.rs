@@ -46,15 +46,15 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         running = stats.running_jobs,
         "queue ready"
     );
-    let extractor = std::sync::Arc::new(
-        crate::extract::DouyinExtractor::new(crate::extract::ExtractOptions::new(
-            &config.extract,
-            &config.browser,
-            &config.net,
-            config.worker.max_concurrent,
-        ))
-        .map_err(usage_msg)?,
+    let mut extract_opts = crate::extract::ExtractOptions::new(
+        &config.extract,
+        &config.browser,
+        &config.net,
+        config.worker.max_concurrent,
     );
+    extract_opts.drift_dir = config.extract.drift_dir.folder(&config.queue.data_dir);
+    let extractor =
+        std::sync::Arc::new(crate::extract::DouyinExtractor::new(extract_opts).map_err(usage_msg)?);
     let downloader = crate::download::HttpDownloader::new(crate::download::DownloadOptions::new(
         &config.download,
         &config.net,

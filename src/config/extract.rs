@@ -1,5 +1,6 @@
 //! Extraction: how a Douyin link becomes a media URL.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -7,7 +8,7 @@ use clap::Args;
 use super::field::{Fields, field};
 use super::{ConfigError, Secret};
 
-/// `DOUYIN_COOKIE`, `PREFER_H264`, `EXTRACT_TIMEOUT_SECONDS`, `IMAGE_POSTS`.
+/// `DOUYIN_COOKIE`, `PREFER_H264`, `EXTRACT_TIMEOUT_SECONDS`, `IMAGE_POSTS`, `DRIFT_DIR`.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Extraction")]
 pub struct ExtractArgs {
@@ -52,6 +53,12 @@ pub struct ExtractArgs {
         default_value = "refuse"
     )]
     pub image_posts: Option<String>,
+
+    /// Where Douyin's answers in a shape no parser knows are kept for the fix (secrets and
+    /// cookie values removed; one per strategy per hour, at most 100 files), or `off`
+    /// [default: DATA_DIR/drift].
+    #[arg(long, env = "DRIFT_DIR", global = true, value_name = "DIR")]
+    pub drift_dir: Option<String>,
 }
 
 /// What to do with image posts (`IMAGE_POSTS`).
@@ -75,6 +82,31 @@ pub struct ExtractSettings {
     pub timeout: Duration,
     /// What to do with image posts.
     pub image_posts: ImagePolicy,
+    /// Where drift answers are kept.
+    pub drift_dir: DriftDir,
+}
+
+/// Where drift answers are kept (`DRIFT_DIR`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum DriftDir {
+    /// `DATA_DIR/drift`.
+    #[default]
+    InDataDir,
+    /// This folder.
+    At(PathBuf),
+    /// Nowhere (`off`).
+    Off,
+}
+
+impl DriftDir {
+    /// The folder, given the data folder.
+    pub fn folder(&self, data_dir: &Path) -> Option<PathBuf> {
+        match self {
+            DriftDir::InDataDir => Some(data_dir.join("drift")),
+            DriftDir::At(dir) => Some(dir.clone()),
+            DriftDir::Off => None,
+        }
+    }
 }
 
 impl ExtractArgs {
@@ -89,11 +121,17 @@ impl ExtractArgs {
             "store" => ImagePolicy::Store,
             _ => ImagePolicy::Refuse,
         };
+        let drift_dir = match field!(f, self.drift_dir).present() {
+            None => DriftDir::InDataDir,
+            Some(v) if v.eq_ignore_ascii_case("off") => DriftDir::Off,
+            Some(v) => DriftDir::At(PathBuf::from(v)),
+        };
         Ok(ExtractSettings {
             douyin_cookie,
             prefer_h264: field!(f, self.prefer_h264).boolean()?,
             timeout: field!(f, self.extract_timeout_seconds).seconds(1, 600)?,
             image_posts,
+            drift_dir,
         })
     }
 }

@@ -68,7 +68,7 @@ pub enum FetchError {
 }
 
 /// An answer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Page {
     /// The URL that answered, in its Douyin form (not the rewritten one).
     pub url: Url,
@@ -76,8 +76,25 @@ pub struct Page {
     pub status: u16,
     /// `Location` of a redirect that was not followed.
     pub location: Option<Url>,
+    /// The response's headers, in order (`Set-Cookie` included: secret values).
+    pub headers: Vec<(String, String)>,
     /// The body as text.
     pub body: String,
+}
+
+impl std::fmt::Debug for Page {
+    /// Without header values or the body: cookies and tokens live there.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("host", &self.url.host_str())
+            .field("status", &self.status)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl DouyinClient {
@@ -106,6 +123,7 @@ impl DouyinClient {
         Session {
             client: self,
             cookies: BTreeMap::new(),
+            last: None,
         }
     }
 }
@@ -115,6 +133,8 @@ impl DouyinClient {
 pub struct Session<'a> {
     client: &'a DouyinClient,
     cookies: BTreeMap<String, String>,
+    /// The last answer, kept for a drift capture.
+    last: Option<Page>,
 }
 
 impl Session<'_> {
@@ -174,13 +194,36 @@ impl Session<'_> {
             .and_then(|l| l.to_str().ok())
             .and_then(|l| target.join(l).ok())
             .map(|l| upstream.original(&l));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let body = response.text().await.map_err(|e| network_error(url, &e))?;
-        Ok(Page {
+        let page = Page {
             url: url.clone(),
             status,
             location,
+            headers,
             body,
-        })
+        };
+        self.last = Some(page.clone());
+        Ok(page)
+    }
+
+    /// The last answer of this session (what a drift capture keeps).
+    pub fn last_answer(&self) -> Option<&Page> {
+        self.last.as_ref()
+    }
+
+    /// The values of the cookies Douyin set in this session (secrets a capture removes).
+    pub fn cookie_values(&self) -> impl Iterator<Item = &str> {
+        self.cookies.values().map(String::as_str)
     }
 
     /// The cookies to send: the user's `DOUYIN_COOKIE`, then those Douyin set (which win).

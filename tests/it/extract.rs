@@ -498,3 +498,129 @@ async fn a_douyin_page_redirecting_to_a_private_address_is_refused_before_it_is_
         .await;
     assert!(hits.load(Ordering::SeqCst) > 0);
 }
+
+/// The kept answers in `dir`, parsed.
+fn kept(dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            (text, json)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_answer_in_an_unknown_shape_is_kept_once_per_strategy_without_cookies() {
+    // Unknown posts get a page with neither record nor tokens, and Douyin's cookies.
+    let server = DouyinServer::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let drift_dir = dir.path().join("drift");
+    let user_cookie = "sessionid=user-s3ss10n-2f7c; lang=zh";
+    douyin_worker::redact::register_cookie(user_cookie);
+    let x = DouyinExtractor::new(ExtractOptions {
+        client: ClientOptions {
+            upstream: Upstream::rewrite_to(server.url.parse().unwrap()),
+            cookie: Some(douyin_worker::config::Secret::new(user_cookie)),
+            ..Default::default()
+        },
+        drift_dir: Some(drift_dir.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let first = x.extract(ID).await.unwrap_err();
+    assert_eq!(first.class(), ErrorClass::Drift, "{first}");
+    let after_one = kept(&drift_dir);
+    assert!(!after_one.is_empty(), "nothing kept");
+    // Three more in the same hour: nothing more.
+    for _ in 0..3 {
+        assert_eq!(x.extract(ID).await.unwrap_err().class(), ErrorClass::Drift);
+    }
+    let files = kept(&drift_dir);
+    assert_eq!(files.len(), after_one.len(), "one per strategy per hour");
+    let mut strategies: Vec<_> = files
+        .iter()
+        .map(|(_, j)| j["strategy"].as_str().unwrap().to_string())
+        .collect();
+    strategies.dedup();
+    assert_eq!(strategies.len(), files.len(), "{strategies:?}");
+    for (text, json) in &files {
+        assert!(
+            !text.contains("user-s3ss10n-2f7c"),
+            "the user's cookie: {text}"
+        );
+        assert!(
+            !text.contains(&format!("test-ttwid-{ID}")),
+            "a cookie Douyin set: {text}"
+        );
+        assert_eq!(json["aweme_id"], ID);
+        assert!(!json["what"].as_str().unwrap().is_empty(), "{json}");
+        assert_eq!(json["request"]["method"], "GET");
+        assert!(json["request"]["url"].as_str().unwrap().contains("douyin"));
+        assert_eq!(json["response"]["status"], 200);
+        assert!(json["body"].as_str().unwrap().contains("<html"), "{json}");
+    }
+    let share_page = files
+        .iter()
+        .find(|(_, j)| j["request"]["url"].as_str().unwrap().contains("/share/"))
+        .expect("the share page was kept");
+    let headers = share_page.1["response"]["headers"].as_array().unwrap();
+    assert!(
+        headers.contains(&serde_json::json!([
+            "set-cookie",
+            "ttwid=<cookie>; Path=/; HttpOnly"
+        ])),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn extract_save_writes_every_strategys_answer() {
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let save = tempfile::tempdir().unwrap();
+    let upstream = server.url.clone();
+    let folder = save.path().join("answers");
+    let folder_arg = folder.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+            .args(["extract", ID, "--save"])
+            .arg(&folder_arg)
+            .current_dir(dir.path())
+            .env("DOUYIN_UPSTREAM", upstream)
+            .env("DOUYIN_COOKIE", "sessionid=cli-s3ss10n-8e1d")
+            .env_remove("DATABASE_URL")
+            .env_remove("SUPABASE_URL")
+            .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = kept(&folder);
+    // The share page (no record since August 2026), then the item-info answer that had it.
+    let strategies: Vec<_> = files
+        .iter()
+        .map(|(_, j)| j["strategy"].as_str().unwrap().to_string())
+        .collect();
+    assert!(strategies.len() >= 2, "{strategies:?}");
+    assert!(
+        strategies.iter().any(|s| s == "h5_iteminfo"),
+        "{strategies:?}"
+    );
+    for (text, _) in &files {
+        assert!(!text.contains("cli-s3ss10n-8e1d"), "{text}");
+        assert!(!text.contains(&format!("test-ttwid-{ID}")), "{text}");
+    }
+}
