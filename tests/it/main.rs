@@ -26,5 +26,6 @@ mod secrets;
 mod storage;
 mod storage_admin;
 mod supabase;
+mod supabase_uploads;
 mod system;
 mod worker;
