@@ -446,9 +446,14 @@ fn print_report(report: &crate::queue::migrate::MigrationReport) {
     }
 }
 
+/// A queue that cannot be opened: its schema, a refused request, or credentials it refuses
+/// (a wrong `SUPABASE_SERVICE_ROLE_KEY` or database role) are configuration errors, exit 2, as
+/// a key the store refuses is; a database that cannot be reached is a failure, exit 1.
 fn queue_failure(e: queue::QueueError) -> CliError {
     let code = match e {
-        queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => exit::USAGE,
+        queue::QueueError::Schema(_)
+        | queue::QueueError::Rejected(_)
+        | queue::QueueError::PermissionDenied(_) => exit::USAGE,
         _ => exit::FAILURE,
     };
     CliError {

@@ -39,7 +39,7 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
     let queue = queue::open(&config.queue, config.supabase.as_ref())
         .await
         .map_err(queue_failure)?;
-    let stats = queue.stats().await?;
+    let stats = queue.stats().await.map_err(queue_failure)?;
     tracing::info!(
         backend = queue.backend(),
         pending = stats.pending_jobs,
