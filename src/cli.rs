@@ -299,9 +299,14 @@ async fn migrate(config: Config) -> Result<(), CliError> {
             // One connection, no pool: a database that cannot be reached fails at once.
             let options = crate::config::database_url::connect_options(url.expose())
                 .map_err(|e| usage(anyhow::anyhow!("DATABASE_URL: {e}")))?;
-            let mut conn = sqlx::ConnectOptions::connect(&options)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+            let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(|e| {
+                let error = anyhow::anyhow!("cannot connect to DATABASE_URL: {e}");
+                let code = match queue::QueueError::from(e) {
+                    e @ queue::QueueError::PermissionDenied(_) => queue_failure(e).code,
+                    _ => exit::FAILURE,
+                };
+                CliError { code, error }
+            })?;
             let report = crate::queue::migrate::apply_postgres_on(&mut conn).await?;
             print_report(&report);
         }

@@ -20,6 +20,7 @@ mod media;
 mod migrations;
 mod pooler;
 mod queue;
+mod refused_keys;
 mod row_security;
 mod s3;
 mod secrets;
