@@ -541,15 +541,7 @@ async fn on_a_free_plan_project_setup_storage_creates_the_bucket_within_the_proj
     ] {
         assert!(warnings[0].contains(part), "{part:?} in {}", warnings[0]);
     }
-    let row: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/bucket/videos", storage.storage_url()))
-        .bearer_auth(fakes::storage_api::SERVICE_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let row = storage.bucket("videos").unwrap();
     assert_eq!(row["file_size_limit"], serde_json::Value::Null, "{row}");
     proxy.abort();
 }

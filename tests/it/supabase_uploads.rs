@@ -12,8 +12,8 @@ use douyin_worker::error::ErrorClass;
 use douyin_worker::stage::DownloadedFile;
 use douyin_worker::storage::supabase::{SupabaseStorage, UploadLimits};
 use douyin_worker::storage::{BucketOutcome, ObjectBackend, PutRequest, StorageError};
-use sha2::Digest;
 
+use crate::storage::file_of;
 use fakes::cdn::bytes;
 use fakes::storage_api::{FREE_PLAN_UPLOAD_SIZE_LIMIT, SERVICE_KEY, StorageApi};
 
@@ -29,16 +29,6 @@ fn store(api: &StorageApi) -> SupabaseStorage {
     .unwrap()
 }
 
-fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
-    let path = dir.join("media.part");
-    std::fs::write(&path, data).unwrap();
-    DownloadedFile {
-        path,
-        size: data.len() as u64,
-        sha256: format!("{:x}", sha2::Sha256::digest(data)),
-    }
-}
-
 async fn put(s: &SupabaseStorage, file: &DownloadedFile) -> Result<(), StorageError> {
     let metadata = BTreeMap::new();
     s.put(&PutRequest {
@@ -52,17 +42,16 @@ async fn put(s: &SupabaseStorage, file: &DownloadedFile) -> Result<(), StorageEr
     .map(drop)
 }
 
-/// The bucket's row as the server answers it.
-async fn bucket_row(api: &StorageApi) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{}/bucket/videos", api.storage_url()))
-        .bearer_auth(SERVICE_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+/// A permanent size refusal whose message holds each of `parts`.
+fn assert_too_large(e: &StorageError, parts: &[String]) {
+    assert_eq!(
+        (e.code, e.class),
+        ("entity-too-large", ErrorClass::Permanent),
+        "{e}"
+    );
+    for part in parts {
+        assert!(e.message.contains(part), "{part:?} in {e}");
+    }
 }
 
 /// Requests that send the file: a standard upload or a TUS creation.
@@ -92,7 +81,7 @@ async fn a_bucket_limit_above_the_projects_upload_limit_gives_way_to_the_project
     // MAX_VIDEO_BYTES, the default limit, on a Free-plan project.
     let outcome = s.ensure_bucket(&spec(Some(2_147_483_648))).await.unwrap();
     assert_eq!(outcome, BucketOutcome::Created);
-    let row = bucket_row(&api).await;
+    let row = api.bucket("videos").unwrap();
     assert_eq!(row["file_size_limit"], serde_json::Value::Null, "{row}");
     assert_eq!(row["public"], true, "{row}");
     assert_eq!(row["allowed_mime_types"], serde_json::json!(["video/mp4"]));
@@ -121,7 +110,7 @@ async fn a_bucket_limit_above_the_projects_upload_limit_gives_way_to_the_project
         .ensure_bucket(&spec(Some(10_000_000)))
         .await
         .unwrap();
-    assert_eq!(bucket_row(&api).await["file_size_limit"], 10_000_000);
+    assert_eq!(api.bucket("videos").unwrap()["file_size_limit"], 10_000_000);
 }
 
 #[tokio::test]
@@ -133,17 +122,14 @@ async fn a_file_above_the_buckets_limit_is_refused_before_it_is_sent() {
         let e = put(&store(&api), &file_of(tmp.path(), &bytes(size, 1)))
             .await
             .unwrap_err();
-        assert_eq!(
-            (e.code, e.class),
-            ("entity-too-large", ErrorClass::Permanent)
+        assert_too_large(
+            &e,
+            &[
+                format!("the file is {size} bytes"),
+                "file size limit of bucket videos (1000000 bytes)".into(),
+                "MAX_VIDEO_BYTES to at most 1000000".into(),
+            ],
         );
-        for part in [
-            format!("the file is {size} bytes"),
-            "file size limit of bucket videos (1000000 bytes)".into(),
-            "MAX_VIDEO_BYTES to at most 1000000".into(),
-        ] {
-            assert!(e.message.contains(&part), "{part:?} in {e}");
-        }
     }
     assert_eq!(uploads(&api), Vec::<(String, String)>::new());
     // At the limit it goes.
@@ -162,17 +148,14 @@ async fn a_file_above_the_projects_upload_limit_is_refused_before_it_is_sent() {
     let e = put(&store(&api), &file_of(tmp.path(), &bytes(7 * MIB, 1)))
         .await
         .unwrap_err();
-    assert_eq!(
-        (e.code, e.class),
-        ("entity-too-large", ErrorClass::Permanent)
+    assert_too_large(
+        &e,
+        &[
+            "the project's upload limit of 3145728 bytes".into(),
+            "Upload file size limit".into(),
+            "MAX_VIDEO_BYTES to at most 3145728".into(),
+        ],
     );
-    for part in [
-        "the project's upload limit of 3145728 bytes",
-        "Upload file size limit",
-        "MAX_VIDEO_BYTES to at most 3145728",
-    ] {
-        assert!(e.message.contains(part), "{part:?} in {e}");
-    }
     assert_eq!(uploads(&api), Vec::<(String, String)>::new());
     // A bucket limit below the project's is the one named.
     api.create_bucket("videos", false, Some(2 * MIB as u64), None);
@@ -195,17 +178,14 @@ async fn an_upload_refused_for_its_size_names_the_limits_and_max_video_bytes() {
         let e = put(&s, &file_of(tmp.path(), &bytes(size, 3)))
             .await
             .unwrap_err();
-        assert_eq!(
-            (e.code, e.class),
-            ("entity-too-large", ErrorClass::Permanent)
+        assert_too_large(
+            &e,
+            &[
+                format!("the file ({size} bytes)"),
+                "the project's upload limit".into(),
+                "MAX_VIDEO_BYTES".into(),
+            ],
         );
-        for part in [
-            format!("the file ({size} bytes)"),
-            "the project's upload limit".into(),
-            "MAX_VIDEO_BYTES".into(),
-        ] {
-            assert!(e.message.contains(&part), "{part:?} in {e}");
-        }
     }
     assert_eq!(api.object_count("videos"), 0);
     assert_eq!(api.open_uploads(), 0);

@@ -313,6 +313,12 @@ impl StorageApi {
         );
     }
 
+    /// A bucket's row as `GET /bucket/{id}` answers it, without a request.
+    pub fn bucket(&self, id: &str) -> Option<serde_json::Value> {
+        let row = self.emu.st().buckets.get(id)?.row();
+        serde_json::from_str(&row).ok()
+    }
+
     /// Stores an object directly, without a request (overwrites; the bucket must exist).
     pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8], content_type: &str) {
         let mut st = self.emu.st();
