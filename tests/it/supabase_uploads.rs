@@ -259,3 +259,63 @@ async fn a_tus_upload_dropped_mid_chunk_is_terminated_before_drain_returns() {
     assert_eq!(api.open_uploads(), 0);
     assert_eq!(api.object_count("videos"), 0);
 }
+
+/// A gateway in front of the emulator that answers TUS `Location`s on a host the client
+/// cannot reach (a self-hosted server that builds them from its own address): `127.0.0.1:1`.
+async fn gateway_with_unreachable_locations(
+    api: &StorageApi,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    let upstream = api.url.clone();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+            let mut out = client.request(method, format!("{upstream}{path}"));
+            for (name, value) in req.headers().iter().filter(|(n, _)| *n != "host") {
+                out = out.header(name.as_str(), value.as_bytes());
+            }
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let answer = out.body(body).send().await.unwrap();
+            let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                let value = value
+                    .to_str()
+                    .unwrap()
+                    .replace(&upstream, "http://127.0.0.1:1");
+                response = response.header(name.as_str(), value);
+            }
+            response
+                .body(Body::from(answer.bytes().await.unwrap()))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (
+        url,
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }),
+    )
+}
+
+#[tokio::test]
+async fn a_tus_upload_at_an_unreachable_location_is_terminated_through_the_storage_root() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    let (url, gateway) = gateway_with_unreachable_locations(&api).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = file_of(tmp.path(), &bytes(7 * MIB, 7));
+    let s =
+        SupabaseStorage::new(&url.parse().unwrap(), Secret::new(SERVICE_KEY), "videos").unwrap();
+    let e = put(&s, &file).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    assert!(e.message.contains("cannot connect"), "{e}");
+    assert_eq!(terminations(&api), 1, "{:?}", api.requests());
+    assert_eq!(api.open_uploads(), 0);
+    gateway.abort();
+}

@@ -53,29 +53,49 @@ impl Drop for OpenUpload {
 
 impl SupabaseStorage {
     /// `DELETE` on the upload's URL, within `terminate_timeout`; a failure is logged, never
-    /// returned (the server expires the upload in the end).
+    /// returned (the server expires the upload in the end). When that URL cannot be reached
+    /// and is not under the storage root (a `Location` built from a host the worker cannot
+    /// reach), the same upload is terminated under the root: the contract's `Location` is
+    /// `$STORAGE/upload/resumable/<upload-id>`.
     async fn terminate(&self, location: &Url, key: &str) {
-        let sent = self
-            .authed(self.client.delete(location.clone()))
-            .header("Tus-Resumable", "1.0.0")
-            .timeout(self.terminate_timeout)
-            .send()
-            .await;
-        match sent {
-            // Gone already (expired, or terminated by an earlier try).
-            Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
-                tracing::info!(key, "unfinished TUS upload terminated");
+        let at_root = location
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|id| !id.is_empty())
+            .map(|id| self.url(&format!("upload/resumable/{id}")))
+            .filter(|u| u != location);
+        let mut unreachable = None;
+        for url in std::iter::once(location.clone()).chain(at_root) {
+            let sent = self
+                .authed(self.client.delete(url))
+                .header("Tus-Resumable", "1.0.0")
+                .timeout(self.terminate_timeout)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    return tracing::info!(key, "unfinished TUS upload terminated");
+                }
+                // Gone already (expired, or terminated by an earlier try).
+                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                    return tracing::debug!(key, "unfinished TUS upload already gone");
+                }
+                Ok(r) => {
+                    return tracing::warn!(
+                        key,
+                        status = r.status().as_u16(),
+                        "the unfinished TUS upload could not be terminated; the server expires it"
+                    );
+                }
+                Err(e) => unreachable = Some(network(e)),
             }
-            Ok(r) => tracing::warn!(
+        }
+        if let Some(e) = unreachable {
+            tracing::warn!(
                 key,
-                status = r.status().as_u16(),
+                error = %e,
                 "the unfinished TUS upload could not be terminated; the server expires it"
-            ),
-            Err(e) => tracing::warn!(
-                key,
-                error = %network(e),
-                "the unfinished TUS upload could not be terminated; the server expires it"
-            ),
+            );
         }
     }
 
