@@ -228,7 +228,16 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
         ("SUPABASE_URL", &url),
         ("SUPABASE_SERVICE_ROLE_KEY", &key),
     ]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Start-up (four storage requests through the gateway) may be slow on a busy machine: a
+    // SIGTERM before the signal handlers are in place would kill the process.
+    crate::system::wait_until(Duration::from_secs(30), "storage ready", || async {
+        bin.logs()
+            .iter()
+            .any(|l| l["message"] == "storage ready")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0), "{lines:?}");
     let text = serde_json::to_string(&lines).unwrap();
