@@ -149,6 +149,10 @@ impl SupabaseStorage {
             other => return other,
         };
         let outcome = self.post_bucket(spec, None).await?;
+        if outcome == BucketOutcome::Exists {
+            // Another worker created it meanwhile (and said so).
+            return Ok(outcome);
+        }
         let limit = spec.file_size_limit.unwrap_or_default();
         let project = match self.project_limit().await {
             Some(p) => format!(" of {p} bytes"),
