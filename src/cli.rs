@@ -303,9 +303,14 @@ async fn migrate(config: Config) -> Result<(), CliError> {
             // One connection, no pool: a database that cannot be reached fails at once.
             let options = crate::config::database_url::connect_options(url.expose())
                 .map_err(|e| usage(anyhow::anyhow!("DATABASE_URL: {e}")))?;
-            let mut conn = sqlx::ConnectOptions::connect(&options)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+            let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(|e| {
+                let error = anyhow::anyhow!("cannot connect to DATABASE_URL: {e}");
+                let code = match queue::QueueError::from(e) {
+                    e @ queue::QueueError::PermissionDenied(_) => queue_failure(e).code,
+                    _ => exit::FAILURE,
+                };
+                CliError { code, error }
+            })?;
             let report = crate::queue::migrate::apply_postgres_on(&mut conn).await?;
             print_report(&report);
         }
@@ -456,9 +461,14 @@ fn print_report(report: &crate::queue::migrate::MigrationReport) {
     }
 }
 
+/// A queue that cannot be opened: its schema, a refused request, or credentials it refuses
+/// (a wrong `SUPABASE_SERVICE_ROLE_KEY` or database role) are configuration errors, exit 2, as
+/// a key the store refuses is; a database that cannot be reached is a failure, exit 1.
 fn queue_failure(e: queue::QueueError) -> CliError {
     let code = match e {
-        queue::QueueError::Schema(_) | queue::QueueError::Rejected(_) => exit::USAGE,
+        queue::QueueError::Schema(_)
+        | queue::QueueError::Rejected(_)
+        | queue::QueueError::PermissionDenied(_) => exit::USAGE,
         _ => exit::FAILURE,
     };
     CliError {

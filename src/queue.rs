@@ -114,6 +114,11 @@ impl From<sqlx::Error> for QueueError {
                 let msg = db.message().to_string();
                 match code.as_str() {
                     "42501" => QueueError::PermissionDenied(msg),
+                    // invalid_authorization_specification, invalid_password: the server
+                    // refuses the credentials (never shown: the message names the user only).
+                    "28000" | "28P01" => QueueError::PermissionDenied(format!(
+                        "{msg}: the user or password of DATABASE_URL is refused"
+                    )),
                     "42883" | "42P01" | "42703" => QueueError::Schema(format!(
                         "{msg}: the database schema is missing or outdated; run `douyin-worker migrate`"
                     )),

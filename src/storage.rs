@@ -190,6 +190,11 @@ pub trait ObjectBackend: Send + Sync + 'static {
         ))
     }
 
+    /// Waits for the cleanup the backend started in the background and has not finished
+    /// (the termination of an upload whose job was cancelled), each bounded in time. Called
+    /// before the process exits.
+    async fn drain(&self) {}
+
     /// A URL that downloads the object without a key for `ttl`.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         let _ = (key, ttl);

@@ -39,7 +39,7 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
     let queue = queue::open(&config.queue, config.supabase.as_ref())
         .await
         .map_err(queue_failure)?;
-    let stats = queue.stats().await?;
+    let stats = queue.stats().await.map_err(queue_failure)?;
     tracing::info!(
         backend = queue.backend(),
         pending = stats.pending_jobs,
@@ -105,6 +105,8 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         WorkerOptions::new(&config.worker),
     );
     worker.run(shutdown).await;
+    // Uploads of cancelled jobs are terminated on the store before the process goes.
+    backend.drain().await;
     // The browser, if one was started, closes politely and its profile folder goes.
     extractor.shutdown().await;
     // The server answers (readyz: 503) until the worker is done.

@@ -56,7 +56,8 @@ pub struct StorageArgs {
     )]
     pub storage_public: Option<String>,
 
-    /// File size limit of a bucket created by the worker, in bytes [default: MAX_VIDEO_BYTES].
+    /// File size limit of a bucket created by the worker, in bytes [default: MAX_VIDEO_BYTES]
+    /// (Supabase Storage: none of its own when the project's upload limit is lower).
     #[arg(
         long,
         env = "STORAGE_FILE_SIZE_LIMIT",

@@ -12,6 +12,7 @@
 //! the folders; deletes go through the batch route, whose answer lists the rows it deleted;
 //! downloads stream `GET /object/authenticated/{bucket}/{key}`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +28,10 @@ use super::{
 };
 use crate::config::Secret;
 
+mod limits;
 mod tus;
+
+pub use limits::UploadLimits;
 
 /// The chunk size hosted Supabase Storage requires for every TUS chunk but the last.
 pub const TUS_CHUNK: u64 = 6 * 1024 * 1024;
@@ -49,6 +53,13 @@ pub struct SupabaseStorage {
     /// most 6 MiB) may take from start to answer: a store that hangs fails the attempt
     /// (transient) instead of holding the job's slot.
     pub upload_timeout: Duration,
+    /// Longest time the termination (`DELETE`) of a TUS upload that is given up may take.
+    pub terminate_timeout: Duration,
+    /// The upload limits last learnt (see `limits`).
+    limits: limits::LimitsCache,
+    /// Terminations of TUS uploads dropped mid-way (a cancelled job), which
+    /// [`ObjectBackend::drain`] waits for.
+    background: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for SupabaseStorage {
@@ -94,6 +105,9 @@ impl SupabaseStorage {
             chunk_attempts: 5,
             list_page_size: 1000,
             upload_timeout: Duration::from_secs(300),
+            terminate_timeout: Duration::from_secs(10),
+            limits: Arc::default(),
+            background: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -318,35 +332,19 @@ impl ObjectBackend for SupabaseStorage {
         if err.code != "no-such-bucket" {
             return Err(explain_rights(err));
         }
-        let body = serde_json::json!({
-            "id": self.bucket,
-            "name": self.bucket,
-            "public": spec.public,
-            "file_size_limit": spec.file_size_limit,
-            "allowed_mime_types": if spec.allowed_mime_types.is_empty() {
-                serde_json::Value::Null
-            } else {
-                serde_json::json!(spec.allowed_mime_types)
-            },
-        });
-        let created = self
-            .authed(self.client.post(self.url("bucket")))
-            .json(&body)
-            .send()
-            .await
-            .map_err(network)?;
-        if created.status().is_success() {
-            return Ok(BucketOutcome::Created);
-        }
-        let err = rest_error(created).await;
-        if err.message.contains("BucketAlreadyExists") {
-            return Ok(BucketOutcome::Exists);
-        }
-        Err(explain_rights(err))
+        self.create_bucket(spec).await.map_err(explain_rights)
     }
 
     fn provider(&self) -> &'static str {
         "supabase"
+    }
+
+    /// Waits for the terminations of TUS uploads dropped mid-way (each bounded by
+    /// `terminate_timeout`).
+    async fn drain(&self) {
+        self.background.close();
+        self.background.wait().await;
+        self.background.reopen();
     }
 
     fn bucket(&self) -> &str {
@@ -354,11 +352,14 @@ impl ObjectBackend for SupabaseStorage {
     }
 
     async fn put(&self, req: &PutRequest<'_>) -> Result<ObjectInfo, StorageError> {
-        if req.file.size <= self.tus_threshold {
-            self.put_standard(req).await?;
+        let size = req.file.size;
+        self.check_size(size).await?;
+        if size <= self.tus_threshold {
+            self.put_standard(req).await
         } else {
-            self.put_tus(req).await?;
+            self.put_tus(req).await
         }
+        .map_err(|e| self.refused_for_size(size, e))?;
         Ok(ObjectInfo {
             size: req.file.size,
             etag: None,

@@ -21,7 +21,7 @@ use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
 const ID: &str = "7412345678901234567";
 
-fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
+pub(crate) fn file_of(dir: &std::path::Path, data: &[u8]) -> DownloadedFile {
     let path = dir.join("media.part");
     std::fs::write(&path, data).unwrap();
     DownloadedFile {

@@ -237,7 +237,16 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
         ("SUPABASE_URL", &url),
         ("SUPABASE_SERVICE_ROLE_KEY", &key),
     ]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Start-up (four storage requests through the gateway) may be slow on a busy machine: a
+    // SIGTERM before the signal handlers are in place would kill the process.
+    crate::system::wait_until(Duration::from_secs(30), "storage ready", || async {
+        bin.logs()
+            .iter()
+            .any(|l| l["message"] == "storage ready")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0), "{lines:?}");
     let text = serde_json::to_string(&lines).unwrap();
@@ -245,6 +254,16 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
     assert!(text.contains("storage ready"), "{text}");
     assert!(text.contains("\"provider\":\"supabase\""), "{text}");
     assert!(text.contains("\"created\":true"), "{text}");
+    // MAX_VIDEO_BYTES (2 GiB) is above the emulated server's upload limit: the bucket has none
+    // of its own, and one line says so.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.to_string().contains("no file size limit of its own"))
+            .count(),
+        1,
+        "{text}"
+    );
     assert!(!text.contains(&key), "the key leaked: {text}");
     proxy.abort();
 }
@@ -442,5 +461,105 @@ async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() 
         err.contains("service role key") && err.contains("dashboard"),
         "{err}"
     );
+    proxy.abort();
+}
+
+/// A legacy service-role key of another project (signed with another secret): it looks right,
+/// and the servers refuse it.
+fn foreign_service_key() -> String {
+    let key = jwt("service_role");
+    let (unsigned, _) = key.rsplit_once('.').unwrap();
+    format!("{unsigned}.c2lnbmVkLWJ5LWFub3RoZXItcHJvamVjdA")
+}
+
+/// Runs the binary with `args` against `url` with `key`, without any other queue or store.
+fn command(args: &[&str], url: &str, key: &str, extra: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("STORAGE_URL")
+        .env("SUPABASE_URL", url)
+        .env("SUPABASE_SERVICE_ROLE_KEY", key)
+        .env("HTTP_ADDR", "off")
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_servers_refuse_exits_2_from_every_command() {
+    let db = fresh_pg().await;
+    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let storage = fakes::storage_api::StorageApi::start_with_key(&jwt("service_role")).await;
+    let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
+    let key = foreign_service_key();
+    let commands: [&[&str]; 7] = [
+        &["run"],
+        &["setup-storage"],
+        &["stats"],
+        &["jobs"],
+        &["retry", "--all-failed"],
+        &["gc"],
+        &["enqueue", "7412345678901234567"],
+    ];
+    for args in commands {
+        let (url, k) = (url.clone(), key.clone());
+        let o = tokio::task::spawn_blocking(move || command(args, &url, &k, &[]))
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("SUPABASE_SERVICE_ROLE_KEY"), "{args:?}: {err}");
+        assert!(!err.contains(&key), "{args:?}: the key leaked: {err}");
+    }
+    // Nothing was created with it.
+    assert_eq!(storage.object_count("videos"), 0);
+    assert!(
+        !storage
+            .requests()
+            .iter()
+            .any(|(m, p)| m == "POST" && p == "/storage/v1/bucket")
+    );
+    proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_free_plan_project_setup_storage_creates_the_bucket_within_the_projects_limit() {
+    let db = fresh_pg().await;
+    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let storage = fakes::storage_api::StorageApi::start().await;
+    storage.set_upload_size_limit(Some(fakes::storage_api::FREE_PLAN_UPLOAD_SIZE_LIMIT));
+    let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
+    // The defaults: the bucket's limit would be MAX_VIDEO_BYTES (2 GiB).
+    let o = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            command(&["setup-storage"], &url, "sb_secret_setup", &[])
+        })
+        .await
+        .unwrap()
+    };
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("bucket videos (supabase): created"), "{out}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("no file size limit of its own"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for part in [
+        "2147483648 bytes",
+        "the project's upload limit of 52428800 bytes",
+        "STORAGE_FILE_SIZE_LIMIT",
+    ] {
+        assert!(warnings[0].contains(part), "{part:?} in {}", warnings[0]);
+    }
+    let row = storage.bucket("videos").unwrap();
+    assert_eq!(row["file_size_limit"], serde_json::Value::Null, "{row}");
     proxy.abort();
 }

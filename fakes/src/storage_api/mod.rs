@@ -38,8 +38,10 @@
 //!
 //! * `POST /bucket` (`id` defaults to `name`; `file_size_limit` an integer or a string like
 //!   `"500MB"`, read with decimal units B/KB/MB/GB — the unit base is the emulator's choice,
-//!   the contract does not show it; 0 or null = no limit; `allowed_mime_types` exact or
-//!   `type/*`) → `{"name":id}`, existing → `BucketAlreadyExists`. `GET /bucket/{id}` → the row
+//!   the contract does not show it; 0 or null = no limit of its own, so the global one
+//!   applies; `allowed_mime_types` exact or `type/*`) → `{"name":id}`; a limit above the
+//!   global upload limit → `EntityTooLarge` (§10; checked first, the emulator's choice),
+//!   existing → `BucketAlreadyExists`. `GET /bucket/{id}` → the row
 //!   (`NoSuchBucket`); `GET /bucket` → every row.
 //! * `POST|PUT /object/{bucket}/{path}`: raw body; `Content-Type` is the object's content type
 //!   (missing → `application/x-www-form-urlencoded`, as curl sends; parameters after `;` are
@@ -97,8 +99,8 @@
 //! Bodies end with `\n` where the contract's content-lengths show it (tus-server messages) and
 //! not where they do not (storage-api messages).
 //!
-//! * `OPTIONS /upload/resumable` → 204 with `tus-extension`, `tus-version`, `tus-resumable`
-//!   (and `tus-max-size` when a global limit is set). No auth.
+//! * `OPTIONS /upload/resumable` → 204 with `tus-extension`, `tus-max-size` (the global
+//!   upload limit, §7), `tus-version`, `tus-resumable`. No auth.
 //! * Every other TUS request: auth first, then `Tus-Resumable` (missing → 412 `Tus-Resumable
 //!   Required\n`, another version → 412 `Unsupported version\n`), then anon → 403.
 //! * Create `POST /upload/resumable`: `Upload-Length` (missing → 400 `Upload-Length or
@@ -213,6 +215,15 @@ pub const SERVICE_KEY: &str = "service-key-for-tests";
 /// The chunk size hosted Supabase requires for every TUS PATCH but the last.
 pub const TUS_CHUNK: u64 = 6 * 1024 * 1024;
 
+/// The global upload limit the emulator starts with: the contract's server (§7's `OPTIONS`
+/// transcript: `tus-max-size: 524288000`). Every real server has one (§10); change it with
+/// [`StorageApi::set_upload_size_limit`].
+pub const DEFAULT_UPLOAD_SIZE_LIMIT: u64 = 524_288_000;
+
+/// The global upload limit of Supabase's Free plan and of the self-hosting compose file
+/// ("50 MB", contract §10; `UPLOAD_FILE_SIZE_LIMIT=52428800` there).
+pub const FREE_PLAN_UPLOAD_SIZE_LIMIT: u64 = 52_428_800;
+
 const PREFIX: &str = "/storage/v1";
 const TUS_ROOT: &str = "/upload/resumable";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -256,6 +267,7 @@ impl StorageApi {
             addr,
             st: Mutex::new(St {
                 hosted_chunk_rule: true,
+                global_limit: Some(DEFAULT_UPLOAD_SIZE_LIMIT),
                 ..St::default()
             }),
         });
@@ -299,6 +311,12 @@ impl StorageApi {
                 created_at: now,
             },
         );
+    }
+
+    /// A bucket's row as `GET /bucket/{id}` answers it, without a request.
+    pub fn bucket(&self, id: &str) -> Option<serde_json::Value> {
+        let row = self.emu.st().buckets.get(id)?.row();
+        serde_json::from_str(&row).ok()
     }
 
     /// Stores an object directly, without a request (overwrites; the bucket must exist).
@@ -351,8 +369,10 @@ impl StorageApi {
         self.emu.st().interrupt = Some(after);
     }
 
-    /// A global upload size limit (the project's `UPLOAD_FILE_SIZE_LIMIT`; hosted Free plan:
-    /// 50 MB), applied with the bucket limits to standard and TUS uploads. Default: none.
+    /// The global upload size limit (the project's `UPLOAD_FILE_SIZE_LIMIT`; hosted Free plan:
+    /// [`FREE_PLAN_UPLOAD_SIZE_LIMIT`]), applied with the bucket limits to standard and TUS
+    /// uploads, answered as `tus-max-size`, and above which a bucket's own limit is refused.
+    /// Default: [`DEFAULT_UPLOAD_SIZE_LIMIT`]; `None` takes it away (no real server is so).
     pub fn set_upload_size_limit(&self, limit: Option<u64>) {
         self.emu.st().global_limit = limit;
     }

@@ -192,6 +192,18 @@ pub(super) fn create_bucket(st: &mut St, role: Role, body: &Bytes) -> Response {
         }
         Some(_) => return invalid_request("body/allowed_mime_types must be array"),
     };
+    // Contract §10: "Creating or updating a bucket whose `file_size_limit` is above [the
+    // global upload limit] is refused: `POST /bucket` → HTTP 400 `{"statusCode":"413",
+    // "error":"Payload too large","message":"The object exceeded the maximum allowed size",
+    // "code":"EntityTooLarge"}`", and "a bucket with `file_size_limit: null` inherits the
+    // global limit". The contract does not say where this check falls among the others; the
+    // emulator makes it first (storage-api parses the limit before it touches the database,
+    // where the RLS and duplicate checks happen).
+    if let (Some(l), Some(global)) = (limit, st.global_limit)
+        && l > global
+    {
+        return entity_too_large();
+    }
     if role == Role::Anon {
         return rls_denied();
     }

@@ -130,6 +130,85 @@ async fn buckets_are_created_once_and_read_back() {
     );
 }
 
+/// Contract §10: a bucket limit above the global upload limit is refused with
+/// `EntityTooLarge`; a bucket without a limit of its own gets the global one, which
+/// `OPTIONS` answers as `tus-max-size` (§7).
+#[tokio::test]
+async fn a_bucket_limit_above_the_global_upload_limit_is_refused() {
+    let s = StorageApi::start().await;
+    let st = s.storage_url();
+    let c = client();
+    let r = c
+        .request(Method::OPTIONS, format!("{st}/upload/resumable"))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(hdr(&r, "tus-max-size").as_deref(), Some("524288000"));
+    s.set_upload_size_limit(Some(FREE_PLAN_UPLOAD_SIZE_LIMIT));
+    let create = |body: Value| {
+        let c = c.clone();
+        let st = st.clone();
+        async move {
+            text(
+                auth(c.post(format!("{st}/bucket")), SERVICE_KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let refused = (
+        400,
+        r#"{"statusCode":"413","error":"Payload too large","message":"The object exceeded the maximum allowed size","code":"EntityTooLarge"}"#.to_string(),
+    );
+    for limit in [json!(2_147_483_648u64), json!("500MB"), json!(52_428_801)] {
+        assert_eq!(
+            create(json!({"name":"videos","file_size_limit":limit})).await,
+            refused,
+            "{limit}"
+        );
+    }
+    let r = c
+        .request(Method::OPTIONS, format!("{st}/upload/resumable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hdr(&r, "tus-max-size").as_deref(), Some("52428800"));
+    // At the limit, or with none of its own (the global one then applies).
+    assert_eq!(
+        create(json!({"name":"small","file_size_limit":52_428_800})).await,
+        (200, r#"{"name":"small"}"#.into())
+    );
+    assert_eq!(
+        create(json!({"name":"videos","file_size_limit":null})).await,
+        (200, r#"{"name":"videos"}"#.into())
+    );
+    assert_eq!(s.bucket("videos").unwrap()["file_size_limit"], Value::Null);
+    assert_eq!(s.bucket("small").unwrap()["file_size_limit"], 52_428_800);
+    let up = |n: usize| {
+        let c = c.clone();
+        let st = st.clone();
+        async move {
+            auth(c.post(format!("{st}/object/videos/a.mp4")), SERVICE_KEY)
+                .header("content-type", "video/mp4")
+                .body(vec![0u8; n])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    s.set_upload_size_limit(Some(1000));
+    assert!(up(1001).await.contains("EntityTooLarge"));
+    assert!(up(1000).await.contains("videos/a.mp4"));
+}
+
 #[tokio::test]
 async fn standard_upload_info_head_upsert_and_metadata() {
     let s = StorageApi::start().await;

@@ -27,18 +27,17 @@ pub(super) async fn tus(
 ) -> Response {
     if *method == Method::OPTIONS {
         drain(body).await;
-        let mut h = vec![
-            (
-                "tus-extension",
-                "creation,creation-with-upload,creation-defer-length,termination,expiration"
-                    .to_string(),
-            ),
-            ("tus-resumable", "1.0.0".into()),
-            ("tus-version", "1.0.0".into()),
-        ];
+        // In the contract transcript's order (§7).
+        let mut h = vec![(
+            "tus-extension",
+            "creation,creation-with-upload,creation-defer-length,termination,expiration"
+                .to_string(),
+        )];
         if let Some(l) = emu.st().global_limit {
             h.push(("tus-max-size", l.to_string()));
         }
+        h.push(("tus-resumable", "1.0.0".into()));
+        h.push(("tus-version", "1.0.0".into()));
         return respond(204, &h, Body::empty());
     }
     let early = match emu.authenticate(headers) {

@@ -1,10 +1,104 @@
 //! Uploads above the standard limit with Supabase Storage's TUS resumable protocol: 6 MiB
 //! chunks, `x-upsert` on every request, and after an interrupted chunk the server's offset is
 //! asked and the upload continues from there.
+//!
+//! An upload that is given up is terminated (`DELETE` on its URL, contract §7 "Cancel"), or
+//! it would stay open on the server, its bytes included, until it expires: at once when it
+//! fails (for good, or after its chunk attempts), and in the background when its future is
+//! dropped (a cancelled job), which `drain` waits for before the process exits. Each
+//! termination is bounded by `terminate_timeout` and only logged when it fails.
 
 use super::*;
 
+/// A created upload that is neither finished nor terminated yet: dropped while it still holds
+/// the upload's URL, it terminates the upload in the background.
+struct OpenUpload {
+    storage: SupabaseStorage,
+    location: Option<Url>,
+    key: String,
+}
+
+impl OpenUpload {
+    /// The upload is done: nothing to terminate.
+    fn finished(mut self) {
+        self.location = None;
+    }
+
+    /// Terminates the upload now (a drop meanwhile terminates it in the background).
+    async fn terminate(mut self) {
+        if let Some(location) = &self.location {
+            self.storage.terminate(location, &self.key).await;
+        }
+        self.location = None;
+    }
+}
+
+impl Drop for OpenUpload {
+    fn drop(&mut self) {
+        let Some(location) = self.location.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %self.key, "TUS upload abandoned without a runtime to terminate it");
+            return;
+        };
+        let storage = self.storage.clone();
+        let key = std::mem::take(&mut self.key);
+        self.storage.background.spawn_on(
+            async move { storage.terminate(&location, &key).await },
+            &runtime,
+        );
+    }
+}
+
 impl SupabaseStorage {
+    /// `DELETE` on the upload's URL, within `terminate_timeout`; a failure is logged, never
+    /// returned (the server expires the upload in the end). When that URL cannot be reached
+    /// and is not under the storage root (a `Location` built from a host the worker cannot
+    /// reach), the same upload is terminated under the root: the contract's `Location` is
+    /// `$STORAGE/upload/resumable/<upload-id>`.
+    async fn terminate(&self, location: &Url, key: &str) {
+        let at_root = location
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|id| !id.is_empty())
+            .map(|id| self.url(&format!("upload/resumable/{id}")))
+            .filter(|u| u != location);
+        let mut unreachable = None;
+        for url in std::iter::once(location.clone()).chain(at_root) {
+            let sent = self
+                .authed(self.client.delete(url))
+                .header("Tus-Resumable", "1.0.0")
+                .timeout(self.terminate_timeout)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    return tracing::info!(key, "unfinished TUS upload terminated");
+                }
+                // Gone already (expired, or terminated by an earlier try).
+                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                    return tracing::debug!(key, "unfinished TUS upload already gone");
+                }
+                Ok(r) => {
+                    return tracing::warn!(
+                        key,
+                        status = r.status().as_u16(),
+                        "the unfinished TUS upload could not be terminated; the server expires it"
+                    );
+                }
+                Err(e) => unreachable = Some(network(e)),
+            }
+        }
+        if let Some(e) = unreachable {
+            tracing::warn!(
+                key,
+                error = %e,
+                "the unfinished TUS upload could not be terminated; the server expires it"
+            );
+        }
+    }
+
     pub(super) async fn put_tus(&self, req: &PutRequest<'_>) -> Result<(), StorageError> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let seconds = req
@@ -43,6 +137,26 @@ impl SupabaseStorage {
             .ok_or_else(|| {
                 StorageError::transient("tus", "the TUS create answer had no Location")
             })?;
+        let upload = OpenUpload {
+            storage: self.clone(),
+            location: Some(location.clone()),
+            key: req.key.to_string(),
+        };
+        match self.send_chunks(req, &location).await {
+            Ok(()) => {
+                upload.finished();
+                Ok(())
+            }
+            Err(e) => {
+                upload.terminate().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The file's bytes in chunks from offset 0, resuming at the server's offset after a
+    /// failed chunk, until all are there or the upload must be given up.
+    async fn send_chunks(&self, req: &PutRequest<'_>, location: &Url) -> Result<(), StorageError> {
         let size = req.file.size;
         let mut offset = 0u64;
         let mut failures = 0u32;

@@ -115,3 +115,48 @@ async fn sigterm_mid_download_finishes_or_releases_running_jobs_and_exits_zero()
     }
     assert_eq!(rig.temp_entries(), Vec::<String>::new());
 }
+
+/// A TUS upload under way when the grace period ends is terminated on the store (`DELETE` on
+/// its URL) before the process exits, instead of staying open there with its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_tus_upload_terminates_the_upload_before_exiting() {
+    use fakes::storage_api::{SERVICE_KEY, StorageApi};
+    const ID: &str = "7412345678901234004";
+    const TUS: &str = "/storage/v1/upload/resumable/";
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", true, None, None);
+    // A 7 MiB file goes in two chunks; the first gets no answer.
+    let rig = Rig::start(&[(ID, 7 * 1024 * KIB, fakes::cdn::Serve::Normal)]).await;
+    api.hang_next(TUS, Duration::from_secs(120), 1);
+    let w = rig.worker(&[
+        ("SUPABASE_URL", api.url.as_str()),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY),
+        ("SHUTDOWN_GRACE_SECONDS", "1"),
+    ]);
+    let job = rig.enqueue(ID).await;
+    wait_until(Duration::from_secs(30), "the first chunk sent", || async {
+        api.requests()
+            .iter()
+            .any(|(m, p)| m == "PATCH" && p.starts_with(TUS))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(api.open_uploads(), 1);
+    let (code, lines) = w.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        with_message(&lines, "unfinished TUS upload terminated").count(),
+        1
+    );
+    let deletes = api
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "DELETE" && p.starts_with(TUS))
+        .count();
+    assert_eq!(deletes, 1, "{:?}", api.requests());
+    assert_eq!(api.open_uploads(), 0);
+    assert_eq!(api.object_count("videos"), 0);
+    let r = rig.job(job).await;
+    assert_eq!((r.status.as_str(), r.attempts), ("pending", 0), "{r:?}");
+    assert_eq!(rig.temp_entries(), Vec::<String>::new());
+}
