@@ -528,7 +528,7 @@ async fn a_key_the_servers_refuse_exits_2_from_every_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_free_plan_project_setup_storage_creates_the_bucket_within_the_projects_limit() {
     let db = fresh_pg().await;
-    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &["sb_secret_setup"]).await;
     let storage = fakes::storage_api::StorageApi::start().await;
     storage.set_upload_size_limit(Some(fakes::storage_api::FREE_PLAN_UPLOAD_SIZE_LIMIT));
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
