@@ -28,7 +28,10 @@ pub struct ExtractArgs {
         env = "PREFER_H264",
         global = true,
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub prefer_h264: Option<String>,
 

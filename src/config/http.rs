@@ -30,7 +30,15 @@ pub struct HttpArgs {
 
     /// Serve the UI's download API (`/api/videos/:id/download`, `/retry`, `/health`); it may
     /// face the internet [default: true when API_ADDR is set, else false].
-    #[arg(long, env = "API_ENABLED", global = true, value_name = "BOOL")]
+    #[arg(
+        long,
+        env = "API_ENABLED",
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub api_enabled: Option<String>,
 
     /// Address of the download API's own listener (e.g. 0.0.0.0:8080); setting it turns the
@@ -91,7 +99,10 @@ pub struct HttpArgs {
         env = "API_TRUST_FORWARDED_FOR",
         global = true,
         value_name = "BOOL",
-        default_value = "false"
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub api_trust_forwarded_for: Option<String>,
 

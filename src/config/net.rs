@@ -22,7 +22,10 @@ pub struct NetArgs {
         env = "ALLOW_PRIVATE_NETWORKS",
         global = true,
         value_name = "BOOL",
-        default_value = "false"
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub allow_private_networks: Option<String>,
 }

@@ -52,7 +52,10 @@ pub struct StorageArgs {
         env = "STORAGE_PUBLIC",
         global = true,
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub storage_public: Option<String>,
 

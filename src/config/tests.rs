@@ -327,3 +327,47 @@ fn a_bad_value_names_the_flag_when_it_came_from_the_command_line() {
     assert_eq!(c.download, DownloadSettings::default());
     assert_eq!(c.worker.max_concurrent, 2);
 }
+
+#[test]
+fn boolean_settings_are_switches_that_still_take_a_value_after_an_equals_sign() {
+    use clap::{Args, Command, FromArgMatches};
+    let cmd = || {
+        RawSettings::augment_args(Command::new("douyin-worker"))
+            .mut_args(|a| a.env(None::<&str>))
+            .subcommand(Command::new("run"))
+    };
+    let bools: Vec<String> = cmd()
+        .get_arguments()
+        .filter(|a| a.get_value_names().is_some_and(|v| v == ["BOOL"]))
+        .map(|a| a.get_long().unwrap().to_string())
+        .collect();
+    assert_eq!(bools.len(), 7, "{bools:?}");
+    for flag in &bools {
+        // Alone, and before a subcommand: the subcommand is not taken as its value.
+        let m = cmd()
+            .try_get_matches_from(["douyin-worker", &format!("--{flag}"), "run"])
+            .unwrap_or_else(|e| panic!("--{flag} run: {e}"));
+        assert_eq!(m.subcommand_name(), Some("run"), "--{flag} run");
+        let id = flag.replace('-', "_");
+        assert_eq!(m.get_one::<String>(&id).unwrap(), "true", "--{flag}");
+        let m = cmd()
+            .try_get_matches_from(["douyin-worker", &format!("--{flag}=false")])
+            .unwrap();
+        assert_eq!(m.get_one::<String>(&id).unwrap(), "false", "--{flag}=false");
+    }
+    let m = cmd()
+        .try_get_matches_from(["douyin-worker", "--debug", "--prefer-h264=no", "run"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    let c = Config::resolve(&r, Some(&m)).unwrap();
+    assert!(c.log.debug);
+    assert!(!c.extract.prefer_h264);
+    let m = cmd()
+        .try_get_matches_from(["douyin-worker", "--debug=maybe"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    assert_eq!(
+        Config::resolve(&r, Some(&m)).unwrap_err().to_string(),
+        "--debug=maybe: expected true or false"
+    );
+}
