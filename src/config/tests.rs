@@ -50,7 +50,7 @@ fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() 
     r.http.http_addr = Some("localhost".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(
-        e.starts_with("HTTP_ADDR=localhost: expected IP:PORT"),
+        e.starts_with("HTTP_ADDR=localhost: expected IP:PORT or HOST:PORT"),
         "{e}"
     );
     r.http.http_addr = Some("off".into());
@@ -370,4 +370,30 @@ fn boolean_settings_are_switches_that_still_take_a_value_after_an_equals_sign() 
         Config::resolve(&r, Some(&m)).unwrap_err().to_string(),
         "--debug=maybe: expected true or false"
     );
+}
+
+#[test]
+fn listener_addresses_may_name_a_host_resolved_at_start_up() {
+    let mut r = raw();
+    r.http.http_addr = Some("localhost:9464".into());
+    r.http.api_addr = Some("localhost:0".into());
+    let c = Config::resolve(&r, None).unwrap();
+    assert_eq!(c.http.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.http.api_addr, Some("127.0.0.1:0".parse().unwrap()));
+    assert!(c.http.api_enabled);
+    for (bad, says) in [
+        ("localhost:http", "expected IP:PORT or HOST:PORT"),
+        ("local host:9464", "expected IP:PORT or HOST:PORT"),
+        (":9464", "expected IP:PORT or HOST:PORT"),
+        ("no-such-host.invalid:9464", "cannot resolve the host name no-such-host.invalid"),
+    ] {
+        let mut r = raw();
+        r.http.http_addr = Some(bad.into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("HTTP_ADDR={bad}: {says}")), "{e}");
+    }
+    let mut r = raw();
+    r.http.api_addr = Some("no-such-host.invalid:8080".into());
+    let e = Config::resolve(&r, None).unwrap_err().to_string();
+    assert!(e.starts_with("API_ADDR=no-such-host.invalid:8080: cannot resolve"), "{e}");
 }
