@@ -10,7 +10,7 @@ use super::field::{Fields, field};
 
 /// `BROWSER_ENABLED`, `CHROMIUM_PATH`, `BROWSER_MAX_PAGES`, `BROWSER_TIMEOUT_SECONDS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Browser strategy")]
+#[command(next_help_heading = "Shared settings: Browser strategy")]
 pub struct BrowserArgs {
     /// The Chromium (or Chrome) executable of the browser strategy [default: `chromium`,
     /// `chromium-browser` or `google-chrome` on PATH].

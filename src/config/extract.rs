@@ -9,7 +9,7 @@ use super::{ConfigError, Secret};
 
 /// `DOUYIN_COOKIE`, `PREFER_H264`, `EXTRACT_TIMEOUT_SECONDS`, `IMAGE_POSTS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Extraction")]
+#[command(next_help_heading = "Shared settings: Extraction")]
 pub struct ExtractArgs {
     /// A browser cookie string sent to Douyin hosts only (helps when Douyin asks for a
     /// captcha). Never logged.

@@ -15,7 +15,7 @@ use super::{ConfigError, Secret};
 /// `HTTP_MAX_CONNECTIONS`, `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_IDLE_TIMEOUT_SECONDS`,
 /// `HTTP_REQUEST_TIMEOUT_SECONDS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "HTTP server and download API")]
+#[command(next_help_heading = "Shared settings: HTTP server and download API")]
 pub struct HttpArgs {
     /// Address (IP:PORT, or HOST:PORT resolved at start-up) of the health and metrics server
     /// (and of the download API when API_ADDR is unset); empty or `off` turns it off.
@@ -195,7 +195,10 @@ impl HttpArgs {
             )?
         };
         let api_f = field!(f, self.api_addr);
-        let api_addr = address(&api_f, "expected IP:PORT or HOST:PORT (e.g. 0.0.0.0:8080 or localhost:8080), or off")?;
+        let api_addr = address(
+            &api_f,
+            "expected IP:PORT or HOST:PORT (e.g. 0.0.0.0:8080 or localhost:8080), or off",
+        )?;
         if let (Some(api), Some(http)) = (api_addr, http_addr)
             && api == http
             && api.port() != 0

@@ -7,7 +7,7 @@ use super::field::{Fields, field};
 
 /// `DEBUG`, `LOG_FORMAT`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Logging")]
+#[command(next_help_heading = "Shared settings: Logging")]
 pub struct LogArgs {
     /// Debug logging (true/false).
     #[arg(

@@ -9,7 +9,7 @@ use super::field::{Fields, field};
 
 /// `DOUYIN_UPSTREAM`, `ALLOW_PRIVATE_NETWORKS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Network")]
+#[command(next_help_heading = "Shared settings: Network")]
 pub struct NetArgs {
     /// Testing aid: send every request to a Douyin host to `{URL}/{host}{path}` instead (a
     /// local fixture server).

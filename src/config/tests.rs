@@ -295,8 +295,8 @@ fn every_setting_is_declared_once_with_its_variable_and_help_prints_the_defaults
         "[default: 127.0.0.1:9464]",
         "[default: {douyin_id}/{douyin_id}.{ext}]",
         "[env: MAX_CONCURRENT=",
-        "Worker:",
-        "Storage:",
+        "Shared settings: Worker:",
+        "Shared settings: Storage:",
     ] {
         assert!(help.contains(shown), "--help lacks {shown}:\n{help}");
     }
@@ -385,7 +385,10 @@ fn listener_addresses_may_name_a_host_resolved_at_start_up() {
         ("localhost:http", "expected IP:PORT or HOST:PORT"),
         ("local host:9464", "expected IP:PORT or HOST:PORT"),
         (":9464", "expected IP:PORT or HOST:PORT"),
-        ("no-such-host.invalid:9464", "cannot resolve the host name no-such-host.invalid"),
+        (
+            "no-such-host.invalid:9464",
+            "cannot resolve the host name no-such-host.invalid",
+        ),
     ] {
         let mut r = raw();
         r.http.http_addr = Some(bad.into());
@@ -395,5 +398,8 @@ fn listener_addresses_may_name_a_host_resolved_at_start_up() {
     let mut r = raw();
     r.http.api_addr = Some("no-such-host.invalid:8080".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
-    assert!(e.starts_with("API_ADDR=no-such-host.invalid:8080: cannot resolve"), "{e}");
+    assert!(
+        e.starts_with("API_ADDR=no-such-host.invalid:8080: cannot resolve"),
+        "{e}"
+    );
 }

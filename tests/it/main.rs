@@ -18,6 +18,7 @@ mod http_server;
 mod image_posts;
 mod media;
 mod migrations;
+mod new_user;
 mod pooler;
 mod queue;
 mod row_security;
