@@ -181,18 +181,21 @@ pub async fn start(
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for (name, listener) in bound {
-        let addr = listener.local_addr().ok();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let app = match name {
             "api" => {
-                tracing::info!(addr = ?addr, max_connections = cap, "download API listening");
+                tracing::info!(%addr, max_connections = cap, "download API listening");
                 api_router(state.clone())
             }
             _ if config.api_addr.is_some() => {
-                tracing::info!(addr = ?addr, max_connections = cap, api = false, "HTTP server listening (/healthz, /readyz, /metrics)");
+                tracing::info!(%addr, max_connections = cap, api = false, "HTTP server listening (/healthz, /readyz, /metrics)");
                 health_router(state.clone())
             }
             _ => {
-                tracing::info!(addr = ?addr, max_connections = cap, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
+                tracing::info!(%addr, max_connections = cap, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
                 router(state.clone())
             }
         };

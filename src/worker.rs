@@ -140,6 +140,23 @@ pub struct RunSummary {
     pub rescued: u64,
 }
 
+impl RunSummary {
+    /// The `worker stopped` line: one field per count, as a person reads them.
+    fn log(&self) {
+        tracing::info!(
+            claims = self.claims,
+            claimed = self.claimed,
+            completed = self.completed,
+            retried = self.retried,
+            failed = self.failed,
+            released = self.released,
+            lease_lost = self.lease_lost,
+            rescued = self.rescued,
+            "worker stopped"
+        );
+    }
+}
+
 impl Counters {
     /// The current values.
     pub fn snapshot(&self) -> RunSummary {
@@ -300,7 +317,7 @@ impl Worker {
         if !tracker.is_empty() {
             tracing::info!(
                 running = tracker.len(),
-                grace = ?shared.opts.shutdown_grace,
+                grace = format_args!("{:?}", shared.opts.shutdown_grace),
                 "waiting for running jobs to finish"
             );
             tokio::select! {
@@ -326,7 +343,7 @@ impl Worker {
         background.cancel();
         let _ = tokio::join!(heartbeat, rescuer, progress);
         let summary = shared.counters.snapshot();
-        tracing::info!(?summary, "worker stopped");
+        summary.log();
         summary
     }
 }
@@ -403,12 +420,17 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
         match shared.queue.rescue(500).await {
             Ok(rescued) => {
                 for r in &rescued {
+                    let outcome = if r.requeued {
+                        "back in the queue"
+                    } else {
+                        "failed for good (no attempts left)"
+                    };
                     tracing::warn!(
                         job_id = %r.job_id,
                         video_id = %r.video_id,
                         douyin_id = r.douyin_id.as_deref().unwrap_or(""),
                         expired_worker = r.worker_id.as_deref().unwrap_or("?"),
-                        requeued = r.requeued,
+                        outcome,
                         "rescued a job whose lease expired"
                     );
                 }

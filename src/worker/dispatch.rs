@@ -65,7 +65,7 @@ pub(crate) async fn run(
                             shared.opts.poll_interval.max(Duration::from_secs(1)),
                         )
                         .after(failures);
-                        tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
+                        tracing::warn!(error = %e, retry_in = format_args!("{wait:.1?}"), "claim failed");
                         backoff = Some(tokio::time::Instant::now() + wait);
                     }
                 }

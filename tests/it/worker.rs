@@ -447,7 +447,7 @@ async fn a_second_signal_exits_at_once_and_the_lease_covers_the_job(kind: Kind) 
 
 /// Collects log output in memory.
 #[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
