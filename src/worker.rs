@@ -17,6 +17,7 @@
 //! cancel the rest (their temp folders are removed on drop) and release them to pending;
 //! flush the outcomes; return.
 
+mod claim_health;
 mod dispatch;
 mod job;
 mod reporter;
@@ -34,9 +35,11 @@ use uuid::Uuid;
 
 use crate::config::WorkerSettings;
 use crate::queue::{JobQueue, JobSignal, Lease};
+use crate::readiness::Readiness;
 use crate::retry::RetryPolicy;
 use crate::stage::{JobHandler, ProgressBoard};
 
+pub use claim_health::NOT_READY_AFTER;
 pub use reporter::Outcome;
 
 /// How a worker runs.
@@ -201,6 +204,8 @@ pub(crate) struct Shared {
     /// backend without push wake-ups would otherwise find them only at the next poll).
     signal: Arc<JobSignal>,
     outcomes: mpsc::UnboundedSender<reporter::Msg>,
+    /// Where the dispatcher reports claims that keep failing.
+    readiness: Arc<Readiness>,
 }
 
 impl Shared {
@@ -240,6 +245,7 @@ pub struct Worker {
     handler: Arc<dyn JobHandler>,
     opts: WorkerOptions,
     counters: Arc<Counters>,
+    readiness: Arc<Readiness>,
 }
 
 impl Worker {
@@ -254,7 +260,15 @@ impl Worker {
             handler,
             opts,
             counters: Arc::default(),
+            readiness: Arc::default(),
         }
+    }
+
+    /// Reports claims that keep failing to `readiness` (the one `/readyz` reads), from
+    /// `NOT_READY_AFTER` failures in a row until a claim works.
+    pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Live counters, readable while [`Worker::run`] runs.
@@ -285,6 +299,7 @@ impl Worker {
             hard_cancel: CancellationToken::new(),
             signal: signal.clone(),
             outcomes: tx,
+            readiness: self.readiness,
         });
         let background = CancellationToken::new();
         if let Err(e) = shared

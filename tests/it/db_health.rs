@@ -24,3 +24,154 @@ fn an_unreachable_postgres_is_reported_as_connection_refused() {
         assert!(!err.contains("hunter2-secret"), "{command}: {err}");
     }
 }
+
+/// Overwrites pages of an SQLite file; returns what was there.
+fn overwrite_pages(file: &std::path::Path, pages: &[(u32, Vec<u8>)]) -> Vec<(u32, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut before = Vec::new();
+    for (page, bytes) in pages {
+        let at = SeekFrom::Start(u64::from(page - 1) * bytes.len() as u64);
+        let mut old = vec![0; bytes.len()];
+        f.seek(at).unwrap();
+        f.read_exact(&mut old).unwrap();
+        f.seek(at).unwrap();
+        f.write_all(bytes).unwrap();
+        before.push((*page, old));
+    }
+    f.sync_all().unwrap();
+    before
+}
+
+/// A write by another connection, so the worker's connections drop their page caches and read
+/// the file again (as after any other process's commit).
+async fn touch(file: &std::path::Path, n: i32) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("pragma user_version = {n}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Polls `/readyz` until it answers `status`; its JSON body.
+async fn wait_for_readyz(base: &str, status: u16) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            let code = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            if code == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz still answers {code} {body}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The queue's `download_jobs` pages damaged under a running worker (the table and the index
+/// claims read): every claim fails. After a few in a row `/readyz` answers 503
+/// `claims_failing` (it answered 200: the schema check still passes), the failures are
+/// counted in `/metrics`, and the log says what to do; once the pages are whole again the
+/// next claim works and `/readyz` answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sqlite_queue_turns_readyz_to_503_with_a_metric_and_advice_until_claims_work() {
+    use douyin_worker::queue::sqlite::SqliteQueue;
+
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("douyin-worker.db");
+    let queue = SqliteQueue::open(&file).await.unwrap();
+    let roots: Vec<(String, i64)> = sqlx::query_as(
+        "select name, rootpage from sqlite_master
+          where name in ('download_jobs', 'download_jobs_claim_idx')",
+    )
+    .fetch_all(queue.pool())
+    .await
+    .unwrap();
+    assert_eq!(roots.len(), 2, "{roots:?}");
+    let page_size: i64 = sqlx::query_scalar("pragma page_size")
+        .fetch_one(queue.pool())
+        .await
+        .unwrap();
+    sqlx::query("pragma wal_checkpoint(truncate)")
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    queue.pool().close().await;
+
+    let port = fakes::servers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let w = crate::cli::RunningBinary::start(&[
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("HTTP_ADDR", addr.as_str()),
+    ]);
+    wait_for_readyz(&base, 200).await;
+
+    let garbage: Vec<(u32, Vec<u8>)> = roots
+        .iter()
+        .map(|(_, page)| (*page as u32, vec![0xab; page_size as usize]))
+        .collect();
+    let whole = overwrite_pages(&file, &garbage);
+    touch(&file, 1).await;
+    let body = wait_for_readyz(&base, 503).await;
+    assert_eq!(body["reason"], "claims_failing", "{body}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("douyin_claim_failures_total{error=\"database\"}"),
+        "{metrics}"
+    );
+    let in_a_row = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("douyin_claim_consecutive_failures "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no consecutive-failures gauge:\n{metrics}"));
+    assert!(in_a_row >= f64::from(douyin_worker::worker::NOT_READY_AFTER));
+
+    overwrite_pages(&file, &whole);
+    touch(&file, 2).await;
+    let body = wait_for_readyz(&base, 200).await;
+    assert_eq!(body["status"], "ready", "{body}");
+
+    let (code, lines) = w.stop();
+    assert_eq!(code, Some(0));
+    let advice = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claims keep failing"))
+        })
+        .unwrap_or_else(|| panic!("no advice in the log: {lines:#?}"));
+    assert_eq!(advice["level"], "ERROR", "{advice}");
+    let what = advice["what_to_do"].as_str().unwrap_or_default();
+    assert!(
+        what.contains("damaged") && what.contains("PRAGMA integrity_check"),
+        "{advice}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "claims work again; ready"),
+        "{lines:#?}"
+    );
+}
