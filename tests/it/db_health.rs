@@ -175,3 +175,77 @@ async fn a_damaged_sqlite_queue_turns_readyz_to_503_with_a_metric_and_advice_unt
         "{lines:#?}"
     );
 }
+
+/// Waits until `readiness` lists `want`; panics after 30 s.
+async fn wait_for_reasons(readiness: &douyin_worker::readiness::Readiness, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while readiness.reasons() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness reasons {:?}, expected {want:?}",
+            readiness.reasons()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The same on PostgreSQL: `download_jobs` renamed away under a running worker makes every
+/// claim fail; after a few the worker reports `claims_failing` (the schema check `/readyz`
+/// also runs still passes), and once the table is back the next claim clears it and jobs run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_failing_on_postgres_make_the_worker_not_ready_until_one_works() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use douyin_worker::queue::QueueAdmin;
+    use douyin_worker::queue::postgres::PgQueue;
+    use douyin_worker::readiness::{CLAIMS_FAILING, Readiness};
+    use douyin_worker::worker::Worker;
+    use tokio_util::sync::CancellationToken;
+
+    let db = fakes::pg::fresh_pg().await;
+    let queue = Arc::new(PgQueue::from_pool(db.pool.clone()));
+    let readiness = Arc::new(Readiness::new());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = crate::worker::options("pg-health", tmp.path().into());
+    opts.poll_interval = Duration::from_millis(200);
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        queue.clone(),
+        Arc::new(crate::support::stages::Succeed::default()),
+        opts,
+    )
+    .with_readiness(readiness.clone());
+    let run = tokio::spawn(worker.run(stop.clone()));
+
+    sqlx::query("alter table public.download_jobs rename to download_jobs_away")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    wait_for_reasons(&readiness, &[CLAIMS_FAILING]).await;
+    queue.check_schema().await.expect("the schema check passes");
+
+    sqlx::query("alter table public.download_jobs_away rename to download_jobs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    wait_for_reasons(&readiness, &[]).await;
+    let job = queue
+        .enqueue(&douyin_worker::queue::EnqueueRequest {
+            douyin_id: Some("7400000000000000044".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .job_id
+        .unwrap();
+    crate::support::backends::wait_for_status(
+        queue.as_ref(),
+        job,
+        &["completed"],
+        Duration::from_secs(30),
+    )
+    .await;
+    stop.cancel();
+    run.await.unwrap();
+}
