@@ -163,50 +163,33 @@ fn a_job_queued_from_another_shell_is_picked_up_at_once_and_logged_in_plain_fiel
 fn a_rescued_job_is_logged_with_what_became_of_it_in_words() {
     use std::sync::Arc;
 
-    use douyin_worker::config::LogFormat;
     use douyin_worker::worker::Worker;
     use tokio_util::sync::CancellationToken;
 
     use crate::support::backends::{Backend, Kind, wait_for_status};
     use crate::support::stages::Succeed;
-    use crate::worker::Captured;
 
-    let logs = Captured::default();
-    let subscriber = douyin_worker::telemetry::subscriber(
-        LogFormat::Json,
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn"),
-        false,
-        logs.clone(),
-    );
-    // One thread, so this thread's subscriber sees every task.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let b = Backend::new(Kind::Sqlite).await;
-            let id = b.enqueue("7400000000000000043").await;
-            let held = b.queue.claim("gone", 1, Duration::from_secs(1)).await;
-            assert_eq!(held.unwrap().len(), 1);
-            tokio::time::sleep(Duration::from_millis(2200)).await;
-            let tmp = tempfile::tempdir().unwrap();
-            let opts = crate::worker::options("rescuer", tmp.path().into());
-            let stop = CancellationToken::new();
-            let worker = Worker::new(b.queue.clone(), Arc::new(Succeed::default()), opts);
-            let run = tokio::spawn(worker.run(stop.clone()));
-            wait_for_status(
-                b.queue.as_ref(),
-                id,
-                &["completed"],
-                Duration::from_secs(20),
-            )
-            .await;
-            stop.cancel();
-            run.await.unwrap();
-        })
+    let text = crate::worker::json_logs_of("info,sqlx=warn", || async {
+        let b = Backend::new(Kind::Sqlite).await;
+        let id = b.enqueue("7400000000000000043").await;
+        let held = b.queue.claim("gone", 1, Duration::from_secs(1)).await;
+        assert_eq!(held.unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = crate::worker::options("rescuer", tmp.path().into());
+        let stop = CancellationToken::new();
+        let worker = Worker::new(b.queue.clone(), Arc::new(Succeed::default()), opts);
+        let run = tokio::spawn(worker.run(stop.clone()));
+        wait_for_status(
+            b.queue.as_ref(),
+            id,
+            &["completed"],
+            Duration::from_secs(20),
+        )
+        .await;
+        stop.cancel();
+        run.await.unwrap();
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let rescued: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
