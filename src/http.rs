@@ -9,9 +9,10 @@
 //! accept loop: a connection cap, header, idle and stall timeouts.
 //!
 //! `/healthz` answers while the process serves requests; `/readyz` answers 200 only while the
-//! queue and the store answer and the worker is not shutting down (checks are cached for a
-//! few seconds so probes cannot hammer the database; a 503 names the part that is not ready,
-//! the details go to the log); `/metrics` renders the Prometheus recorder after refreshing
+//! queue and the store answer, the worker is not shutting down and no part of the process has
+//! a reason set in its `readiness` (claims failing in a row) (checks are cached for a few
+//! seconds so probes cannot hammer the database; a 503 names the part or reason that is not
+//! ready, the details go to the log); `/metrics` renders the Prometheus recorder after refreshing
 //! the queue gauges (at most every few seconds).
 
 pub mod api;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use server::{ServerLimits, serve};
 
 use crate::queue::QueueAdmin;
+use crate::readiness::Readiness;
 use crate::storage::ObjectBackend;
 
 /// How long a readiness answer is reused.
@@ -57,6 +59,9 @@ pub struct HttpState {
     pub shutting_down: CancellationToken,
     /// The download API's settings, when it is on.
     pub api: Option<api::ApiOptions>,
+    /// Reasons the process's own parts set when they cannot work (claims failing): `/readyz`
+    /// answers 503 naming them.
+    pub readiness: Arc<Readiness>,
     checks: Arc<Checks>,
 }
 
@@ -82,8 +87,15 @@ impl HttpState {
             prometheus,
             shutting_down,
             api,
+            readiness: Arc::default(),
             checks: Arc::default(),
         }
+    }
+
+    /// The same, reporting the reasons set in `readiness` (the worker's).
+    pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> Self {
+        self.readiness = readiness;
+        self
     }
 }
 
@@ -181,18 +193,21 @@ pub async fn start(
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for (name, listener) in bound {
-        let addr = listener.local_addr().ok();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let app = match name {
             "api" => {
-                tracing::info!(addr = ?addr, max_connections = cap, "download API listening");
+                tracing::info!(%addr, max_connections = cap, "download API listening");
                 api_router(state.clone())
             }
             _ if config.api_addr.is_some() => {
-                tracing::info!(addr = ?addr, max_connections = cap, api = false, "HTTP server listening (/healthz, /readyz, /metrics)");
+                tracing::info!(%addr, max_connections = cap, api = false, "HTTP server listening (/healthz, /readyz, /metrics)");
                 health_router(state.clone())
             }
             _ => {
-                tracing::info!(addr = ?addr, max_connections = cap, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
+                tracing::info!(%addr, max_connections = cap, api = config.api_enabled, "HTTP server listening (/healthz, /readyz, /metrics)");
                 router(state.clone())
             }
         };
@@ -215,6 +230,14 @@ async fn healthz() -> Response {
 async fn readyz(State(state): State<HttpState>) -> Response {
     if state.shutting_down.is_cancelled() {
         return not_ready("shutting down");
+    }
+    let reasons = state.readiness.reasons();
+    if let Some(first) = reasons.first() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready", "reason": first, "reasons": reasons})),
+        )
+            .into_response();
     }
     let mut cached = state.checks.ready.lock().await;
     let result = match &*cached {

@@ -35,7 +35,7 @@
 //! - [`workdir`]: per-job temp folders removed on every exit path.
 //! - [`supabase`]: what kind a Supabase API key is.
 //! - [`metrics`]: the Prometheus metric names and recorder; [`telemetry`]: logging;
-//!   [`shutdown`]: signals.
+//!   [`shutdown`]: signals; [`readiness`]: the named reasons `/readyz` reports.
 
 #![warn(missing_docs)]
 
@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod queue;
+pub mod readiness;
 pub mod redact;
 pub mod retry;
 pub mod shutdown;

@@ -40,6 +40,12 @@ pub const EXTRACT_STRATEGY_RESULTS: &str = "douyin_extract_strategy_results_tota
 pub const LEASE_RESCUES: &str = "douyin_lease_rescues_total";
 /// Queue calls that failed, by `operation` (counter).
 pub const QUEUE_ERRORS: &str = "douyin_queue_errors_total";
+/// Claims that failed, by `error` (`unavailable`, `database`, `schema`, `permission_denied`,
+/// `rejected`) (counter).
+pub const CLAIM_FAILURES: &str = "douyin_claim_failures_total";
+/// Claims that failed in a row since the last one that worked (gauge); `/readyz` answers 503
+/// from 5.
+pub const CLAIM_CONSECUTIVE_FAILURES: &str = "douyin_claim_consecutive_failures";
 /// HTTP connections held, by `listener` (`http`, `api`) (gauge).
 pub const HTTP_CONNECTIONS: &str = "douyin_http_connections";
 /// HTTP connections closed at once because the listener's cap was reached, by `listener`

@@ -230,11 +230,12 @@ pub async fn open(
     use crate::config::QueueBackend;
     match &settings.backend {
         QueueBackend::Postgres { url } => {
-            let q = postgres::PgQueue::connect_lazy(
+            let q = postgres::PgQueue::connect(
                 url.expose(),
                 settings.db_pooler,
                 settings.db_max_connections,
-            )?;
+            )
+            .await?;
             q.check_schema().await?;
             Ok(Arc::new(q))
         }

@@ -17,6 +17,7 @@
 //! cancel the rest (their temp folders are removed on drop) and release them to pending;
 //! flush the outcomes; return.
 
+mod claim_health;
 mod dispatch;
 mod job;
 mod reporter;
@@ -34,9 +35,11 @@ use uuid::Uuid;
 
 use crate::config::WorkerSettings;
 use crate::queue::{JobQueue, JobSignal, Lease};
+use crate::readiness::Readiness;
 use crate::retry::RetryPolicy;
 use crate::stage::{JobHandler, ProgressBoard};
 
+pub use claim_health::NOT_READY_AFTER;
 pub use reporter::Outcome;
 
 /// How a worker runs.
@@ -140,6 +143,23 @@ pub struct RunSummary {
     pub rescued: u64,
 }
 
+impl RunSummary {
+    /// The `worker stopped` line: one field per count, as a person reads them.
+    fn log(&self) {
+        tracing::info!(
+            claims = self.claims,
+            claimed = self.claimed,
+            completed = self.completed,
+            retried = self.retried,
+            failed = self.failed,
+            released = self.released,
+            lease_lost = self.lease_lost,
+            rescued = self.rescued,
+            "worker stopped"
+        );
+    }
+}
+
 impl Counters {
     /// The current values.
     pub fn snapshot(&self) -> RunSummary {
@@ -184,6 +204,8 @@ pub(crate) struct Shared {
     /// backend without push wake-ups would otherwise find them only at the next poll).
     signal: Arc<JobSignal>,
     outcomes: mpsc::UnboundedSender<reporter::Msg>,
+    /// Where the dispatcher reports claims that keep failing.
+    readiness: Arc<Readiness>,
 }
 
 impl Shared {
@@ -223,6 +245,7 @@ pub struct Worker {
     handler: Arc<dyn JobHandler>,
     opts: WorkerOptions,
     counters: Arc<Counters>,
+    readiness: Arc<Readiness>,
 }
 
 impl Worker {
@@ -237,7 +260,15 @@ impl Worker {
             handler,
             opts,
             counters: Arc::default(),
+            readiness: Arc::default(),
         }
+    }
+
+    /// Reports claims that keep failing to `readiness` (the one `/readyz` reads), from
+    /// `NOT_READY_AFTER` failures in a row until a claim works.
+    pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Live counters, readable while [`Worker::run`] runs.
@@ -268,6 +299,7 @@ impl Worker {
             hard_cancel: CancellationToken::new(),
             signal: signal.clone(),
             outcomes: tx,
+            readiness: self.readiness,
         });
         let background = CancellationToken::new();
         if let Err(e) = shared
@@ -300,7 +332,7 @@ impl Worker {
         if !tracker.is_empty() {
             tracing::info!(
                 running = tracker.len(),
-                grace = ?shared.opts.shutdown_grace,
+                grace = format_args!("{:?}", shared.opts.shutdown_grace),
                 "waiting for running jobs to finish"
             );
             tokio::select! {
@@ -326,7 +358,7 @@ impl Worker {
         background.cancel();
         let _ = tokio::join!(heartbeat, rescuer, progress);
         let summary = shared.counters.snapshot();
-        tracing::info!(?summary, "worker stopped");
+        summary.log();
         summary
     }
 }
@@ -403,12 +435,17 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
         match shared.queue.rescue(500).await {
             Ok(rescued) => {
                 for r in &rescued {
+                    let outcome = if r.requeued {
+                        "back in the queue"
+                    } else {
+                        "failed for good (no attempts left)"
+                    };
                     tracing::warn!(
                         job_id = %r.job_id,
                         video_id = %r.video_id,
                         douyin_id = r.douyin_id.as_deref().unwrap_or(""),
                         expired_worker = r.worker_id.as_deref().unwrap_or("?"),
-                        requeued = r.requeued,
+                        outcome,
                         "rescued a job whose lease expired"
                     );
                 }

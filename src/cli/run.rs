@@ -74,6 +74,7 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         storage,
     );
     let shutdown = crate::shutdown::on_signals()?;
+    let readiness = std::sync::Arc::new(crate::readiness::Readiness::new());
     // The servers bind before any job is claimed: a busy port is a start-up error.
     let server = if config.http.http_addr.is_some() || config.http.api_addr.is_some() {
         let state = crate::http::HttpState::new(
@@ -85,7 +86,8 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
                 .http
                 .api_enabled
                 .then(|| crate::http::api::ApiOptions::new(&config.http)),
-        );
+        )
+        .with_readiness(readiness.clone());
         Some(
             crate::http::start(
                 &config.http,
@@ -103,7 +105,8 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         queue,
         std::sync::Arc::new(pipeline),
         WorkerOptions::new(&config.worker),
-    );
+    )
+    .with_readiness(readiness);
     worker.run(shutdown).await;
     // Uploads of cancelled jobs are terminated on the store before the process goes.
     backend.drain().await;

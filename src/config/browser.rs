@@ -10,7 +10,7 @@ use super::field::{Fields, field};
 
 /// `BROWSER_ENABLED`, `CHROMIUM_PATH`, `BROWSER_MAX_PAGES`, `BROWSER_TIMEOUT_SECONDS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Browser strategy")]
+#[command(next_help_heading = "Shared settings: Browser strategy")]
 pub struct BrowserArgs {
     /// The Chromium (or Chrome) executable of the browser strategy [default: `chromium`,
     /// `chromium-browser` or `google-chrome` on PATH].
@@ -19,7 +19,15 @@ pub struct BrowserArgs {
 
     /// Use the headless-browser strategy when the HTTP strategies fail [default: true when
     /// built with the `browser` feature].
-    #[arg(long, env = "BROWSER_ENABLED", global = true, value_name = "BOOL")]
+    #[arg(
+        long,
+        env = "BROWSER_ENABLED",
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub browser_enabled: Option<String>,
 
     /// Pages one browser serves before it is restarted.

@@ -10,7 +10,7 @@ use super::field::{Fields, field};
 /// `MAX_VIDEO_BYTES`, `DOWNLOAD_CONNECT_TIMEOUT_SECONDS`, `DOWNLOAD_IDLE_TIMEOUT_SECONDS`,
 /// `DOWNLOAD_TIMEOUT_SECONDS`, `DOWNLOAD_MAX_RESUMES`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Download")]
+#[command(next_help_heading = "Shared settings: Download")]
 pub struct DownloadArgs {
     /// Largest media file accepted, in bytes.
     #[arg(

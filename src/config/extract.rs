@@ -10,7 +10,7 @@ use super::{ConfigError, Secret};
 
 /// `DOUYIN_COOKIE`, `PREFER_H264`, `EXTRACT_TIMEOUT_SECONDS`, `IMAGE_POSTS`, `DRIFT_DIR`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Extraction")]
+#[command(next_help_heading = "Shared settings: Extraction")]
 pub struct ExtractArgs {
     /// A browser cookie string sent to Douyin hosts only (helps when Douyin asks for a
     /// captcha). Never logged.
@@ -29,7 +29,10 @@ pub struct ExtractArgs {
         env = "PREFER_H264",
         global = true,
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub prefer_h264: Option<String>,
 

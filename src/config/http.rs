@@ -15,10 +15,10 @@ use super::{ConfigError, Secret};
 /// `HTTP_MAX_CONNECTIONS`, `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_IDLE_TIMEOUT_SECONDS`,
 /// `HTTP_REQUEST_TIMEOUT_SECONDS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "HTTP server and download API")]
+#[command(next_help_heading = "Shared settings: HTTP server and download API")]
 pub struct HttpArgs {
-    /// Address of the health and metrics server (and of the download API when API_ADDR is
-    /// unset); empty or `off` turns it off.
+    /// Address (IP:PORT, or HOST:PORT resolved at start-up) of the health and metrics server
+    /// (and of the download API when API_ADDR is unset); empty or `off` turns it off.
     #[arg(
         long,
         env = "HTTP_ADDR",
@@ -30,7 +30,15 @@ pub struct HttpArgs {
 
     /// Serve the UI's download API (`/api/videos/:id/download`, `/retry`, `/health`); it may
     /// face the internet [default: true when API_ADDR is set, else false].
-    #[arg(long, env = "API_ENABLED", global = true, value_name = "BOOL")]
+    #[arg(
+        long,
+        env = "API_ENABLED",
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub api_enabled: Option<String>,
 
     /// Address of the download API's own listener (e.g. 0.0.0.0:8080); setting it turns the
@@ -91,7 +99,10 @@ pub struct HttpArgs {
         env = "API_TRUST_FORWARDED_FOR",
         global = true,
         value_name = "BOOL",
-        default_value = "false"
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub api_trust_forwarded_for: Option<String>,
 
@@ -180,11 +191,14 @@ impl HttpArgs {
         } else {
             address(
                 &http_f,
-                "expected IP:PORT (e.g. 127.0.0.1:9464 or 0.0.0.0:8080), or off",
+                "expected IP:PORT or HOST:PORT (e.g. 127.0.0.1:9464, localhost:9464 or 0.0.0.0:8080), or off",
             )?
         };
         let api_f = field!(f, self.api_addr);
-        let api_addr = address(&api_f, "expected IP:PORT (e.g. 0.0.0.0:8080), or off")?;
+        let api_addr = address(
+            &api_f,
+            "expected IP:PORT or HOST:PORT (e.g. 0.0.0.0:8080 or localhost:8080), or off",
+        )?;
         if let (Some(api), Some(http)) = (api_addr, http_addr)
             && api == http
             && api.port() != 0
@@ -230,13 +244,40 @@ impl HttpArgs {
     }
 }
 
-/// A listener address, or `None` for `off`/`none`/`false` or nothing.
+/// A listener address, or `None` for `off`/`none`/`false` or nothing. `IP:PORT`, or
+/// `HOST:PORT` with a host name resolved here, at start-up: its first IPv4 address (what
+/// `localhost` means to most clients), else its first address.
 fn address(f: &Field, expected: &str) -> Result<Option<SocketAddr>, ConfigError> {
-    match f.present() {
-        None => Ok(None),
-        Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| f.fail(expected)),
+    let v = match f.present() {
+        None => return Ok(None),
+        Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => {
+            return Ok(None);
+        }
+        Some(v) => v,
+    };
+    if let Ok(addr) = v.parse() {
+        return Ok(Some(addr));
     }
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Err(f.fail(expected));
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !host_ok || port.parse::<u16>().is_err() {
+        return Err(f.fail(expected));
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(v)
+        .map_err(|e| f.fail(format_args!("cannot resolve the host name {host} ({e})")))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .map(Some)
+        .ok_or_else(|| f.fail(format_args!("the host name {host} has no address")))
 }
 
 /// `API_CORS_ORIGINS`: `*`, or origins (`https://host[:port]`) separated by commas.

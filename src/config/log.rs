@@ -7,7 +7,7 @@ use super::field::{Fields, field};
 
 /// `DEBUG`, `LOG_FORMAT`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Logging")]
+#[command(next_help_heading = "Shared settings: Logging")]
 pub struct LogArgs {
     /// Debug logging (true/false).
     #[arg(
@@ -15,7 +15,10 @@ pub struct LogArgs {
         env = "DEBUG",
         global = true,
         value_name = "BOOL",
-        default_value = "false"
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub debug: Option<String>,
 

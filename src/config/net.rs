@@ -9,7 +9,7 @@ use super::field::{Fields, field};
 
 /// `DOUYIN_UPSTREAM`, `ALLOW_PRIVATE_NETWORKS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Network")]
+#[command(next_help_heading = "Shared settings: Network")]
 pub struct NetArgs {
     /// Testing aid: send every request to a Douyin host to `{URL}/{host}{path}` instead (a
     /// local fixture server).
@@ -22,7 +22,10 @@ pub struct NetArgs {
         env = "ALLOW_PRIVATE_NETWORKS",
         global = true,
         value_name = "BOOL",
-        default_value = "false"
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub allow_private_networks: Option<String>,
 }

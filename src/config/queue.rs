@@ -11,7 +11,7 @@ use super::{ConfigError, Secret};
 
 /// `DATABASE_URL`, `DATA_DIR`, `DB_MAX_CONNECTIONS`, `DB_POOLER`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Queue")]
+#[command(next_help_heading = "Shared settings: Queue")]
 pub struct QueueArgs {
     /// PostgreSQL URL: queue over a direct connection (or a pooler) with LISTEN/NOTIFY
     /// wake-ups.

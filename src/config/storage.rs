@@ -15,7 +15,7 @@ pub const DEFAULT_KEY_TEMPLATE: &str = "{douyin_id}/{douyin_id}.{ext}";
 /// `STORAGE_URL`, `STORAGE_BUCKET`, `STORAGE_DIR`, `OBJECT_KEY_TEMPLATE`, `STORAGE_PUBLIC`,
 /// `STORAGE_FILE_SIZE_LIMIT`, `STORAGE_ALLOWED_MIME_TYPES`, `CACHE_CONTROL_SECONDS`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Storage")]
+#[command(next_help_heading = "Shared settings: Storage")]
 pub struct StorageArgs {
     /// Object store instead of Supabase Storage or the local folder: `s3://BUCKET` (settings
     /// from the AWS_* variables), `gs://BUCKET`, `az://CONTAINER` or `file:///path`.
@@ -52,7 +52,10 @@ pub struct StorageArgs {
         env = "STORAGE_PUBLIC",
         global = true,
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub storage_public: Option<String>,
 

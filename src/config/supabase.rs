@@ -9,7 +9,7 @@ use super::{ConfigError, Secret};
 
 /// `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Supabase")]
+#[command(next_help_heading = "Shared settings: Supabase")]
 pub struct SupabaseArgs {
     /// Supabase project URL (Supabase mode, and Supabase Storage).
     #[arg(long, env = "SUPABASE_URL", global = true, value_name = "URL")]

@@ -50,7 +50,7 @@ fn the_http_server_listens_on_loopback_unless_turned_off_and_the_api_needs_it() 
     r.http.http_addr = Some("localhost".into());
     let e = Config::resolve(&r, None).unwrap_err().to_string();
     assert!(
-        e.starts_with("HTTP_ADDR=localhost: expected IP:PORT"),
+        e.starts_with("HTTP_ADDR=localhost: expected IP:PORT or HOST:PORT"),
         "{e}"
     );
     r.http.http_addr = Some("off".into());
@@ -295,8 +295,8 @@ fn every_setting_is_declared_once_with_its_variable_and_help_prints_the_defaults
         "[default: 127.0.0.1:9464]",
         "[default: {douyin_id}/{douyin_id}.{ext}]",
         "[env: MAX_CONCURRENT=",
-        "Worker:",
-        "Storage:",
+        "Shared settings: Worker:",
+        "Shared settings: Storage:",
     ] {
         assert!(help.contains(shown), "--help lacks {shown}:\n{help}");
     }
@@ -326,4 +326,80 @@ fn a_bad_value_names_the_flag_when_it_came_from_the_command_line() {
     let c = Config::resolve(&r, Some(&m)).unwrap();
     assert_eq!(c.download, DownloadSettings::default());
     assert_eq!(c.worker.max_concurrent, 2);
+}
+
+#[test]
+fn boolean_settings_are_switches_that_still_take_a_value_after_an_equals_sign() {
+    use clap::{Args, Command, FromArgMatches};
+    let cmd = || {
+        RawSettings::augment_args(Command::new("douyin-worker"))
+            .mut_args(|a| a.env(None::<&str>))
+            .subcommand(Command::new("run"))
+    };
+    let bools: Vec<String> = cmd()
+        .get_arguments()
+        .filter(|a| a.get_value_names().is_some_and(|v| v == ["BOOL"]))
+        .map(|a| a.get_long().unwrap().to_string())
+        .collect();
+    assert_eq!(bools.len(), 7, "{bools:?}");
+    for flag in &bools {
+        // Alone, and before a subcommand: the subcommand is not taken as its value.
+        let m = cmd()
+            .try_get_matches_from(["douyin-worker", &format!("--{flag}"), "run"])
+            .unwrap_or_else(|e| panic!("--{flag} run: {e}"));
+        assert_eq!(m.subcommand_name(), Some("run"), "--{flag} run");
+        let id = flag.replace('-', "_");
+        assert_eq!(m.get_one::<String>(&id).unwrap(), "true", "--{flag}");
+        let m = cmd()
+            .try_get_matches_from(["douyin-worker", &format!("--{flag}=false")])
+            .unwrap();
+        assert_eq!(m.get_one::<String>(&id).unwrap(), "false", "--{flag}=false");
+    }
+    let m = cmd()
+        .try_get_matches_from(["douyin-worker", "--debug", "--prefer-h264=no", "run"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    let c = Config::resolve(&r, Some(&m)).unwrap();
+    assert!(c.log.debug);
+    assert!(!c.extract.prefer_h264);
+    let m = cmd()
+        .try_get_matches_from(["douyin-worker", "--debug=maybe"])
+        .unwrap();
+    let r = RawSettings::from_arg_matches(&m).unwrap();
+    assert_eq!(
+        Config::resolve(&r, Some(&m)).unwrap_err().to_string(),
+        "--debug=maybe: expected true or false"
+    );
+}
+
+#[test]
+fn listener_addresses_may_name_a_host_resolved_at_start_up() {
+    let mut r = raw();
+    r.http.http_addr = Some("localhost:9464".into());
+    r.http.api_addr = Some("localhost:0".into());
+    let c = Config::resolve(&r, None).unwrap();
+    assert_eq!(c.http.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.http.api_addr, Some("127.0.0.1:0".parse().unwrap()));
+    assert!(c.http.api_enabled);
+    for (bad, says) in [
+        ("localhost:http", "expected IP:PORT or HOST:PORT"),
+        ("local host:9464", "expected IP:PORT or HOST:PORT"),
+        (":9464", "expected IP:PORT or HOST:PORT"),
+        (
+            "no-such-host.invalid:9464",
+            "cannot resolve the host name no-such-host.invalid",
+        ),
+    ] {
+        let mut r = raw();
+        r.http.http_addr = Some(bad.into());
+        let e = Config::resolve(&r, None).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("HTTP_ADDR={bad}: {says}")), "{e}");
+    }
+    let mut r = raw();
+    r.http.api_addr = Some("no-such-host.invalid:8080".into());
+    let e = Config::resolve(&r, None).unwrap_err().to_string();
+    assert!(
+        e.starts_with("API_ADDR=no-such-host.invalid:8080: cannot resolve"),
+        "{e}"
+    );
 }

@@ -12,7 +12,7 @@ use super::field::{Fields, field};
 /// `WORKER_ID`, `MAX_CONCURRENT`, `POLL_INTERVAL`, `LEASE_SECONDS`, `MAX_ATTEMPTS`,
 /// `RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`, `SHUTDOWN_GRACE_SECONDS`, `TEMP_DIR`.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Worker")]
+#[command(next_help_heading = "Shared settings: Worker")]
 pub struct WorkerArgs {
     /// This worker's name in the queue [default: host name plus a short random suffix].
     #[arg(long, env = "WORKER_ID", global = true, value_name = "ID")]

@@ -61,9 +61,41 @@ impl PgQueue {
             // No ping before every query (a round trip each): a broken connection fails
             // its query, is discarded, and the caller's retry gets a fresh one.
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options);
         Ok(Self::from_pool_behind(pool, pooler))
+    }
+
+    /// [`PgQueue::connect_lazy`], then one connection opened at once to see that the database
+    /// answers: a database that refuses connections, or a wrong password, is reported now
+    /// with the reason (`cannot connect to DATABASE_URL: ... Connection refused`), where the
+    /// pool would retry for its acquire timeout and then say only `pool timed out`.
+    pub async fn connect(
+        url: &str,
+        pooler: DbPooler,
+        max_connections: u32,
+    ) -> Result<Self, QueueError> {
+        let q = Self::connect_lazy(url, pooler, max_connections)?;
+        let options = q.pool().connect_options();
+        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+                Ok(q)
+            }
+            Ok(Err(e)) => Err(match QueueError::from(e) {
+                QueueError::Unavailable(m) => {
+                    QueueError::Unavailable(format!("cannot connect to DATABASE_URL: {m}"))
+                }
+                QueueError::PermissionDenied(m) => {
+                    QueueError::PermissionDenied(format!("cannot connect to DATABASE_URL: {m}"))
+                }
+                other => QueueError::Database(format!("cannot connect to DATABASE_URL: {other}")),
+            }),
+            Err(_) => Err(QueueError::Unavailable(format!(
+                "cannot connect to DATABASE_URL: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// Wraps an existing pool of direct connections (or through a session-mode pooler).
@@ -83,6 +115,10 @@ impl PgQueue {
         self.db.pool()
     }
 }
+
+/// How long the first connection of [`PgQueue::connect`] may take (the pool's acquire
+/// timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn lease_secs(lease: Duration) -> i32 {
     lease.as_secs().clamp(1, i32::MAX as u64) as i32

@@ -20,7 +20,7 @@
 //!
 //! Wake-ups: SQLite has no NOTIFY. The queue signals its subscribers whenever this process
 //! makes a job claimable (enqueue, retry, release, rescue); jobs made claimable by other
-//! processes are found by the worker's polling.
+//! processes are seen by `watch`, which reads the file's change counter every 200 ms.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -52,6 +52,7 @@ use crate::queue::migrate::MigrateError;
 mod admin;
 mod enqueue;
 mod lifecycle;
+mod watch;
 
 use enqueue::requeue_video;
 use lifecycle::job_from_row;
@@ -477,7 +478,12 @@ impl JobQueue for SqliteQueue {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         subscribers.retain(|s| !s.shutdown.is_cancelled());
-        subscribers.push(Subscriber { signal, shutdown });
+        subscribers.push(Subscriber {
+            signal: signal.clone(),
+            shutdown: shutdown.clone(),
+        });
+        drop(subscribers);
+        watch::spawn(&self.pool.connect_options(), signal, shutdown);
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Shared;
+use super::claim_health::ClaimHealth;
 use super::job::run_job;
 use super::reporter::{Msg, Outcome};
 use crate::queue::{ClaimedJob, JobSignal, QueueError};
@@ -43,7 +44,7 @@ pub(crate) async fn run(
     let mut drained = false;
     // After a failed claim, no new claim before this instant.
     let mut backoff: Option<tokio::time::Instant> = None;
-    let mut failures: u32 = 0;
+    let mut health = ClaimHealth::new(shared.readiness.clone(), shared.queue.backend());
     loop {
         let idle = in_flight.is_none();
         let may_claim = idle && !drained && backoff.is_none() && !shutdown.is_cancelled();
@@ -54,18 +55,18 @@ pub(crate) async fn run(
                 let want = permits.len();
                 match result {
                     Ok(jobs) => {
-                        failures = 0;
+                        health.succeeded();
                         drained = jobs.len() < want;
                         start(shared, tracker, jobs, permits, shutdown.is_cancelled());
                     }
                     Err(e) => {
-                        failures += 1;
+                        let failures = health.failed(&e);
                         let wait = Backoff::new(
                             Duration::from_millis(200),
                             shared.opts.poll_interval.max(Duration::from_secs(1)),
                         )
                         .after(failures);
-                        tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
+                        tracing::warn!(error = %e, retry_in = format_args!("{wait:.1?}"), "claim failed");
                         backoff = Some(tokio::time::Instant::now() + wait);
                     }
                 }

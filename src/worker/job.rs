@@ -45,7 +45,11 @@ pub(crate) async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permit: OwnedS
         attempt = job.attempts,
     );
     async move {
-        tracing::info!(max_attempts = job.max_attempts, "claimed");
+        tracing::info!(
+            link = job.video.video_url.as_deref().unwrap_or(""),
+            max_attempts = job.max_attempts,
+            "job picked up"
+        );
         let started = std::time::Instant::now();
         let in_flight = metrics::gauge!(crate::metrics::JOBS_IN_FLIGHT);
         in_flight.increment(1.0);
@@ -124,11 +128,14 @@ fn outcome_of(
             return None;
         }
         None => {
-            tracing::info!(?elapsed, "cancelled by shutdown: releasing the job");
+            tracing::info!(
+                elapsed = format_args!("{elapsed:.1?}"),
+                "cancelled by shutdown: releasing the job"
+            );
             Outcome::Release(lease)
         }
         Some(Ok(out)) => {
-            tracing::info!(?elapsed, "job done");
+            tracing::info!(elapsed = format_args!("{elapsed:.1?}"), "job done");
             Outcome::Complete(Completion {
                 lease,
                 stored: out.stored,
@@ -139,12 +146,16 @@ fn outcome_of(
             let last = !e.class.is_retryable()
                 || shared.opts.retry.exhausted(job.attempts, job.max_attempts);
             let retry_in = (!last).then(|| shared.opts.retry.delay(job.attempts, e.retry_after));
+            let next = match retry_in {
+                Some(d) => format!("retry in {d:.1?}"),
+                None => "none: failed for good".into(),
+            };
             tracing::warn!(
-                ?elapsed,
+                elapsed = format_args!("{elapsed:.1?}"),
                 error = %e,
                 code = e.code,
                 class = %e.class,
-                retry_in = ?retry_in,
+                %next,
                 "job failed"
             );
             Outcome::Fail(FailedAttempt {

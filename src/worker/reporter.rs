@@ -192,7 +192,7 @@ where
             Ok(v) => return Some(v),
             Err(e) if e.is_transient() => {
                 let wait = backoff.next_wait();
-                tracing::warn!(error = %e, retry_in = ?wait, "recording job outcomes failed");
+                tracing::warn!(error = %e, retry_in = format_args!("{wait:.1?}"), "recording job outcomes failed");
                 tokio::select! {
                     _ = give_up.cancelled() => return None,
                     _ = tokio::time::sleep(wait) => {}

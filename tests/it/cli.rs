@@ -5,12 +5,12 @@ use std::process::{Command, Output};
 use douyin_worker::queue::QueueAdmin;
 use fakes::pg::{fresh_pg_empty, init_tracing};
 
-fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     worker_in(dir.path(), args, env)
 }
 
-fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
     cmd.args(args).current_dir(cwd);
     for var in [
@@ -32,7 +32,7 @@ fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outp
     cmd.output().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -515,39 +515,44 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-#[test]
-fn every_log_line_about_a_job_names_the_job_its_video_and_its_douyin_id() {
-    use douyin_worker::config::LogFormat;
+/// Runs `test` on a one-thread runtime, so this thread's subscriber sees every task, logging
+/// as the binary does in JSON at `filter`; the text it logged.
+pub(crate) fn json_logs_of<F: std::future::Future<Output = ()>>(
+    filter: &str,
+    test: impl FnOnce() -> F,
+) -> String {
     let logs = Captured::default();
     let subscriber = douyin_worker::telemetry::subscriber(
-        LogFormat::Json,
-        tracing_subscriber::EnvFilter::new("debug,sqlx=warn"),
+        douyin_worker::config::LogFormat::Json,
+        tracing_subscriber::EnvFilter::new(filter),
         false,
         logs.clone(),
     );
-    // One thread, so this thread's subscriber sees every task.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let b = Backend::new(Kind::Sqlite).await;
-            let ids = b.enqueue_many(3).await;
-            let tmp = tempfile::tempdir().unwrap();
-            let handler = Arc::new(FailTimes {
-                times: 1,
-                class: ErrorClass::Transient,
-                log: Default::default(),
-            });
-            let w = start(b.queue.clone(), handler, options("w1", tmp.path().into()));
-            for id in &ids {
-                wait_for_status(&b, *id, "completed", Duration::from_secs(20)).await;
-            }
-            w.stop().await;
-        })
+    tracing::subscriber::with_default(subscriber, || rt.block_on(test()));
+    String::from_utf8(logs.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn every_log_line_about_a_job_names_the_job_its_video_and_its_douyin_id() {
+    let text = json_logs_of("debug,sqlx=warn", || async {
+        let b = Backend::new(Kind::Sqlite).await;
+        let ids = b.enqueue_many(3).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let handler = Arc::new(FailTimes {
+            times: 1,
+            class: ErrorClass::Transient,
+            log: Default::default(),
+        });
+        let w = start(b.queue.clone(), handler, options("w1", tmp.path().into()));
+        for id in &ids {
+            wait_for_status(&b, *id, "completed", Duration::from_secs(20)).await;
+        }
+        w.stop().await;
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let mut about_jobs = 0;
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("every line is JSON");
@@ -572,35 +577,20 @@ fn every_log_line_about_a_job_names_the_job_its_video_and_its_douyin_id() {
 
 #[test]
 fn download_progress_is_logged_at_each_quarter_not_at_every_update() {
-    use douyin_worker::config::LogFormat;
-    let logs = Captured::default();
-    let subscriber = douyin_worker::telemetry::subscriber(
-        LogFormat::Json,
-        tracing_subscriber::EnvFilter::new("debug,sqlx=warn"),
-        false,
-        logs.clone(),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let b = Backend::new(Kind::Sqlite).await;
-            let id = b.enqueue("7400000000000000077").await;
-            let tmp = tempfile::tempdir().unwrap();
-            let handler = Arc::new(Progressing {
-                steps: vec![100, 200, 300, 600, 650, 1000],
-                pause: Duration::from_millis(80),
-            });
-            let mut opts = options("w1", tmp.path().into());
-            opts.progress_interval = Duration::from_millis(20);
-            let w = start(b.queue.clone(), handler, opts);
-            wait_for_status(&b, id, "completed", Duration::from_secs(20)).await;
-            w.stop().await;
-        })
+    let text = json_logs_of("debug,sqlx=warn", || async {
+        let b = Backend::new(Kind::Sqlite).await;
+        let id = b.enqueue("7400000000000000077").await;
+        let tmp = tempfile::tempdir().unwrap();
+        let handler = Arc::new(Progressing {
+            steps: vec![100, 200, 300, 600, 650, 1000],
+            pause: Duration::from_millis(80),
+        });
+        let mut opts = options("w1", tmp.path().into());
+        opts.progress_interval = Duration::from_millis(20);
+        let w = start(b.queue.clone(), handler, opts);
+        wait_for_status(&b, id, "completed", Duration::from_secs(20)).await;
+        w.stop().await;
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let percents: Vec<u64> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

@@ -41,7 +41,7 @@ async fn kill_9_mid_download_again_and_again_still_stores_each_job_once_and_whol
         }
         let pid = w.pid();
         let lines = w.kill9();
-        assert_eq!(with_message(&lines, "claimed").count(), 2);
+        assert_eq!(with_message(&lines, "job picked up").count(), 2);
         // SIGKILL leaves the job folders behind (nothing runs to remove them).
         let left = rig.temp_entries();
         assert_eq!(left.len(), 2, "{left:?}");

@@ -131,7 +131,7 @@ async fn four_processes_of_sixteen_slots_store_two_thousand_jobs_exactly_once() 
     for lines in &logs {
         let mine = with_message(lines, "job done").count();
         assert!(mine > 0, "a process did no job");
-        for l in with_message(lines, "claimed") {
+        for l in with_message(lines, "job picked up") {
             *claimed
                 .entry(l["span"]["job_id"].as_str().unwrap().to_string())
                 .or_default() += 1;
