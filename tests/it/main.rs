@@ -17,6 +17,7 @@ mod extract;
 mod http_server;
 mod image_posts;
 mod media;
+mod media_ffprobe;
 mod migrations;
 mod pooler;
 mod queue;

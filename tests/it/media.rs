@@ -7,7 +7,7 @@ use std::process::Command;
 use douyin_worker::validate::{validate_file, validate_media};
 
 /// Runs ffmpeg; panics with the way to get it when it is missing.
-fn ffmpeg(args: &[&str]) {
+pub(crate) fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(args)
