@@ -287,7 +287,10 @@ impl<'a> Tables<'a> {
         let offsets = if self.offset_len == 8 { "co64" } else { "stco" };
         if chunks == 0 {
             if self.samples > 0 {
-                let why = format!("{} samples but no chunk offsets", self.samples);
+                let why = format!(
+                    "has no chunk offsets but stsz counts {} samples",
+                    self.samples
+                );
                 return Err(name.err(offsets, why));
             }
             return Ok(());
@@ -324,13 +327,16 @@ impl<'a> Tables<'a> {
                 per_chunk,
                 description,
             } = run;
-            let entry = |why: String| name.err("stsc", format!("entry {}: {why}", i + 1));
+            let entry_n = |n: usize, why: String| name.err("stsc", format!("entry {n}: {why}"));
+            let entry = |why: String| entry_n(i + 1, why);
             if first == 0 || first > chunks {
                 let why = format!("first chunk {first}, but {offsets} has chunks 1 to {chunks}");
                 return Err(entry(why));
             }
             if end <= first {
-                return Err(entry(format!("first chunk {first} does not increase")));
+                // Only the next entry's first chunk can be too small.
+                let why = format!("first chunk {end} does not come after {first}");
+                return Err(entry_n(i + 2, why));
             }
             if per_chunk == 0 {
                 return Err(entry("0 samples per chunk".into()));

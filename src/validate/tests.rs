@@ -778,3 +778,5 @@ fn file_validator_failures_are_transient_with_the_code() {
     let e = FileValidator.validate(&file).unwrap_err();
     assert_eq!((e.class, e.code), (ErrorClass::Transient, "validate-io"));
 }
+
+mod sample_tables;

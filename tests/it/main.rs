@@ -14,6 +14,7 @@ mod cli;
 mod cloud_stores;
 mod download;
 mod extract;
+mod fuzz;
 mod http_server;
 mod image_posts;
 mod media;
