@@ -159,7 +159,11 @@ impl Sizes<'_> {
             Sizes::Table(e) => u64::from(be32(e, i * 4)),
             Sizes::Compact { bits: 4, entries } => {
                 let b = entries[i / 2];
-                u64::from(if i % 2 == 0 { b >> 4 } else { b & 0x0f })
+                u64::from(if i.is_multiple_of(2) {
+                    b >> 4
+                } else {
+                    b & 0x0f
+                })
             }
             Sizes::Compact { bits: 8, entries } => u64::from(entries[i]),
             Sizes::Compact { entries, .. } => u64::from(super::mp4::be16(entries, i * 2)),

@@ -23,7 +23,7 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::media::ffmpeg;
+use crate::media::{H264_AAC, ffmpeg};
 
 const POST_2023: &str = include_str!("../fixtures/douyin/web_aweme_post_video_2023.json");
 const FILTERED_2026: &str =
@@ -325,9 +325,12 @@ fn replacement() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A record parser: the body and the aweme id asked for.
+type RecordParser = fn(&str, &str) -> Result<aweme::Aweme, ParseError>;
+
 /// Runs every record parser on `body` and the media choice on what they return.
 fn parse_records(body: &str) -> Result<(), TestCaseError> {
-    let parsers: [fn(&str, &str) -> Result<aweme::Aweme, ParseError>; 4] = [
+    let parsers: [RecordParser; 4] = [
         aweme::detail_record,
         aweme::iteminfo_record,
         aweme::slidesinfo_record,
@@ -427,17 +430,8 @@ fn real_media() -> Vec<Vec<u8>> {
     let sine = ["-f", "lavfi", "-i", "sine=duration=1"];
     let (fast, slow) = (out("f.mp4"), out("s.mp4"));
     for (path, extra) in [(&fast, &["-movflags", "+faststart"][..]), (&slow, &[])] {
-        let mut args = [&video[..], &sine[..], extra].concat();
-        args.extend([
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            path,
-        ]);
+        let mut args = [&video[..], &sine[..], extra, &H264_AAC].concat();
+        args.push(path);
         ffmpeg(&args);
     }
     let (jpeg, png, mp3) = (out("i.jpg"), out("i.png"), out("a.mp3"));

@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
-use crate::media::ffmpeg;
+use crate::media::{H264_AAC, ffmpeg};
 
 /// The validator's codes allowed where ffprobe still reads the file (see docs/testing.md):
 /// a top-level box claiming more bytes than the file has (ffprobe reads what is there),
@@ -185,8 +185,8 @@ fn made(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
             "sine=frequency=440:duration=1",
         ];
         args.extend(extra);
-        args.extend(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"]);
-        args.extend(["-shortest", path.to_str().unwrap()]);
+        args.extend(H264_AAC);
+        args.push(path.to_str().unwrap());
         ffmpeg(&args);
         std::fs::read(&path).unwrap()
     };
