@@ -256,8 +256,13 @@ impl<'a> Tables<'a> {
                     seen_stsc = true;
                     t.stsc = entries(name, "stsc", p, 8, 12)?;
                 }
-                b"ctts" => drop(entries(name, "ctts", p, 8, 8)?),
-                b"stss" => drop(entries(name, "stss", p, 8, 4)?),
+                // Only their counts are checked: FFmpeg reads past the box otherwise.
+                b"ctts" => {
+                    entries(name, "ctts", p, 8, 8)?;
+                }
+                b"stss" => {
+                    entries(name, "stss", p, 8, 4)?;
+                }
                 _ => {}
             }
         }
