@@ -52,13 +52,15 @@ and re-run: bash scripts/test.sh"
     bash "$PG_CLUSTER" bindir >/dev/null || die "postgresql was installed but initdb is still not found"
 }
 
-# ffmpeg makes the real, playable MP4 files the validation tests check.
+# ffmpeg makes the real, playable MP4 files the validation tests check (libx264, AAC, and
+# libmp3lame for the fuzz tests' MP3), and ffprobe, from the same package, is what the mutated
+# MP4s are compared against (tests/it/media_ffprobe.rs).
 ensure_ffmpeg() {
-    if command -v ffmpeg >/dev/null 2>&1; then
+    if command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; then
         return 0
     fi
     if ! is_root; then
-        die "ffmpeg not found. Install it, e.g.
+        die "ffmpeg or ffprobe not found. Install them, e.g.
     sudo apt-get install -y ffmpeg
 and re-run: bash scripts/test.sh"
     fi

@@ -3,7 +3,9 @@
 //! Pure functions over `Read + Seek`:
 //! - [`validate_mp4`] walks the ISO-BMFF boxes of a video (headers only: `mdat` is seeked
 //!   over, never read), checks that the box sizes add up to the file size, and parses
-//!   `moov` (bounded to 64 MiB) for the duration, the tracks, their dimensions and codecs.
+//!   `moov` (bounded to 64 MiB) for the duration, the tracks, their dimensions and codecs;
+//!   then checks each track's sample tables against their boxes, each other and the `mdat`
+//!   extents the walk saw (`sample_table`), so a file no player can index is refused.
 //! - [`validate_image`] checks the magic bytes and dimensions of JPEG, PNG, WebP and HEIC.
 //! - [`validate_mp3`] checks an image post's soundtrack: an ID3v2 tag, then an MPEG frame.
 //!
@@ -15,22 +17,27 @@
 //! one of the two by the magic bytes and returns the [`MediaInfo`] the storage stage records.
 //!
 //! # Failure class
-//! Every [`ValidationError`] becomes a **transient** [`JobError`] whose code is
-//! [`ValidationError::code`]. A truncated, zero-filled or otherwise broken file is a broken
-//! download, which downloading again may fix; an HTML or JSON body served as the video is a
-//! captcha or a CDN refusal, which goes away later too (fresh extraction, fresh signed URL).
-//! A file broken at the source fails for good once the queue's attempt limit is reached.
+//! A [`ValidationError`] becomes a [`JobError`] whose code is [`ValidationError::code`] and
+//! whose class is [`ValidationError::class`]. Nearly all are **transient**: a truncated,
+//! zero-filled or otherwise broken file is a broken download, which downloading again may
+//! fix; an HTML or JSON body served as the video is a captcha or a CDN refusal, which goes
+//! away later too (fresh extraction, fresh signed URL). A file broken at the source fails for
+//! good once the queue's attempt limit is reached. The exception is
+//! [`ValidationError::SampleTable`], which is **permanent**: every box is whole and the
+//! sizes add up to the file, so the bytes arrived as they were written, and the encoder
+//! wrote an index no player can follow.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::error::JobError;
+use crate::error::{ErrorClass, JobError};
 use crate::stage::{DownloadedFile, MediaInfo, Validator};
 
 mod audio;
 mod image;
 mod mp4;
+mod sample_table;
 #[cfg(test)]
 mod tests;
 
@@ -228,6 +235,20 @@ pub enum ValidationError {
         /// What is wrong.
         reason: String,
     },
+    /// A track's sample tables contradict their boxes, each other or the file: an entry count
+    /// larger than its box, sample counts that disagree, a chunk outside `mdat`. The file
+    /// was written broken (the box sizes add up, so it is not a download cut short).
+    #[error("{track}: {box_type} {reason}")]
+    SampleTable {
+        /// Which track, e.g. `track 2 (soun)` (numbered from 1 in `moov` order, with the
+        /// `hdlr` type), or `all tracks`.
+        track: String,
+        /// The table at fault, e.g. `stsz`, `stco`, `stsc`.
+        box_type: &'static str,
+        /// What is wrong, with the counts, e.g. `declares 4294967295 entries but the box
+        /// has room for 25`.
+        reason: String,
+    },
     /// `moov` has no video and no audio track.
     #[error("no video or audio track in moov (tracks found: {})", track_list(.handlers))]
     NoTracks {
@@ -276,6 +297,7 @@ impl ValidationError {
             ValidationError::TrailingData { .. } => "trailing-data",
             ValidationError::MoovTooLarge { .. } => "moov-too-large",
             ValidationError::Malformed { .. } => "malformed-box",
+            ValidationError::SampleTable { .. } => "bad-sample-table",
             ValidationError::NoTracks { .. } => "no-tracks",
             ValidationError::ZeroDuration => "zero-duration",
             ValidationError::SizeMismatch { .. } => "size-mismatch",
@@ -286,17 +308,27 @@ impl ValidationError {
     }
 }
 
+impl ValidationError {
+    /// Whether downloading again can help (see the module docs): permanent for a broken
+    /// sample table, transient for everything else.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ValidationError::SampleTable { .. } => ErrorClass::Permanent,
+            _ => ErrorClass::Transient,
+        }
+    }
+}
+
 impl From<io::Error> for ValidationError {
     fn from(e: io::Error) -> Self {
         ValidationError::Io(e.to_string())
     }
 }
 
-/// Always transient (see the module docs): downloading again may fix a broken file, and a
-/// captcha page or CDN refusal served as the video goes away later.
+/// With the class of [`ValidationError::class`].
 impl From<ValidationError> for JobError {
     fn from(e: ValidationError) -> Self {
-        JobError::transient(e.code(), e.to_string())
+        JobError::new(e.class(), e.code(), e.to_string())
     }
 }
 
@@ -538,9 +570,9 @@ pub fn validate_file(
     validate_media(&mut file)
 }
 
-/// The pipeline's validation stage: [`validate_file`] on the downloaded file. Every failure
-/// is a transient [`JobError`] with the code of [`ValidationError::code`] (see the module
-/// docs for why).
+/// The pipeline's validation stage: [`validate_file`] on the downloaded file. A failure is a
+/// [`JobError`] with the code of [`ValidationError::code`] and the class of
+/// [`ValidationError::class`] (see the module docs for why).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileValidator;
 

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use super::sample_table::{self, Mdats};
 use super::{
     ValidationError, VideoInfo, file_len, found, looks_like, printable, read_head, sniff_text,
 };
@@ -97,8 +98,10 @@ pub(super) fn plausible_type(kind: &[u8]) -> bool {
 /// non-printable or image major brand), box sizes that do not add up to the file size
 /// (a truncated last box, trailing garbage, a size below the header), zeros where a box
 /// should start, a missing `moov`, `mdat` or `mvhd`, no video or audio track, and a zero
-/// duration. Reads the top-level box headers and `moov` (at most 64 MiB) only: `mdat` is
-/// seeked over, never read.
+/// duration, and sample tables a player cannot follow: entry counts larger than their box,
+/// sample counts that disagree between `stsz`, `stts` and `stsc`, chunks outside `mdat`
+/// (see the `sample_table` module). Reads the top-level box headers and `moov` (at most
+/// 64 MiB) only: `mdat` is seeked over, never read.
 pub fn validate_mp4<R: Read + Seek>(r: &mut R) -> Result<VideoInfo, ValidationError> {
     let len = file_len(r)?;
     if len == 0 {
@@ -114,8 +117,9 @@ pub fn validate_mp4<R: Read + Seek>(r: &mut R) -> Result<VideoInfo, ValidationEr
     }
 
     let mut ftyp: Option<(String, Vec<String>)> = None;
-    let mut moov: Option<(u64, Moov)> = None;
+    let mut moov: Option<(u64, Moov, Vec<u8>)> = None;
     let mut first_mdat: Option<u64> = None;
+    let mut mdats = Mdats::default();
     let mut prev = String::new();
     let mut offset = 0u64;
     while offset < len {
@@ -167,9 +171,12 @@ pub fn validate_mp4<R: Read + Seek>(r: &mut R) -> Result<VideoInfo, ValidationEr
                 }
                 let mut buf = vec![0u8; header.payload_len() as usize];
                 r.read_exact(&mut buf)?;
-                moov = Some((offset, parse_moov(&buf)?));
+                moov = Some((offset, parse_moov(&buf)?, buf));
             }
-            b"mdat" if first_mdat.is_none() => first_mdat = Some(offset),
+            b"mdat" => {
+                first_mdat.get_or_insert(offset);
+                mdats.push(offset + header.header_len..offset + header.size);
+            }
             _ => {}
         }
         prev = printable(&header.kind);
@@ -177,8 +184,9 @@ pub fn validate_mp4<R: Read + Seek>(r: &mut R) -> Result<VideoInfo, ValidationEr
     }
 
     let (brand, compatible_brands) = ftyp.ok_or(ValidationError::MissingBox("ftyp"))?;
-    let (moov_offset, moov) = moov.ok_or(ValidationError::MissingBox("moov"))?;
+    let (moov_offset, moov, moov_buf) = moov.ok_or(ValidationError::MissingBox("moov"))?;
     let mdat_offset = first_mdat.ok_or(ValidationError::MissingBox("mdat"))?;
+    sample_table::check(&moov_buf, &mdats, len)?;
     moov.into_info(brand, compatible_brands, moov_offset < mdat_offset, len)
 }
 

@@ -121,8 +121,19 @@ fn stsd(codec: &[u8; 4], width: u16, height: u16) -> Vec<u8> {
     boxed(b"stsd", &full(0, &p))
 }
 
+/// Sample tables with no entries (the samples of these synthetic files are not indexed).
+fn empty_tables() -> Vec<u8> {
+    [
+        boxed(b"stts", &full(0, &be(0))),
+        boxed(b"stsc", &full(0, &be(0))),
+        boxed(b"stsz", &full(0, &[be(0), be(0)].concat())),
+        boxed(b"stco", &full(0, &be(0))),
+    ]
+    .concat()
+}
+
 fn trak(tkhd: Vec<u8>, handler: &[u8; 4], stsd: Vec<u8>) -> Vec<u8> {
-    let stbl = boxed(b"stbl", &stsd);
+    let stbl = boxed(b"stbl", &[stsd, empty_tables()].concat());
     let minf = boxed(b"minf", &stbl);
     let mdia = boxed(b"mdia", &[hdlr(handler), minf].concat());
     boxed(b"trak", &[tkhd, mdia].concat())
@@ -767,3 +778,5 @@ fn file_validator_failures_are_transient_with_the_code() {
     let e = FileValidator.validate(&file).unwrap_err();
     assert_eq!((e.class, e.code), (ErrorClass::Transient, "validate-io"));
 }
+
+mod sample_tables;

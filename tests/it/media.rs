@@ -7,7 +7,7 @@ use std::process::Command;
 use douyin_worker::validate::{validate_file, validate_media};
 
 /// Runs ffmpeg; panics with the way to get it when it is missing.
-fn ffmpeg(args: &[&str]) {
+pub(crate) fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(args)
@@ -22,6 +22,18 @@ fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// The encoder arguments of the test MP4s: H.264 (yuv420p) and AAC, as long as the shorter
+/// input.
+pub(crate) const H264_AAC: [&str; 7] = [
+    "-c:v",
+    "libx264",
+    "-pix_fmt",
+    "yuv420p",
+    "-c:a",
+    "aac",
+    "-shortest",
+];
+
 /// A 2 s 320x240 H.264 video with AAC audio; `faststart` puts `moov` first.
 fn playable(path: &Path, faststart: bool) {
     let p = path.to_str().unwrap();
@@ -34,14 +46,8 @@ fn playable(path: &Path, faststart: bool) {
         "lavfi",
         "-i",
         "sine=frequency=440:duration=2",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
     ];
+    args.extend(H264_AAC);
     if faststart {
         args.extend(["-movflags", "+faststart"]);
     }
