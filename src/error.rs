@@ -57,6 +57,9 @@ pub struct JobError {
     /// A lower bound for the next attempt, when the other side said when to come back
     /// (e.g. HTTP 429 `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The cached direct URL the attempt used, when the file it gave failed the size check
+    /// or validation: the queue forgets it so that the next attempt extracts afresh.
+    pub stale_direct_url: Option<String>,
 }
 
 impl JobError {
@@ -83,7 +86,14 @@ impl JobError {
             // Messages carry upstream text; it goes to the log and `last_error`.
             message: crate::redact::scrub_owned(message.into()),
             retry_after: None,
+            stale_direct_url: None,
         }
+    }
+
+    /// Marks `url`, the cached direct URL the attempt used, as giving a bad file.
+    pub fn with_stale_direct_url(mut self, url: impl Into<String>) -> Self {
+        self.stale_direct_url = Some(url.into());
+        self
     }
 
     /// Asks for the next attempt no sooner than `after`.

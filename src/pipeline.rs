@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::JobError;
 use crate::queue::{ClaimedJob, StoredObject};
 use crate::stage::{
-    DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler, JobOutput,
+    CACHED_STRATEGY, DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler, JobOutput,
     MediaInfo, MediaSource, StageJob, Storage, Validator,
 };
 
@@ -52,6 +52,9 @@ impl JobHandler for Pipeline {
                 source = timed("extract", self.extractor.extract(&fresh, ctx)).await?;
                 timed("download", self.downloader.download(&source, ctx)).await?
             }
+            Err(DownloadError::Failed(e)) if e.code == SIZE_MISMATCH => {
+                return Err(blame_cache(&source, e));
+            }
             other => other?,
         };
         metrics::counter!(crate::metrics::BYTES_DOWNLOADED).increment(file.size);
@@ -88,7 +91,8 @@ impl Pipeline {
             tokio::task::spawn_blocking(move || validator.validate(&to_check)),
         )
         .await
-        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
+        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))?
+        .map_err(|e| blame_cache(source, e))?;
         let stored = timed("upload", self.storage.store(job, source, file, &info, ctx)).await?;
         metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
         Ok((info, stored))
@@ -124,6 +128,22 @@ impl Pipeline {
             }));
         }
         Ok(stored_parts)
+    }
+}
+
+/// The code of a download whose size is not the one announced.
+const SIZE_MISMATCH: &str = "size-mismatch";
+
+/// `e`, caused by the file `source` gave: when that source was the direct URL cached on the
+/// video row, the error names it, and the queue forgets it so that the next attempt extracts
+/// afresh instead of downloading the same bad file again.
+fn blame_cache(source: &MediaSource, e: JobError) -> JobError {
+    match source.urls.first() {
+        Some(url) if source.strategy == CACHED_STRATEGY => {
+            tracing::info!(code = e.code, "the cached direct URL gave a bad file: forgetting it");
+            e.with_stale_direct_url(url.clone())
+        }
+        _ => e,
     }
 }
 

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The schema version (`douyin_worker_schema_version()`) this build works with.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The NOTIFY channel the database signals claimable jobs on.
 pub const NOTIFY_CHANNEL: &str = "douyin_worker_jobs";

@@ -202,6 +202,10 @@ impl Drop for JobContext {
     }
 }
 
+/// The [`MediaSource::strategy`] of a source answered from the direct URL cached on the video
+/// row ([`StageJob::cached`]) instead of a fresh extraction.
+pub const CACHED_STRATEGY: &str = "cache";
+
 /// A direct media URL (with mirrors) and what was learnt about the video.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaSource {

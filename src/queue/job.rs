@@ -121,6 +121,10 @@ pub struct FailedAttempt {
     pub class: ErrorClass,
     /// When to try again; `None` fails the job for good.
     pub retry_in: Option<Duration>,
+    /// The cached direct URL (`videos.video_url_direct`) this attempt used, when the file it
+    /// gave failed the size check or validation: the video row forgets it (if it still holds
+    /// it), so the next attempt extracts afresh.
+    pub forget_direct_url: Option<String>,
 }
 
 /// What recording a completion did.

@@ -57,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0005_row_security.sql",
         sql: include_str!("../../migrations/0005_row_security.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_one_row_per_video.sql",
+        sql: include_str!("../../migrations/0006_one_row_per_video.sql"),
+    },
 ];
 
 /// The PostgreSQL files as a person pastes them: `migrations/0001_schema.sql, 0002_queue.sql,
@@ -71,11 +76,18 @@ pub fn postgres_files_in_order() -> String {
 }
 
 /// The SQLite schema (the embedded default's queue), in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "sqlite/0001_schema.sql",
-    sql: include_str!("sqlite_schema.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "sqlite/0001_schema.sql",
+        sql: include_str!("sqlite_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sqlite/0002_merged_into.sql",
+        sql: include_str!("sqlite_merged_into.sql"),
+    },
+];
 
 /// Which files a migration run applied.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -153,6 +153,7 @@ fn outcome_of(
                 code: e.code.to_string(),
                 class: e.class,
                 retry_in,
+                forget_direct_url: e.stale_direct_url,
             })
         }
     })

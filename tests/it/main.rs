@@ -21,6 +21,7 @@ mod migrations;
 mod pooler;
 mod queue;
 mod row_security;
+mod rows;
 mod s3;
 mod secrets;
 mod storage;

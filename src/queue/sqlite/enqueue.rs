@@ -119,7 +119,8 @@ pub(super) async fn insert_job(
 }
 
 /// Queues a new job for an existing video and shows the video as `queued` (unless a worker
-/// is on it), as `enqueue_download_job` does.
+/// is on it, or it is stored: a forced download leaves it `ready`), as
+/// `enqueue_download_job` does.
 pub(super) async fn requeue_video(
     w: &mut WriteTx<'_>,
     req: &EnqueueRequest,
@@ -131,7 +132,9 @@ pub(super) async fn requeue_video(
     sqlx::query(
         "update videos
             set status = 'queued', last_error = null, next_attempt_at = null, updated_at = ?1
-          where id = ?2 and status not in ('downloading', 'running')",
+          where id = ?2 and status not in ('downloading', 'running')
+            and not (status in ('ready', 'uploaded', 'processed')
+                     and coalesce(object_key, '') <> '')",
     )
     .bind(now_s)
     .bind(video_id.hyphenated())
