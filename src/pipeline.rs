@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::error::JobError;
 use crate::queue::{ClaimedJob, StoredObject};
 use crate::stage::{
-    CACHED_STRATEGY, DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler, JobOutput,
-    MediaInfo, MediaSource, StageJob, Storage, Validator,
+    CACHED_STRATEGY, DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler,
+    JobOutput, MediaInfo, MediaSource, StageJob, Storage, Validator,
 };
 
 /// The real job handler: extract → download → validate → upload.
@@ -140,7 +140,10 @@ const SIZE_MISMATCH: &str = "size-mismatch";
 fn blame_cache(source: &MediaSource, e: JobError) -> JobError {
     match source.urls.first() {
         Some(url) if source.strategy == CACHED_STRATEGY => {
-            tracing::info!(code = e.code, "the cached direct URL gave a bad file: forgetting it");
+            tracing::info!(
+                code = e.code,
+                "the cached direct URL gave a bad file: forgetting it"
+            );
             e.with_stale_direct_url(url.clone())
         }
         _ => e,

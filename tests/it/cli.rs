@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use douyin_worker::queue::QueueAdmin;
 use fakes::pg::{fresh_pg_empty, init_tracing};
 
-fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     worker_in(dir.path(), args, env)
 }
@@ -32,7 +32,7 @@ fn worker_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outp
     cmd.output().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -548,7 +548,12 @@ fn a_dot_env_file_is_read_and_real_variables_win() {
 fn enqueue_queues_links_reports_duplicates_and_refuses_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = [("DATA_DIR", data.to_str().unwrap())];
+    // Douyin cannot be reached: the short link is queued as given.
+    let douyin = crate::rows::enqueue::unreachable_douyin();
+    let env = [
+        ("DATA_DIR", data.to_str().unwrap()),
+        ("DOUYIN_UPSTREAM", douyin.as_str()),
+    ];
     let o = worker(
         &[
             "enqueue",

@@ -3,6 +3,7 @@
 //! may make the video row forget its cached direct URL; a row whose Douyin id turns out to be
 //! another row's is merged into it.
 
+pub(crate) mod enqueue;
 mod worker;
 
 use std::time::Duration;
@@ -18,7 +19,8 @@ use crate::support::backends::{Backend, Kind, on_every_backend};
 const LEASE: Duration = Duration::from_secs(60);
 const ID: &str = "7400000000000000001";
 const KEY: &str = "7400000000000000001/7400000000000000001.mp4";
-const DIRECT: &str = "https://v26-web.douyinvod.com/0123456789abcdef0123456789abcdef/7fffffff/video/tos/cn/a/";
+const DIRECT: &str =
+    "https://v26-web.douyinvod.com/0123456789abcdef0123456789abcdef/7fffffff/video/tos/cn/a/";
 
 fn completion(lease: Lease) -> Completion {
     Completion {
@@ -55,7 +57,10 @@ fn failure(lease: Lease, class: ErrorClass, forget: Option<&str>) -> FailedAttem
 async fn stored_video(b: &Backend) -> uuid::Uuid {
     b.enqueue(ID).await;
     let job = claim_one(b, "w1").await;
-    b.queue.complete("w1", &[completion(job.lease)]).await.unwrap();
+    b.queue
+        .complete("w1", &[completion(job.lease)])
+        .await
+        .unwrap();
     job.video_id
 }
 
@@ -108,7 +113,10 @@ async fn a_failed_forced_download_leaves_the_stored_video_ready(kind: Kind) {
         .fail("w2", &[failure(job.lease, ErrorClass::Transient, None)])
         .await
         .unwrap();
-    assert!(matches!(out[0].1, FailOutcome::RetryScheduled(_)), "{out:?}");
+    assert!(
+        matches!(out[0].1, FailOutcome::RetryScheduled(_)),
+        "{out:?}"
+    );
     let state = b.queue.video(video).await.unwrap().unwrap();
     assert_eq!(state.status, "ready");
     assert_eq!(state.object_key.as_deref(), Some(KEY));
@@ -127,7 +135,10 @@ async fn a_failed_forced_download_leaves_the_stored_video_ready(kind: Kind) {
     assert_eq!(rec.last_error_code.as_deref(), Some("size-mismatch"));
     assert_eq!(rec.video_status, "ready");
     assert_eq!(rec.video_object_key.as_deref(), Some(KEY));
-    assert_eq!(rec.video_last_error, None, "the failure stays on the job row");
+    assert_eq!(
+        rec.video_last_error, None,
+        "the failure stays on the job row"
+    );
     let state = b.queue.video(video).await.unwrap().unwrap();
     assert_eq!(state.status, "ready");
     assert_eq!(state.filesize, Some(1234));
@@ -152,7 +163,10 @@ async fn a_released_or_rescued_job_leaves_the_stored_video_ready(kind: Kind) {
     let job = claim_one(&b, "w2").await;
     b.queue.release("w2", &[job.lease]).await.unwrap();
     let state = b.queue.video(video).await.unwrap().unwrap();
-    assert_eq!((state.status.as_str(), state.download_progress), ("ready", Some(100)));
+    assert_eq!(
+        (state.status.as_str(), state.download_progress),
+        ("ready", Some(100))
+    );
 
     // A lease that runs out on the last attempt fails the job, not the video.
     let job = b
