@@ -8,6 +8,13 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The code of an attempt that stopped because its video row was merged into another row
+/// that is stored or has a job of its own (the queue already ended the job: nothing to record).
+pub const MERGED: &str = "merged";
+
+/// The code of an attempt that stopped because its lease was taken over (nothing to record).
+pub const LEASE_LOST: &str = "lease-lost";
+
 /// Whether another attempt can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::JobError;
-use crate::queue::{ClaimedJob, StoredObject};
+use crate::queue::{ClaimedJob, Learned, StoredObject};
 use crate::stage::{
     CACHED_STRATEGY, DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler,
     JobOutput, MediaInfo, MediaSource, StageJob, Storage, Validator,
@@ -41,9 +41,11 @@ impl Pipeline {
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
-        let job = &StageJob::from(job);
-        let mut source = timed("extract", self.extractor.extract(job, ctx)).await?;
+        let mut stage_job = StageJob::from(job);
+        let mut source = timed("extract", self.extractor.extract(&stage_job, ctx)).await?;
         tracing::info!(strategy = %source.strategy, mirrors = source.urls.len(), "extracted");
+        learn_douyin_id(&mut stage_job, &source, ctx).await?;
+        let job = &stage_job;
         let file = match timed("download", self.downloader.download(&source, ctx)).await {
             // Every mirror refused the signed URL: extract once more, without the cache.
             Err(DownloadError::Expired(e)) => {
@@ -129,6 +131,50 @@ impl Pipeline {
         }
         Ok(stored_parts)
     }
+}
+
+/// A job whose video row had no Douyin id (a short link queued before it could be resolved)
+/// records the one extraction learnt: when another row has it, this row is merged into that
+/// one, and the job either carries on for it (`job` now names it) or stops
+/// ([`crate::error::MERGED`]) because that row is stored or downloaded by its own job.
+async fn learn_douyin_id(
+    job: &mut StageJob,
+    source: &MediaSource,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    if job.douyin_id.as_deref().is_some_and(|id| !id.is_empty()) || source.douyin_id.is_empty() {
+        return Ok(());
+    }
+    let learned = ctx.learn_douyin_id(&source.douyin_id).await.map_err(|e| {
+        JobError::transient(
+            "queue-unavailable",
+            format!("cannot record the Douyin id {}: {e}", source.douyin_id),
+        )
+    })?;
+    match learned {
+        Learned::Kept => {}
+        Learned::Moved(video) => {
+            tracing::info!(%video, douyin_id = %source.douyin_id, "another row has this Douyin id: merged into it, downloading for it");
+            job.video_id = video;
+        }
+        Learned::Merged(video) => {
+            return Err(JobError::permanent(
+                crate::error::MERGED,
+                format!(
+                    "merged into video {video}, which has Douyin id {} and is stored or has a job of its own",
+                    source.douyin_id
+                ),
+            ));
+        }
+        Learned::LeaseLost => {
+            return Err(JobError::transient(
+                crate::error::LEASE_LOST,
+                "the lease was taken over while recording the Douyin id",
+            ));
+        }
+    }
+    job.douyin_id = Some(source.douyin_id.clone());
+    Ok(())
 }
 
 /// The code of a download whose size is not the one announced.

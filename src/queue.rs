@@ -32,8 +32,8 @@ pub use admin::{
 };
 pub(crate) use job::retry_seconds;
 pub use job::{
-    ClaimedJob, CompleteOutcome, Completion, FailOutcome, FailedAttempt, ReleaseOutcome, Rescued,
-    StoredObject, VideoRow, VideoUpdate,
+    ClaimedJob, CompleteOutcome, Completion, FailOutcome, FailedAttempt, Learned, ReleaseOutcome,
+    Rescued, StoredObject, VideoRow, VideoUpdate,
 };
 pub use signal::JobSignal;
 
@@ -201,6 +201,17 @@ pub trait JobQueue: QueueName {
         total: Option<u64>,
     ) -> Result<bool, QueueError>;
 
+    /// Records the Douyin id extraction learnt for a running job whose video row had none (a
+    /// short link queued before it could be resolved). When another row already has that id,
+    /// the job's row is merged into it: the job carries on for that row, or ends when that row
+    /// is stored or busy. Race-safe: of two rows learning one id at once, one keeps it.
+    async fn learn_douyin_id(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        douyin_id: &str,
+    ) -> Result<Learned, QueueError>;
+
     /// Starts delivering wake-ups to `signal` until `shutdown`. Backends without a push
     /// channel may do nothing; the worker then relies on polling.
     async fn subscribe(
@@ -208,6 +219,13 @@ pub trait JobQueue: QueueName {
         signal: Arc<JobSignal>,
         shutdown: CancellationToken,
     ) -> Result<(), QueueError>;
+}
+
+/// Names the backend only (for the `Debug` of what holds a queue).
+impl std::fmt::Debug for dyn JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobQueue({})", self.backend())
+    }
 }
 
 /// A whole queue: both faces. [`open`] hands one out; the worker takes it as a

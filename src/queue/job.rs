@@ -189,6 +189,34 @@ impl ReleaseOutcome {
     }
 }
 
+/// What recording a Douyin id learnt by extraction did (`learn_douyin_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// The job's video row has the id (it had one, or now has it): carry on.
+    Kept,
+    /// Another row had the id: the job's row was merged into it, and the job now works for
+    /// that row (given): carry on.
+    Moved(Uuid),
+    /// Another row had the id and is stored, marked for deletion or has a job of its own: the
+    /// job's row was merged into it (given) and the job ended, `completed` with the code
+    /// `merged`. Stop: nothing more to download or record.
+    Merged(Uuid),
+    /// The lease had expired and the job was taken over: nothing was changed.
+    LeaseLost,
+}
+
+impl Learned {
+    /// Reads the `outcome` and `video_id` columns of `learn_douyin_id`.
+    pub fn from_sql(outcome: &str, video_id: Option<Uuid>) -> Self {
+        match (outcome, video_id) {
+            ("kept", _) => Self::Kept,
+            ("moved", Some(id)) => Self::Moved(id),
+            ("merged", Some(id)) => Self::Merged(id),
+            _ => Self::LeaseLost,
+        }
+    }
+}
+
 /// What the rescue did with one job whose lease had expired.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rescued {

@@ -4,6 +4,7 @@
 //! another row's is merged into it.
 
 pub(crate) mod enqueue;
+mod merge;
 mod worker;
 
 use std::time::Duration;

@@ -109,7 +109,7 @@ impl SqliteQueue {
                                j.rowid desc
                       limit 1) as latest_error_code
                from videos v
-              where v.id = ?1",
+              where v.id = coalesce((select merged_into from videos where id = ?1), ?1)",
         )
         .bind(id.hyphenated())
         .fetch_optional(&self.pool)
@@ -171,6 +171,7 @@ impl SqliteQueue {
                        join videos v on v.id = j.video_id
                       where j.status = 'failed'
                         and coalesce(v.marked_for_deletion, 0) = 0
+                        and v.merged_into is null
                         and not (v.status in ('ready', 'uploaded', 'processed')
                                  and v.object_key is not null)
                         and not exists (

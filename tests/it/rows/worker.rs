@@ -153,3 +153,83 @@ async fn a_cached_url_whose_file_fails_the_size_check_is_extracted_afresh_next_t
     let meta: serde_json::Value = serde_json::from_str(&meta.unwrap()).unwrap();
     assert_eq!(meta["candidate"]["data_size"].as_u64(), Some(size));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_link_queued_unresolved_and_the_page_link_store_one_video_once() {
+    let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    douyin.add_short_link(
+        "iRNBho6u",
+        &format!("https://www.iesdouyin.com/share/video/{ID}/?region=CN"),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let b = Backend::new(Kind::Sqlite).await;
+    // The short link was queued while Douyin could not be reached: no id, a row of its own.
+    let short = b
+        .queue
+        .enqueue(&EnqueueRequest {
+            url: Some("https://v.douyin.com/iRNBho6u/".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page = b
+        .queue
+        .enqueue(&EnqueueRequest {
+            url: Some(format!("https://www.douyin.com/video/{ID}")),
+            douyin_id: Some(ID.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_ne!(short.video_id, page.video_id);
+    let jobs = [short.job_id.unwrap(), page.job_id.unwrap()];
+    let rec = run_until_done(b.queue.clone(), pipeline(&douyin, store.path()), &jobs).await;
+    assert_eq!(rec[0].status, "completed", "{rec:?}");
+    assert_eq!(rec[1].status, "completed", "{rec:?}");
+    // Whichever job ran first stored the video; the other found it (merged or moved).
+    let survivor = page.video_id.unwrap();
+    assert_eq!(rec[1].video_id, survivor);
+    let state = b
+        .queue
+        .video(short.video_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state.id, survivor,
+        "the short link's row answers as the page link's"
+    );
+    assert_eq!(state.status, "ready");
+    let files: Vec<_> = walk(store.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let again = b
+        .queue
+        .enqueue(&EnqueueRequest {
+            url: Some("https://v.douyin.com/iRNBho6u/".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.outcome, again.video_id),
+        (EnqueueOutcome::Ready, Some(survivor)),
+        "duplicates are reported, not doubled"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
