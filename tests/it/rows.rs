@@ -3,6 +3,7 @@
 //! may make the video row forget its cached direct URL; a row whose Douyin id turns out to be
 //! another row's is merged into it.
 
+mod api;
 pub(crate) mod enqueue;
 mod merge;
 mod worker;
