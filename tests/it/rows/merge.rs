@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use douyin_worker::queue::{CompleteOutcome, EnqueueOutcome, EnqueueRequest, Learned};
+use douyin_worker::queue::{
+    CompleteOutcome, EnqueueOutcome, EnqueueRequest, Learned, RetryOutcome, RetryTarget,
+};
 
 use super::{LEASE, claim_one, completion, failure};
 use crate::support::backends::{Backend, Kind, on_every_backend};
@@ -85,7 +87,22 @@ async fn a_short_link_row_merges_into_the_row_with_its_id_and_downloads_for_it(k
         .await
         .unwrap();
 
-    let (short_row, job_id) = enqueue_short(&b, SHORT, 0).await;
+    // The short link's row failed once too, before anyone knew its id.
+    let (short_row, early) = enqueue_short(&b, SHORT, 0).await;
+    let job = claim_one(&b, "w2").await;
+    b.queue
+        .fail(
+            "w2",
+            &[failure(
+                job.lease,
+                douyin_worker::error::ErrorClass::Permanent,
+                None,
+            )],
+        )
+        .await
+        .unwrap();
+    let (again_row, job_id) = enqueue_short(&b, SHORT, 0).await;
+    assert_eq!(again_row, short_row);
     let job = claim_one(&b, "w2").await;
     assert_eq!(job.id(), job_id);
     assert_eq!(
@@ -108,6 +125,20 @@ async fn a_short_link_row_merges_into_the_row_with_its_id_and_downloads_for_it(k
     assert_eq!(done[0].1, CompleteOutcome::Completed);
     let state = b.queue.video(survivor).await.unwrap().unwrap();
     assert_eq!(state.status, "ready");
+    // The short link's old failure is retried as the row it joined, which is stored.
+    let retried = b
+        .queue
+        .retry(&RetryTarget::Jobs(vec![early]))
+        .await
+        .unwrap();
+    assert_eq!(retried[0].outcome, RetryOutcome::Superseded, "{retried:?}");
+    assert!(
+        b.queue
+            .retry(&RetryTarget::AllFailed)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Either link or the id now reports the one stored video.
     for req in [
         EnqueueRequest {
