@@ -232,6 +232,18 @@ pub async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateE
         // IMMEDIATE: two processes creating the file together wait on the busy timeout
         // instead of failing on a lock upgrade.
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        // Another process may have applied it since the read above: a file that is not
+        // idempotent (an `alter table ... add column`) must not run twice.
+        let done: Option<Option<String>> =
+            sqlx::query_scalar("select checksum from douyin_worker_migrations where version = ?")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.flatten().as_deref() == Some(checksum.as_str()) {
+            tx.commit().await?;
+            report.unchanged.push(m.name);
+            continue;
+        }
         sqlx::raw_sql(m.sql)
             .execute(&mut *tx)
             .await
