@@ -4,6 +4,7 @@
 //! or, with `--json`, JSON to the writer it is given, and fails with an [`AdminError`] that
 //! the CLI maps to an exit code. The queue methods they use exist on every backend.
 //!
+//! - [`enqueue`]: links, ids and pasted text queued once, short links resolved first.
 //! - [`stats`]: the `get_worker_stats()` figures, due jobs, the oldest due job's wait, and
 //!   running jobs per worker.
 //! - [`jobs`]: jobs newest first, by status.
@@ -11,6 +12,7 @@
 //! - [`gc`]: stored objects no video wants any more, listed, or deleted with `--apply`.
 //! - [`table`]: the aligned table every command (and `enqueue`) prints, and cell formats.
 
+pub mod enqueue;
 pub mod gc;
 pub mod jobs;
 pub mod retry;

@@ -383,47 +383,28 @@ async fn enqueue(
     force: bool,
     json: bool,
 ) -> Result<(), CliError> {
-    use crate::extract::link::{self, Link};
+    use crate::extract::{DouyinExtractor, ExtractOptions};
     use crate::queue::EnqueueRequest;
     let queue = queue::open(&config.queue, config.supabase.as_ref())
         .await
         .map_err(queue_failure)?;
-    let mut rows = Vec::new();
-    let mut refused = 0;
-    for input in inputs {
-        let mut req = EnqueueRequest {
-            priority,
-            force,
-            max_attempts: Some(config.worker.max_attempts),
-            ..Default::default()
-        };
-        if let Ok(video_id) = uuid::Uuid::parse_str(input.trim()) {
-            req.video_id = Some(video_id);
-        } else {
-            match link::parse(input) {
-                Ok(Link::Id { aweme_id, .. }) => {
-                    let url = url::Url::parse(input.trim())
-                        .map(|u| u.to_string())
-                        .unwrap_or_else(|_| format!("https://www.douyin.com/video/{aweme_id}"));
-                    req.url = Some(url);
-                    req.douyin_id = Some(aweme_id);
-                }
-                Ok(Link::Short { url }) => req.url = Some(url.to_string()),
-                Err(e) => {
-                    refused += 1;
-                    rows.push(serde_json::json!({"input": input, "outcome": "refused", "error": e.to_string()}));
-                    continue;
-                }
-            }
-        }
-        let r = queue.enqueue(&req).await.map_err(queue_failure)?;
-        rows.push(serde_json::json!({
-            "input": input,
-            "outcome": r.outcome,
-            "job_id": r.job_id,
-            "video_id": r.video_id,
-        }));
-    }
+    // Short links are resolved with one request to Douyin, as `extract` does.
+    let douyin = DouyinExtractor::new(ExtractOptions::new(
+        &config.extract,
+        &config.browser,
+        &config.net,
+        config.worker.max_concurrent,
+    ))
+    .map_err(usage_msg)?;
+    let base = EnqueueRequest {
+        priority,
+        force,
+        max_attempts: Some(config.worker.max_attempts),
+        ..Default::default()
+    };
+    let (rows, refused) = admin::enqueue::run(queue.as_ref(), inputs, &base, &douyin)
+        .await
+        .map_err(queue_failure)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -432,6 +413,8 @@ async fn enqueue(
             let cell = |k: &str| r[k].as_str().unwrap_or(admin::table::NONE).to_string();
             let detail = if r["error"].is_string() {
                 cell("error")
+            } else if r["note"].is_string() {
+                format!("{} ({})", cell("input"), cell("note"))
             } else {
                 cell("input")
             };

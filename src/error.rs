@@ -8,6 +8,13 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The code of an attempt that stopped because its video row was merged into another row
+/// that is stored or has a job of its own (the queue already ended the job: nothing to record).
+pub const MERGED: &str = "merged";
+
+/// The code of an attempt that stopped because its lease was taken over (nothing to record).
+pub const LEASE_LOST: &str = "lease-lost";
+
 /// Whether another attempt can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +64,9 @@ pub struct JobError {
     /// A lower bound for the next attempt, when the other side said when to come back
     /// (e.g. HTTP 429 `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The cached direct URL the attempt used, when the file it gave failed the size check
+    /// or validation: the queue forgets it so that the next attempt extracts afresh.
+    pub stale_direct_url: Option<String>,
 }
 
 impl JobError {
@@ -83,7 +93,14 @@ impl JobError {
             // Messages carry upstream text; it goes to the log and `last_error`.
             message: crate::redact::scrub_owned(message.into()),
             retry_after: None,
+            stale_direct_url: None,
         }
+    }
+
+    /// Marks `url`, the cached direct URL the attempt used, as giving a bad file.
+    pub fn with_stale_direct_url(mut self, url: impl Into<String>) -> Self {
+        self.stale_direct_url = Some(url.into());
+        self
     }
 
     /// Asks for the next attempt no sooner than `after`.

@@ -475,29 +475,44 @@ impl DouyinExtractor {
             Link::Id { aweme_id, kind } => Ok((Target { aweme_id, kind }, 0)),
             Link::Short { url } => {
                 let t = Instant::now();
-                let page = session
-                    .get_once(&url, &[])
-                    .await
-                    .map_err(|e| ExtractError::ShortLink(format!("{url}: {e}")))?;
-                let ms = t.elapsed().as_millis() as u64;
-                match (page.status, page.location) {
-                    (300..=399, Some(location)) => match link::id_from_url(&location) {
-                        Some((aweme_id, kind)) => Ok((Target { aweme_id, kind }, ms)),
-                        None => Err(UnsupportedLink(format!(
-                            "{url} leads to {location}, which names no video"
-                        ))
-                        .into()),
-                    },
-                    (404 | 410, _) => Err(UnsupportedLink(format!(
-                        "{url} does not exist (HTTP {})",
-                        page.status
-                    ))
-                    .into()),
-                    (status, _) => Err(ExtractError::ShortLink(format!(
-                        "{url} answered HTTP {status} without a redirect"
-                    ))),
-                }
+                let target = Self::follow_short_link(&url, session).await?;
+                Ok((target, t.elapsed().as_millis() as u64))
             }
+        }
+    }
+
+    /// The aweme id a short link leads to, asked with one GET, as [`DouyinExtractor::extract`]
+    /// does (`enqueue` records it, so that a short link and the page link of one video find
+    /// the same row). [`ExtractError::ShortLink`] when Douyin could not be asked now;
+    /// [`ExtractError::Unsupported`] when the link leads nowhere.
+    pub async fn resolve_short_link(&self, url: &url::Url) -> Result<String, ExtractError> {
+        let mut session = self.client.session();
+        Ok(Self::follow_short_link(url, &mut session).await?.aweme_id)
+    }
+
+    /// One GET of a short link, without following its redirect.
+    async fn follow_short_link(
+        url: &url::Url,
+        session: &mut Session<'_>,
+    ) -> Result<Target, ExtractError> {
+        let page = session
+            .get_once(url, &[])
+            .await
+            .map_err(|e| ExtractError::ShortLink(format!("{url}: {e}")))?;
+        match (page.status, page.location) {
+            (300..=399, Some(location)) => match link::id_from_url(&location) {
+                Some((aweme_id, kind)) => Ok(Target { aweme_id, kind }),
+                None => Err(UnsupportedLink(format!(
+                    "{url} leads to {location}, which names no video"
+                ))
+                .into()),
+            },
+            (404 | 410, _) => {
+                Err(UnsupportedLink(format!("{url} does not exist (HTTP {})", page.status)).into())
+            }
+            (status, _) => Err(ExtractError::ShortLink(format!(
+                "{url} answered HTTP {status} without a redirect"
+            ))),
         }
     }
 }

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::JobError;
-use crate::queue::{ClaimedJob, StoredObject};
+use crate::queue::{ClaimedJob, Learned, StoredObject};
 use crate::stage::{
-    DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler, JobOutput,
-    MediaInfo, MediaSource, StageJob, Storage, Validator,
+    CACHED_STRATEGY, DownloadError, DownloadedFile, Downloader, Extractor, JobContext, JobHandler,
+    JobOutput, MediaInfo, MediaSource, StageJob, Storage, Validator,
 };
 
 /// The real job handler: extract → download → validate → upload.
@@ -41,9 +41,11 @@ impl Pipeline {
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
-        let job = &StageJob::from(job);
-        let mut source = timed("extract", self.extractor.extract(job, ctx)).await?;
+        let mut stage_job = StageJob::from(job);
+        let mut source = timed("extract", self.extractor.extract(&stage_job, ctx)).await?;
         tracing::info!(strategy = %source.strategy, mirrors = source.urls.len(), "extracted");
+        learn_douyin_id(&mut stage_job, &source, ctx).await?;
+        let job = &stage_job;
         let file = match timed("download", self.downloader.download(&source, ctx)).await {
             // Every mirror refused the signed URL: extract once more, without the cache.
             Err(DownloadError::Expired(e)) => {
@@ -51,6 +53,9 @@ impl JobHandler for Pipeline {
                 let fresh = job.without_cache();
                 source = timed("extract", self.extractor.extract(&fresh, ctx)).await?;
                 timed("download", self.downloader.download(&source, ctx)).await?
+            }
+            Err(DownloadError::Failed(e)) if e.code == SIZE_MISMATCH => {
+                return Err(blame_cache(&source, e));
             }
             other => other?,
         };
@@ -88,7 +93,8 @@ impl Pipeline {
             tokio::task::spawn_blocking(move || validator.validate(&to_check)),
         )
         .await
-        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
+        .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))?
+        .map_err(|e| blame_cache(source, e))?;
         let stored = timed("upload", self.storage.store(job, source, file, &info, ctx)).await?;
         metrics::counter!(crate::metrics::BYTES_UPLOADED).increment(file.size);
         Ok((info, stored))
@@ -124,6 +130,69 @@ impl Pipeline {
             }));
         }
         Ok(stored_parts)
+    }
+}
+
+/// A job whose video row had no Douyin id (a short link queued before it could be resolved)
+/// records the one extraction learnt: when another row has it, this row is merged into that
+/// one, and the job either carries on for it (`job` now names it) or stops
+/// ([`crate::error::MERGED`]) because that row is stored or downloaded by its own job.
+async fn learn_douyin_id(
+    job: &mut StageJob,
+    source: &MediaSource,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    if job.douyin_id.as_deref().is_some_and(|id| !id.is_empty()) || source.douyin_id.is_empty() {
+        return Ok(());
+    }
+    let learned = ctx.learn_douyin_id(&source.douyin_id).await.map_err(|e| {
+        JobError::transient(
+            "queue-unavailable",
+            format!("cannot record the Douyin id {}: {e}", source.douyin_id),
+        )
+    })?;
+    match learned {
+        Learned::Kept => {}
+        Learned::Moved(video) => {
+            tracing::info!(%video, douyin_id = %source.douyin_id, "another row has this Douyin id: merged into it, downloading for it");
+            job.video_id = video;
+        }
+        Learned::Merged(video) => {
+            return Err(JobError::permanent(
+                crate::error::MERGED,
+                format!(
+                    "merged into video {video}, which has Douyin id {} and is stored or has a job of its own",
+                    source.douyin_id
+                ),
+            ));
+        }
+        Learned::LeaseLost => {
+            return Err(JobError::transient(
+                crate::error::LEASE_LOST,
+                "the lease was taken over while recording the Douyin id",
+            ));
+        }
+    }
+    job.douyin_id = Some(source.douyin_id.clone());
+    Ok(())
+}
+
+/// The code of a download whose size is not the one announced.
+const SIZE_MISMATCH: &str = "size-mismatch";
+
+/// `e`, caused by the file `source` gave: when that source was the direct URL cached on the
+/// video row, the error names it, and the queue forgets it so that the next attempt extracts
+/// afresh instead of downloading the same bad file again.
+fn blame_cache(source: &MediaSource, e: JobError) -> JobError {
+    match source.urls.first() {
+        Some(url) if source.strategy == CACHED_STRATEGY => {
+            tracing::info!(
+                code = e.code,
+                "the cached direct URL gave a bad file: forgetting it"
+            );
+            e.with_stale_direct_url(url.clone())
+        }
+        _ => e,
     }
 }
 

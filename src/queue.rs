@@ -32,8 +32,8 @@ pub use admin::{
 };
 pub(crate) use job::retry_seconds;
 pub use job::{
-    ClaimedJob, CompleteOutcome, Completion, FailOutcome, FailedAttempt, ReleaseOutcome, Rescued,
-    StoredObject, VideoRow, VideoUpdate,
+    ClaimedJob, CompleteOutcome, Completion, FailOutcome, FailedAttempt, Learned, ReleaseOutcome,
+    Rescued, StoredObject, VideoRow, VideoUpdate,
 };
 pub use signal::JobSignal;
 
@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The schema version (`douyin_worker_schema_version()`) this build works with.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The NOTIFY channel the database signals claimable jobs on.
 pub const NOTIFY_CHANNEL: &str = "douyin_worker_jobs";
@@ -206,6 +206,17 @@ pub trait JobQueue: QueueName {
         total: Option<u64>,
     ) -> Result<bool, QueueError>;
 
+    /// Records the Douyin id extraction learnt for a running job whose video row had none (a
+    /// short link queued before it could be resolved). When another row already has that id,
+    /// the job's row is merged into it: the job carries on for that row, or ends when that row
+    /// is stored or busy. Race-safe: of two rows learning one id at once, one keeps it.
+    async fn learn_douyin_id(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        douyin_id: &str,
+    ) -> Result<Learned, QueueError>;
+
     /// Starts delivering wake-ups to `signal` until `shutdown`. Backends without a push
     /// channel may do nothing; the worker then relies on polling.
     async fn subscribe(
@@ -213,6 +224,13 @@ pub trait JobQueue: QueueName {
         signal: Arc<JobSignal>,
         shutdown: CancellationToken,
     ) -> Result<(), QueueError>;
+}
+
+/// Names the backend only (for the `Debug` of what holds a queue).
+impl std::fmt::Debug for dyn JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobQueue({})", self.backend())
+    }
 }
 
 /// A whole queue: both faces. [`open`] hands one out; the worker takes it as a

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::JobError;
-use crate::queue::{ClaimedJob, Lease};
+use crate::queue::{ClaimedJob, JobQueue, Learned, Lease, QueueError};
 pub use crate::queue::{StoredObject, VideoUpdate};
 use crate::workdir::JobWorkdir;
 
@@ -145,6 +145,7 @@ pub struct JobContext {
     cancel: CancellationToken,
     workdir: JobWorkdir,
     progress: Arc<ProgressBoard>,
+    queue: Option<Arc<dyn JobQueue>>,
 }
 
 impl JobContext {
@@ -162,6 +163,27 @@ impl JobContext {
             cancel,
             workdir: JobWorkdir::new(temp_root, lease.job_id),
             progress,
+            queue: None,
+        }
+    }
+
+    /// The same context, able to record what the job learns on `queue`
+    /// ([`JobContext::learn_douyin_id`]); the worker gives every job its queue.
+    pub fn with_queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Records the Douyin id extraction learnt for a job whose video row had none, merging
+    /// the row into another that has it (see `JobQueue::learn_douyin_id`). Without a queue
+    /// (a job run outside a worker) there is nothing to merge: `Kept`.
+    pub async fn learn_douyin_id(&self, douyin_id: &str) -> Result<Learned, QueueError> {
+        match &self.queue {
+            Some(q) => {
+                q.learn_douyin_id(&self.worker_id, &self.lease, douyin_id)
+                    .await
+            }
+            None => Ok(Learned::Kept),
         }
     }
 
@@ -201,6 +223,10 @@ impl Drop for JobContext {
         self.progress.remove(&self.lease);
     }
 }
+
+/// The [`MediaSource::strategy`] of a source answered from the direct URL cached on the video
+/// row ([`StageJob::cached`]) instead of a fresh extraction.
+pub const CACHED_STRATEGY: &str = "cache";
 
 /// A direct media URL (with mirrors) and what was learnt about the video.
 #[derive(Clone, Debug, Default, PartialEq)]

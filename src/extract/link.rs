@@ -74,16 +74,25 @@ const EXPECTED: &str =
 /// Finds the link in what a user pasted: share text with a URL inside, a URL (with or without
 /// scheme), or a bare aweme id (digits, 8 to 25 of them, as in the SQL `enqueue_download_job`).
 pub fn parse(input: &str) -> Result<Link, UnsupportedLink> {
+    locate(input).map(|(link, _)| link)
+}
+
+/// [`parse`], and the URL it found in the text (with a scheme, without the text around it);
+/// `None` for a bare aweme id. What `enqueue` records as the video's link.
+pub fn locate(input: &str) -> Result<(Link, Option<Url>), UnsupportedLink> {
     let text = input.trim();
     if text.is_empty() {
         return Err(refuse("empty input"));
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return if is_id(text) {
-            Ok(Link::Id {
-                aweme_id: text.to_owned(),
-                kind: None,
-            })
+            Ok((
+                Link::Id {
+                    aweme_id: text.to_owned(),
+                    kind: None,
+                },
+                None,
+            ))
         } else {
             Err(refuse(format!(
                 "{} is not a video id (expected {ID_MIN} to {ID_MAX} digits)",
@@ -98,7 +107,7 @@ pub fn parse(input: &str) -> Result<Link, UnsupportedLink> {
         let result = match candidate {
             Candidate::Url(s) => Url::parse(&s)
                 .map_err(|e| refuse(format!("{} is not a valid URL ({e})", clip(&s, 200))))
-                .and_then(|url| classify(&url)),
+                .and_then(|url| classify(&url).map(|link| (link, Some(url)))),
             Candidate::BadScheme(scheme) => {
                 Err(refuse(format!("scheme {scheme} is not http or https")))
             }
@@ -412,6 +421,25 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(link) => panic!("{input:?} parsed as {link:?}"),
         }
+    }
+
+    #[test]
+    fn locate_gives_the_link_without_the_text_pasted_around_it() {
+        let page = "https://www.douyin.com/video/7412345678901234567";
+        for input in [
+            "https://www.douyin.com/video/7412345678901234567 这是一个很棒的视频",
+            "https://www.douyin.com/video/7412345678901234567, great video",
+            "https://www.douyin.com/video/7412345678901234567\u{200B}很棒",
+            "看看 www.douyin.com/video/7412345678901234567 ！",
+        ] {
+            let (link, url) = locate(input).unwrap();
+            assert_eq!(link, id(Some(PostKind::Video)), "{input:?}");
+            assert_eq!(url.map(String::from).as_deref(), Some(page), "{input:?}");
+        }
+        let (link, url) = locate("7.43 复制 https://v.douyin.com/iRNBho6u/ 打开").unwrap();
+        assert_eq!(link, short("https://v.douyin.com/iRNBho6u/"));
+        assert_eq!(url.unwrap().as_str(), "https://v.douyin.com/iRNBho6u/");
+        assert_eq!(locate(ID).unwrap(), (id(None), None));
     }
 
     #[test]

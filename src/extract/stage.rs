@@ -32,7 +32,7 @@ impl DouyinExtractor {
                 ("Referer".to_string(), "https://www.douyin.com/".to_string()),
             ],
             expected_size: candidate["data_size"].as_u64(),
-            strategy: "cache".to_string(),
+            strategy: crate::stage::CACHED_STRATEGY.to_string(),
             video: VideoUpdate {
                 douyin_id: Some(douyin_id),
                 ..VideoUpdate::default()

@@ -4,11 +4,13 @@
 //!   deletion; waiting → queued (`202 {"status":"queued"}`); in progress →
 //!   `202 {"status":"downloading","progress":N}`; stored → `200 {"status":"ready",
 //!   "download_url","expires_at","filename","filesize","mime_type"}`, or with `?proxy=true`
-//!   the file itself (one `Range` served as 206); failed for good →
+//!   the file itself (one `Range` served as 206); stored but its object missing →
+//!   `404 {"status":"missing","error","retry_available"}`; failed for good →
 //!   `500 {"status":"failed","error","retry_available"}`. `HEAD` answers the same status
 //!   and never queues anything (link previewers send it).
-//! - `POST /api/videos/{id}/retry`: queues the video again (`202 {"status":"queued"}`) only
-//!   when its last failure can be retried (else `409`, the failed answer), it has no active
+//! - `POST /api/videos/{id}/retry`: queues the video again (`202 {"status":"queued"}`),
+//!   also a stored one whose object has gone missing, only when its last failure can be
+//!   retried (else `409`, the failed answer), it has no active
 //!   job (else that job's state) and its last job was queued at least
 //!   `API_RETRY_COOLDOWN_SECONDS` ago (else `429` with `Retry-After`).
 //! - `GET /health`.
@@ -203,7 +205,7 @@ async fn download(
         // never starts a download.
         return answer(StatusCode::ACCEPTED, json!({"status": "queued"}));
     }
-    enqueue(&state, &video, json!({"source": "api"})).await
+    enqueue(&state, &video, json!({"source": "api"}), false).await
 }
 
 async fn retry(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
@@ -222,16 +224,46 @@ async fn retry(State(state): State<HttpState>, Path(id): Path<String>) -> Respon
     if video.active_job_id.is_some() {
         return in_progress(&video);
     }
-    if is_stored(&video) {
+    // Stored, unless its object has gone missing: then it is downloaded again.
+    let stored = is_stored(&video);
+    if stored && !object_missing(&state, &video).await {
         return ready(&state, &video).await;
     }
     if !retry_available(&video) {
-        return failed(&video, StatusCode::CONFLICT);
+        return if stored {
+            missing(
+                &video,
+                video.object_key.as_deref().unwrap_or_default(),
+                StatusCode::CONFLICT,
+            )
+        } else {
+            failed(&video, StatusCode::CONFLICT)
+        };
     }
     if let Err(r) = cooled_down(&state, &video) {
         return r;
     }
-    enqueue(&state, &video, json!({"source": "api", "retry": true})).await
+    enqueue(
+        &state,
+        &video,
+        json!({"source": "api", "retry": true}),
+        stored,
+    )
+    .await
+}
+
+/// Whether the store says a stored video's object is gone (not when it cannot tell).
+async fn object_missing(state: &HttpState, v: &VideoState) -> bool {
+    let Ok(key) = key_in_our_bucket(state, v) else {
+        return false;
+    };
+    match state.storage.head(key).await {
+        Ok(found) => found.is_none(),
+        Err(e) => {
+            tracing::warn!(video_id = %v.id, key, error = %e, "download API: cannot check the stored object");
+            false
+        }
+    }
 }
 
 /// Whether a retry can help: the last failure was not permanent.
@@ -337,10 +369,12 @@ fn failed(v: &VideoState, status: StatusCode) -> Response {
     )
 }
 
-async fn enqueue(state: &HttpState, v: &VideoState, payload: Value) -> Response {
+/// Queues the video (`force`: although the row says stored, its object is missing).
+async fn enqueue(state: &HttpState, v: &VideoState, payload: Value, force: bool) -> Response {
     let req = EnqueueRequest {
         video_id: Some(v.id),
         payload: Some(payload),
+        force,
         ..Default::default()
     };
     match state.queue.enqueue(&req).await {
@@ -391,6 +425,11 @@ async fn ready(state: &HttpState, v: &VideoState) -> Response {
         Ok(k) => k,
         Err(r) => return r,
     };
+    // A signed URL (or this API's own link) to an object that is gone would only fail later,
+    // in the browser: say so now.
+    if object_missing(state, v).await {
+        return missing(v, key, StatusCode::NOT_FOUND);
+    }
     let ttl = state
         .api
         .as_ref()
@@ -401,10 +440,6 @@ async fn ready(state: &HttpState, v: &VideoState) -> Response {
         // The local folder signs nothing: this API serves the file itself.
         Err(e) if e.code == "no-signed-urls" => format!("/api/videos/{}/download?proxy=true", v.id),
         Err(e) => {
-            // Some stores answer a missing object with an error that looks transient.
-            if let Ok(None) = state.storage.head(key).await {
-                return missing(v, key);
-            }
             tracing::error!(video_id = %v.id, key, error = %e, "download API: cannot sign a URL");
             return unavailable();
         }
@@ -441,7 +476,7 @@ async fn stream_object(
     let size = if head_only || range.is_some() {
         match state.storage.head(key).await {
             Ok(Some(info)) => Some(info.size),
-            Ok(None) => return missing(v, key),
+            Ok(None) => return missing(v, key, StatusCode::NOT_FOUND),
             Err(e) => return fail(e),
         }
     } else {
@@ -479,7 +514,7 @@ async fn stream_object(
     };
     let (object, part) = match opened {
         Ok((Some(o), part)) => (o, part),
-        Ok((None, _)) => return missing(v, key),
+        Ok((None, _)) => return missing(v, key, StatusCode::NOT_FOUND),
         Err(e) => return fail(e),
     };
     let stall = state
@@ -549,12 +584,21 @@ fn stall_guard(
     })
 }
 
-/// The row says stored, but the store has no such object.
-fn missing(v: &VideoState, key: &str) -> Response {
+/// The row says stored, but the store has no such object: `status` (404, or 409 for a retry
+/// that cannot help) with `retry_available`, or the state of the job already downloading it
+/// again.
+fn missing(v: &VideoState, key: &str, status: StatusCode) -> Response {
+    if v.active_job_id.is_some() {
+        return in_progress(v);
+    }
     tracing::error!(video_id = %v.id, key, "download API: the video is marked stored but its object is missing");
     answer(
-        StatusCode::NOT_FOUND,
-        json!({"status": "missing", "error": "the stored file is missing"}),
+        status,
+        json!({
+            "status": "missing",
+            "error": "the stored file is missing",
+            "retry_available": retry_available(v),
+        }),
     )
 }
 

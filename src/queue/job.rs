@@ -121,6 +121,10 @@ pub struct FailedAttempt {
     pub class: ErrorClass,
     /// When to try again; `None` fails the job for good.
     pub retry_in: Option<Duration>,
+    /// The cached direct URL (`videos.video_url_direct`) this attempt used, when the file it
+    /// gave failed the size check or validation: the video row forgets it (if it still holds
+    /// it), so the next attempt extracts afresh.
+    pub forget_direct_url: Option<String>,
 }
 
 /// What recording a completion did.
@@ -181,6 +185,34 @@ impl ReleaseOutcome {
             Self::Released
         } else {
             Self::LeaseLost
+        }
+    }
+}
+
+/// What recording a Douyin id learnt by extraction did (`learn_douyin_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// The job's video row has the id (it had one, or now has it): carry on.
+    Kept,
+    /// Another row had the id: the job's row was merged into it, and the job now works for
+    /// that row (given): carry on.
+    Moved(Uuid),
+    /// Another row had the id and is stored, marked for deletion or has a job of its own: the
+    /// job's row was merged into it (given) and the job ended, `completed` with the code
+    /// `merged`. Stop: nothing more to download or record.
+    Merged(Uuid),
+    /// The lease had expired and the job was taken over: nothing was changed.
+    LeaseLost,
+}
+
+impl Learned {
+    /// Reads the `outcome` and `video_id` columns of `learn_douyin_id`.
+    pub fn from_sql(outcome: &str, video_id: Option<Uuid>) -> Self {
+        match (outcome, video_id) {
+            ("kept", _) => Self::Kept,
+            ("moved", Some(id)) => Self::Moved(id),
+            ("merged", Some(id)) => Self::Merged(id),
+            _ => Self::LeaseLost,
         }
     }
 }

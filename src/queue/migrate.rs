@@ -57,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0005_row_security.sql",
         sql: include_str!("../../migrations/0005_row_security.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_one_row_per_video.sql",
+        sql: include_str!("../../migrations/0006_one_row_per_video.sql"),
+    },
 ];
 
 /// The PostgreSQL files as a person pastes them: `migrations/0001_schema.sql, 0002_queue.sql,
@@ -71,11 +76,18 @@ pub fn postgres_files_in_order() -> String {
 }
 
 /// The SQLite schema (the embedded default's queue), in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "sqlite/0001_schema.sql",
-    sql: include_str!("sqlite_schema.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "sqlite/0001_schema.sql",
+        sql: include_str!("sqlite_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sqlite/0002_merged_into.sql",
+        sql: include_str!("sqlite_merged_into.sql"),
+    },
+];
 
 /// Which files a migration run applied.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -220,6 +232,18 @@ pub async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateE
         // IMMEDIATE: two processes creating the file together wait on the busy timeout
         // instead of failing on a lock upgrade.
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        // Another process may have applied it since the read above: a file that is not
+        // idempotent (an `alter table ... add column`) must not run twice.
+        let done: Option<Option<String>> =
+            sqlx::query_scalar("select checksum from douyin_worker_migrations where version = ?")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.flatten().as_deref() == Some(checksum.as_str()) {
+            tx.commit().await?;
+            report.unchanged.push(m.name);
+            continue;
+        }
         sqlx::raw_sql(m.sql)
             .execute(&mut *tx)
             .await

@@ -27,9 +27,9 @@ use self::rows::{claimed_from_row, job_from_row, video_from_row};
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, NOTIFY_CHANNEL,
-    QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
-    SCHEMA_VERSION, VideoState, WorkerLoad, WorkerStats,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
+    NOTIFY_CHANNEL, QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult,
+    RetryTarget, SCHEMA_VERSION, VideoState, WorkerLoad, WorkerStats,
 };
 use super::{QueueAdmin, QueueName};
 use crate::config::database_url::connect_options;
@@ -297,6 +297,25 @@ impl JobQueue for PgQueue {
             )
             .await?;
         Ok(held)
+    }
+
+    async fn learn_douyin_id(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        douyin_id: &str,
+    ) -> Result<Learned, QueueError> {
+        let (outcome, video_id): (String, Option<Uuid>) = self
+            .db
+            .one(
+                sqlx::query("select outcome, video_id from public.learn_douyin_id($1, $2, $3, $4)")
+                    .bind(worker_id)
+                    .bind(lease.job_id)
+                    .bind(lease.lease_id)
+                    .bind(douyin_id),
+            )
+            .await?;
+        Ok(Learned::from_sql(&outcome, video_id))
     }
 
     async fn subscribe(

@@ -26,9 +26,9 @@ use uuid::Uuid;
 use super::wire::{completion_json, failure_json, lease_json};
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
-    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, SCHEMA_VERSION,
-    VideoRow, VideoState, WorkerLoad, WorkerStats,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
+    QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
+    SCHEMA_VERSION, VideoRow, VideoState, WorkerLoad, WorkerStats,
 };
 use super::{QueueAdmin, QueueName};
 use crate::config::Secret;
@@ -427,6 +427,31 @@ impl JobQueue for RestQueue {
                    "p_lease_id": lease.lease_id, "p_bytes_done": done, "p_bytes_total": total}),
         )
         .await
+    }
+
+    async fn learn_douyin_id(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        douyin_id: &str,
+    ) -> Result<Learned, QueueError> {
+        #[derive(Deserialize)]
+        struct Row {
+            outcome: String,
+            video_id: Option<Uuid>,
+        }
+        let rows: Vec<Row> = self
+            .call(
+                "learn_douyin_id",
+                json!({"p_worker_id": worker_id, "p_job_id": lease.job_id,
+                       "p_lease_id": lease.lease_id, "p_douyin_id": douyin_id}),
+            )
+            .await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueueError::Database("learn_douyin_id answered no row".into()))?;
+        Ok(Learned::from_sql(&row.outcome, row.video_id))
     }
 
     async fn subscribe(

@@ -41,9 +41,9 @@ use uuid::fmt::Hyphenated;
 
 use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
-    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Lease, QueueError,
-    QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget, VideoRow,
-    VideoState, WorkerLoad, WorkerStats, retry_seconds,
+    FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
+    QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
+    VideoRow, VideoState, WorkerLoad, WorkerStats, retry_seconds,
 };
 use super::{QueueAdmin, QueueName};
 use crate::error::ErrorClass;
@@ -51,6 +51,7 @@ use crate::queue::migrate::MigrateError;
 
 mod admin;
 mod enqueue;
+mod learn;
 mod lifecycle;
 mod watch;
 
@@ -465,6 +466,21 @@ impl JobQueue for SqliteQueue {
         self.progress_tx(worker_id, lease, clamp_i64(done), total.map(clamp_i64))
             .await
             .map_err(db_error)
+    }
+
+    async fn learn_douyin_id(
+        &self,
+        worker_id: &str,
+        lease: &Lease,
+        douyin_id: &str,
+    ) -> Result<Learned, QueueError> {
+        let id = douyin_id.trim();
+        if !(8..=25).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(QueueError::Rejected(format!(
+                "learn_douyin_id: the Douyin id must be 8 to 25 digits (got {douyin_id:?})"
+            )));
+        }
+        self.learn_tx(worker_id, lease, id).await.map_err(db_error)
     }
 
     async fn subscribe(

@@ -44,5 +44,6 @@ pub(crate) fn failure_json(f: &FailedAttempt) -> Value {
         "error_code": f.code,
         "error_class": f.class.as_str(),
         "retry_in_seconds": retry_seconds(f),
+        "forget_direct_url": f.forget_direct_url,
     })
 }

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::reporter::{Msg, Outcome};
 use super::{Held, Shared};
-use crate::error::JobError;
+use crate::error::{JobError, LEASE_LOST, MERGED};
 use crate::queue::{ClaimedJob, Completion, FailedAttempt, Lease};
 use crate::stage::{JobContext, JobOutput};
 
@@ -92,7 +92,8 @@ async fn attempt(shared: &Shared, job: &ClaimedJob, cancel: &CancellationToken) 
         cancel.clone(),
         &shared.opts.temp_dir,
         shared.progress.clone(),
-    );
+    )
+    .with_queue(shared.queue.clone());
     let work = AssertUnwindSafe(shared.handler.handle(job, &ctx)).catch_unwind();
     let r = tokio::select! {
         biased;
@@ -142,6 +143,17 @@ fn outcome_of(
                 video: out.video,
             })
         }
+        Some(Err(e)) if e.code == MERGED => {
+            tracing::info!(?elapsed, note = %e, "merged into another video row: job done");
+            shared.forget([lease.job_id]);
+            return None;
+        }
+        Some(Err(e)) if e.code == LEASE_LOST => {
+            tracing::warn!("lease lost to another worker: job abandoned");
+            shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+            shared.forget([lease.job_id]);
+            return None;
+        }
         Some(Err(e)) => {
             let last = !e.class.is_retryable()
                 || shared.opts.retry.exhausted(job.attempts, job.max_attempts);
@@ -164,6 +176,7 @@ fn outcome_of(
                 code: e.code.to_string(),
                 class: e.class,
                 retry_in,
+                forget_direct_url: e.stale_direct_url,
             })
         }
     })

@@ -90,6 +90,7 @@ pub(crate) async fn fail_for_good(q: &dyn Queue, job: Uuid) {
             code: "video-deleted".into(),
             class: ErrorClass::Permanent,
             retry_in: None,
+            forget_direct_url: None,
         }],
     )
     .await

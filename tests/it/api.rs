@@ -176,6 +176,7 @@ pub(crate) async fn fail_for_good_with(q: &PgQueue, class: ErrorClass, code: &st
             code: code.into(),
             class,
             retry_in: None,
+            forget_direct_url: None,
         }],
     )
     .await

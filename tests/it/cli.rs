@@ -556,7 +556,12 @@ fn a_dot_env_file_is_read_and_real_variables_win() {
 fn enqueue_queues_links_reports_duplicates_and_refuses_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = [("DATA_DIR", data.to_str().unwrap())];
+    // Douyin cannot be reached: the short link is queued as given.
+    let douyin = crate::rows::enqueue::unreachable_douyin();
+    let env = [
+        ("DATA_DIR", data.to_str().unwrap()),
+        ("DOUYIN_UPSTREAM", douyin.as_str()),
+    ];
     let o = worker(
         &[
             "enqueue",

@@ -26,6 +26,7 @@ mod pooler;
 mod queue;
 mod refused_keys;
 mod row_security;
+mod rows;
 mod s3;
 mod secrets;
 mod storage;

@@ -379,6 +379,7 @@ async fn claimable_jobs_are_announced_with_their_due_time() {
             code: "x".into(),
             class: douyin_worker::error::ErrorClass::Transient,
             retry_in: Some(Duration::from_secs(300)),
+            forget_direct_url: None,
         }],
     )
     .await

@@ -42,6 +42,7 @@ fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> Faile
         code: "http-503".into(),
         class,
         retry_in,
+        forget_direct_url: None,
     }
 }
 
@@ -416,12 +417,23 @@ async fn one_active_job_per_video(kind: Kind) {
         .unwrap();
     assert_eq!(forced.outcome, EnqueueOutcome::Queued);
     assert_ne!(forced.job_id, first.job_id);
-    // A job that failed for good is not active: the video may be queued again.
+    // A job that failed for good is not active: the video may be queued again. Its stored
+    // file is still there, so that takes --force again.
     let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
     q.fail("w", &[failure(job.lease, ErrorClass::Permanent, None)])
         .await
         .unwrap();
-    let after_failure = q.enqueue(&req).await.unwrap();
+    assert_eq!(
+        q.enqueue(&req).await.unwrap().outcome,
+        EnqueueOutcome::Ready
+    );
+    let after_failure = q
+        .enqueue(&EnqueueRequest {
+            force: true,
+            ..req.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(after_failure.outcome, EnqueueOutcome::Queued);
     assert_ne!(after_failure.job_id, forced.job_id);
     // Unknown video ids are reported, not created.

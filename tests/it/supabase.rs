@@ -86,6 +86,7 @@ async fn an_anon_key_cannot_claim_complete_or_read_jobs() {
                 code: "x".into(),
                 class: ErrorClass::Permanent,
                 retry_in: None,
+                forget_direct_url: None,
             }],
         )
         .await,

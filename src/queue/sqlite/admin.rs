@@ -109,7 +109,7 @@ impl SqliteQueue {
                                j.rowid desc
                       limit 1) as latest_error_code
                from videos v
-              where v.id = ?1",
+              where v.id = coalesce((select merged_into from videos where id = ?1), ?1)",
         )
         .bind(id.hyphenated())
         .fetch_optional(&self.pool)
@@ -171,6 +171,7 @@ impl SqliteQueue {
                        join videos v on v.id = j.video_id
                       where j.status = 'failed'
                         and coalesce(v.marked_for_deletion, 0) = 0
+                        and v.merged_into is null
                         and not (v.status in ('ready', 'uploaded', 'processed')
                                  and v.object_key is not null)
                         and not exists (
@@ -237,8 +238,36 @@ impl SqliteQueue {
                     max_attempts: Some(r.max_attempts),
                     ..Default::default()
                 };
-                let new_job_id = requeue_video(&mut w, &req, video_id, 0, &now_s).await?;
-                (Some(new_job_id), RetryOutcome::Queued)
+                // A row merged into another is retried as that row, as enqueue does.
+                let merged: Option<(String, bool, bool, Option<String>)> = sqlx::query_as(
+                    "select m.id, coalesce(m.marked_for_deletion, 0) <> 0,
+                            (m.status in ('ready', 'uploaded', 'processed')
+                             and m.object_key is not null),
+                            (select a.id from download_jobs a
+                              where a.video_id = m.id and a.status in ('pending', 'running')
+                              limit 1)
+                       from videos v join videos m on m.id = v.merged_into
+                      where v.id = ?1",
+                )
+                .bind(&r.video_id)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+                match merged {
+                    Some((_, true, _, _)) => (None, RetryOutcome::MarkedForDeletion),
+                    Some((_, _, _, Some(active))) => {
+                        (Some(parse_uuid(&active)?), RetryOutcome::Duplicate)
+                    }
+                    Some((_, _, true, _)) => (None, RetryOutcome::Superseded),
+                    Some((into, ..)) => {
+                        let into = parse_uuid(&into)?;
+                        let new_job_id = requeue_video(&mut w, &req, into, 0, &now_s).await?;
+                        (Some(new_job_id), RetryOutcome::Queued)
+                    }
+                    None => {
+                        let new_job_id = requeue_video(&mut w, &req, video_id, 0, &now_s).await?;
+                        (Some(new_job_id), RetryOutcome::Queued)
+                    }
+                }
             };
             out.push(result(Some(video_id), new_job_id, outcome));
         }

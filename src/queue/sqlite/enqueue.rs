@@ -11,7 +11,7 @@ impl SqliteQueue {
         url: Option<&str>,
         douyin_id: Option<&str>,
     ) -> Result<EnqueueResult, sqlx::Error> {
-        // By id; else by Douyin id, then by link.
+        // By id; else by Douyin id, then by link; a merged row stands for its survivor.
         let douyin_id = match req.video_id {
             Some(_) => None,
             None => douyin_id
@@ -32,7 +32,9 @@ impl SqliteQueue {
                 .fetch_optional(&mut *w.tx)
                 .await?;
 
-        let Some((video_id_s, status, object_key, marked, default_priority, active)) = found else {
+        let Some((video_id_s, status, object_key, marked, default_priority, active, without_id)) =
+            found
+        else {
             if let Some(video_id) = req.video_id {
                 w.commit().await?;
                 return Ok(EnqueueResult {
@@ -68,6 +70,16 @@ impl SqliteQueue {
         };
 
         let video_id = parse_uuid(&video_id_s)?;
+        if let (true, Some(douyin_id)) = (without_id, &douyin_id) {
+            // Found by its link (a short link queued before it could be resolved): the row
+            // learns its Douyin id.
+            sqlx::query("update videos set douyin_id = ?1, updated_at = ?2 where id = ?3")
+                .bind(douyin_id)
+                .bind(&now_s)
+                .bind(&video_id_s)
+                .execute(&mut *w.tx)
+                .await?;
+        }
         let (job_id, outcome) = if marked {
             (None, EnqueueOutcome::MarkedForDeletion)
         } else if let Some(active) = active {
@@ -91,8 +103,17 @@ impl SqliteQueue {
 }
 
 /// What enqueue reads of the video: id, status, object_key, marked_for_deletion, the default
-/// priority from its ranking, and its active job.
-type EnqueueVideo = (String, String, Option<String>, bool, i64, Option<String>);
+/// priority from its ranking, its active job, and whether it was found by its link without
+/// a Douyin id.
+type EnqueueVideo = (
+    String,
+    String,
+    Option<String>,
+    bool,
+    i64,
+    Option<String>,
+    bool,
+);
 
 /// Inserts the pending job of an enqueue; `default_priority` is the video's ranking.
 pub(super) async fn insert_job(
@@ -119,7 +140,8 @@ pub(super) async fn insert_job(
 }
 
 /// Queues a new job for an existing video and shows the video as `queued` (unless a worker
-/// is on it), as `enqueue_download_job` does.
+/// is on it, or it is stored: a forced download leaves it `ready`), as
+/// `enqueue_download_job` does.
 pub(super) async fn requeue_video(
     w: &mut WriteTx<'_>,
     req: &EnqueueRequest,
@@ -131,7 +153,9 @@ pub(super) async fn requeue_video(
     sqlx::query(
         "update videos
             set status = 'queued', last_error = null, next_attempt_at = null, updated_at = ?1
-          where id = ?2 and status not in ('downloading', 'running')",
+          where id = ?2 and status not in ('downloading', 'running')
+            and not (status in ('ready', 'uploaded', 'processed')
+                     and coalesce(object_key, '') <> '')",
     )
     .bind(now_s)
     .bind(video_id.hyphenated())

@@ -255,6 +255,14 @@ impl SqliteQueue {
             .fetch_all(&mut *w.tx)
             .await?;
 
+        // The cached direct URL each failure asks to forget, by job id.
+        let forget: HashMap<String, &str> = items
+            .iter()
+            .filter_map(|f| {
+                let url = f.forget_direct_url.as_deref().filter(|u| !u.is_empty())?;
+                Some((f.lease.job_id.hyphenated().to_string(), url))
+            })
+            .collect();
         let mut outcomes: HashMap<Uuid, FailOutcome> = HashMap::with_capacity(updated.len());
         let mut videos = Vec::with_capacity(updated.len());
         for row in &updated {
@@ -274,6 +282,7 @@ impl SqliteQueue {
                 "error": row.try_get::<Option<String>, _>("last_error")?,
                 "attempts": row.try_get::<i32, _>("attempts")?,
                 "next": (!failed).then(|| format_timestamp(scheduled_at)),
+                "forget": forget.get(&row.try_get::<String, _>("id")?),
             }));
         }
         if !videos.is_empty() {

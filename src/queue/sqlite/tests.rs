@@ -114,6 +114,7 @@ fn failure(lease: Lease, class: ErrorClass, retry_in: Option<Duration>) -> Faile
         code: "download-timeout".into(),
         class,
         retry_in,
+        forget_direct_url: None,
     }
 }
 
@@ -367,9 +368,9 @@ async fn enqueue_outcomes() {
     .await;
     assert_eq!(forced.outcome, EnqueueOutcome::Queued);
     assert_eq!(forced.video_id, stored.video_id);
-    // queued again: the video says so
+    // queued again, but its file is still there: the video stays ready
     let v = video(&q, stored.video_id.unwrap()).await;
-    assert_eq!(text(&v, "status").as_deref(), Some("queued"));
+    assert_eq!(text(&v, "status").as_deref(), Some("ready"));
 }
 
 #[tokio::test]

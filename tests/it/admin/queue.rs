@@ -55,6 +55,7 @@ async fn a_video_shows_its_download_state_and_its_latest_job(kind: Kind) {
             code: "http-503".into(),
             class: ErrorClass::Transient,
             retry_in: Some(Duration::ZERO),
+            forget_direct_url: None,
         }],
     )
     .await
@@ -361,6 +362,7 @@ async fn the_overview_counts_due_jobs_their_wait_and_each_workers_jobs(kind: Kin
             code: "http-429".into(),
             class: ErrorClass::Transient,
             retry_in: Some(Duration::from_secs(3600)),
+            forget_direct_url: None,
         }],
     )
     .await

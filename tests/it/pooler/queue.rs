@@ -48,6 +48,7 @@ fn failure(lease: Lease, class: ErrorClass) -> FailedAttempt {
         code: "test".into(),
         class,
         retry_in: (class != ErrorClass::Permanent).then_some(Duration::from_secs(3600)),
+        forget_direct_url: None,
     }
 }
 
