@@ -12,6 +12,7 @@ mod api_range;
 mod browser;
 mod cli;
 mod cloud_stores;
+mod disk;
 mod download;
 mod extract;
 mod http_server;
