@@ -2,6 +2,8 @@
 //! `{root}/{key}`, written to a temporary name beside the target and renamed into place
 //! (a reader never sees half a file; a retry replaces, never duplicates), with a
 //! `{key}.meta.json` sidecar holding content type, cache control, metadata and the etag.
+//! Objects get the mode of any new file (`0o666` less the umask), not the owner-only mode of
+//! the download, so a web server running as another user can serve the folder.
 //!
 //! Listing walks the folder and reports only objects: the sidecars, the `.{uuid}.part` files of
 //! uploads in progress, symbolic links and anything that is not a regular file are skipped.
@@ -118,6 +120,23 @@ pub fn content_type_of(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Copies the downloaded file (owner-only) to `to`, created as any new file is (`0o666` less
+/// the umask: a web server running as another user can serve the folder), and syncs it.
+async fn copy_shared(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut src = std::fs::File::open(&from)?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&to)?;
+        std::io::copy(&mut src, &mut dst)?;
+        dst.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
     let message = format!("{what} {}: {e}", path.display());
     match e.kind() {
@@ -160,13 +179,9 @@ impl ObjectBackend for LocalFolder {
             .map_err(|e| io("cannot create", &dir, e))?;
         let tmp = dir.join(format!(".{}.part", uuid::Uuid::new_v4().simple()));
         let copied = async {
-            tokio::fs::copy(&req.file.path, &tmp)
+            copy_shared(&req.file.path, &tmp)
                 .await
                 .map_err(|e| io("cannot write", &tmp, e))?;
-            let f = tokio::fs::File::open(&tmp)
-                .await
-                .map_err(|e| io("cannot open", &tmp, e))?;
-            f.sync_all().await.map_err(|e| io("cannot sync", &tmp, e))?;
             let sidecar = Self::sidecar(&target);
             let meta = json!({
                 "content_type": req.content_type,

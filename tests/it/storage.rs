@@ -496,3 +496,34 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
         "no temp files left"
     );
 }
+
+#[tokio::test]
+async fn local_objects_honour_the_umask_not_the_download_s_private_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("videos");
+    let stage = stage(Arc::new(LocalFolder::new(&root, "videos")));
+    let j = job();
+    let file = file_of(tmp.path(), &bytes(10_000, 3));
+    // The download is owner-only, as the downloader writes it.
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let object = root.join(format!("{ID}/{ID}.mp4"));
+    // Each test runs in its own process (nextest), so the umask is this test's to set.
+    for (umask, expected) in [(0o022, 0o644), (0o027, 0o640)] {
+        let before = unsafe { libc::umask(umask) };
+        let stored = stage
+            .store(
+                &StageJob::from(&j),
+                &source(),
+                &file,
+                &info(),
+                &ctx(tmp.path(), &j),
+            )
+            .await;
+        unsafe { libc::umask(before) };
+        stored.unwrap();
+        assert_eq!(mode(&object), expected, "umask {umask:o}");
+    }
+    assert_eq!(mode(&file.path), 0o600, "the download stays private");
+}
