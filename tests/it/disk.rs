@@ -148,3 +148,119 @@ async fn too_little_free_space_pauses_claiming_and_readyz_and_metrics_say_so() {
     assert!(metrics.contains("\ndouyin_low_disk 0\n"), "{metrics}");
     bin.stop();
 }
+
+/// `douyin-worker get LINK ARGS...` in `cwd` against the loopback Douyin server, under umask
+/// 022, with its output piped (not waited for).
+fn spawn_get(cwd: &std::path::Path, upstream: &str, args: &[&str]) -> std::process::Child {
+    // `sh -c 'umask 022; exec "$0" "$@"'`: the umask is the child's, whatever the test's.
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_douyin-worker"))
+        .arg("get")
+        .args(args)
+        .current_dir(cwd)
+        .env("DOUYIN_UPSTREAM", upstream)
+        .env("ALLOW_PRIVATE_NETWORKS", "true")
+        .env_remove("DATABASE_URL")
+        .env_remove("SUPABASE_URL")
+        .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The hidden temp folders `get` left in `dir`.
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".douyin-worker-get-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_checks_the_output_before_downloading_and_writes_a_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
+    let out = tempfile::tempdir().unwrap();
+    let link = format!("https://www.douyin.com/video/{ID}");
+    for output in ["newdir/", "newdir/video.mp4"] {
+        let o = spawn_get(out.path(), &server.url, &[&link, "-o", output])
+            .wait_with_output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("--output {output}: ")), "{err}");
+        assert!(server.requests().is_empty(), "nothing asked of Douyin");
+        assert!(leftovers(out.path()).is_empty());
+    }
+    let o = spawn_get(out.path(), &server.url, &[&link, "-o", "saved.mp4"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mode = std::fs::metadata(out.path().join("saved.mp4"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "0666 less the umask 022");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_get_removes_the_partial_download() {
+    use fakes::cdn::{Cdn, Serve, bytes};
+    let cdn = Cdn::start().await;
+    let size = 4 << 20;
+    cdn.add(
+        "/slow.mp4",
+        bytes(size, 5),
+        Serve::StallAfter {
+            after: 1 << 20,
+            stall: Duration::from_secs(60),
+        },
+    );
+    let post = fakes::douyin::video_post_from(
+        ID,
+        Behaviour::NewSharePage,
+        &cdn.url("/slow.mp4"),
+        size as u64,
+    );
+    let server = DouyinServer::start(vec![post]).await;
+    let out = tempfile::tempdir().unwrap();
+    let link = format!("https://www.douyin.com/video/{ID}");
+    let child = spawn_get(out.path(), &server.url, &[&link, "-o", "."]);
+    // Wait until the download is under way: a partial file in the hidden folder.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let partial = leftovers(out.path()).iter().any(|d| {
+            std::fs::read_dir(out.path().join(d))
+                .map(|files| {
+                    files
+                        .flatten()
+                        .any(|f| f.metadata().is_ok_and(|m| m.len() > 0))
+                })
+                .unwrap_or(false)
+        });
+        if partial {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the download never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert_eq!(leftovers(out.path()), Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
