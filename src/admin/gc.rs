@@ -220,15 +220,7 @@ pub async fn plan(
         } else if too_young(&object, opts.min_age, now) {
             report.kept_young += 1;
         } else {
-            report.orphan_bytes += object.size;
-            report.orphans.push(GcItem {
-                key: object.key,
-                size: object.size,
-                last_modified: object.last_modified,
-                result: GcResult::WouldDelete,
-                error: None,
-                partial_upload: false,
-            });
+            report.push_orphan(object, false);
         }
     }
     if opts.apply && wanted.is_empty() && !report.orphans.is_empty() {
@@ -247,18 +239,25 @@ pub async fn plan(
     partial.sort_by(|a, b| a.key.cmp(&b.key));
     for upload in partial {
         if !too_young(&upload, opts.min_age, now) {
-            report.orphan_bytes += upload.size;
-            report.orphans.push(GcItem {
-                key: upload.key,
-                size: upload.size,
-                last_modified: upload.last_modified,
-                result: GcResult::WouldDelete,
-                error: None,
-                partial_upload: true,
-            });
+            report.push_orphan(upload, true);
         }
     }
     Ok(report)
+}
+
+impl GcReport {
+    /// Counts `object` as an orphan that would be deleted.
+    fn push_orphan(&mut self, object: ListedObject, partial_upload: bool) {
+        self.orphan_bytes += object.size;
+        self.orphans.push(GcItem {
+            key: object.key,
+            size: object.size,
+            last_modified: object.last_modified,
+            result: GcResult::WouldDelete,
+            error: None,
+            partial_upload,
+        });
+    }
 }
 
 /// The keys gc must not delete: the wanted keys, and each without a leading `{bucket}/`.

@@ -244,8 +244,8 @@ fn lock(file: &Path) -> Option<Box<dyn Fn()>> {
     Some(Box::new(move || assert!(chattr("-i", &file))))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_deletion_is_reported_and_the_others_still_go() {
+/// The embedded default whose one video is stored under `1/1.mp4` (the file is not written).
+async fn sqlite_place_wanting_1_mp4() -> Place {
     fakes::pg::init_tracing();
     let place = Place::sqlite();
     let q = place.sqlite_queue().await;
@@ -257,6 +257,12 @@ async fn a_failed_deletion_is_reported_and_the_others_still_go() {
         .await
         .unwrap();
     complete(&q, r.job_id.unwrap(), "videos", "1/1.mp4").await;
+    place
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deletion_is_reported_and_the_others_still_go() {
+    let place = sqlite_place_wanting_1_mp4().await;
     let store = &place.store;
     for key in ["1/1.mp4", "a/a.mp4", "b/b.mp4"] {
         put_file(store, key, 100, TWO_DAYS);
@@ -290,17 +296,7 @@ async fn a_failed_deletion_is_reported_and_the_others_still_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_uploads_older_than_min_age_are_swept() {
-    fakes::pg::init_tracing();
-    let place = Place::sqlite();
-    let q = place.sqlite_queue().await;
-    let r = q
-        .enqueue(&EnqueueRequest {
-            douyin_id: Some("7400000000000000001".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    complete(&q, r.job_id.unwrap(), "videos", "1/1.mp4").await;
+    let place = sqlite_place_wanting_1_mp4().await;
     let store = &place.store;
     put_file(store, "1/1.mp4", 100, TWO_DAYS);
     // What `kill -9` mid-upload leaves: a hidden `.part` beside the target, in a folder of
