@@ -65,6 +65,7 @@ fn options(concurrency: usize) -> WorkerOptions {
         retry: RetryPolicy::default(),
         shutdown_grace: Duration::from_secs(5),
         temp_dir: std::env::temp_dir(),
+        min_free_disk: 0,
         report_batch: 500,
         report_linger: Duration::from_millis(10),
         report_deadline: Duration::from_secs(10),

@@ -71,7 +71,8 @@ pub enum Command {
     Get {
         /// The link, share text or aweme id.
         link: String,
-        /// Where to write: a file, or an existing folder [default: the current folder].
+        /// Where to write: a file in an existing folder, or an existing folder [default: the
+        /// current folder]. Checked before anything is downloaded.
         #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
         output: Option<std::path::PathBuf>,
     },
@@ -366,10 +367,11 @@ async fn extract(
 }
 
 /// The exit code of `extract` and `get` for a failure: 2 bad input, 3 unavailable, 4
-/// transient, 5 drift.
+/// transient, 5 drift, 130 stopped by a signal.
 pub fn exit_code(e: &JobError) -> u8 {
     match e.class {
-        _ if e.code == crate::extract::UNSUPPORTED_LINK => exit::USAGE,
+        _ if e.code == crate::extract::UNSUPPORTED_LINK || e.code == get::BAD_OUTPUT => exit::USAGE,
+        _ if e.code == get::INTERRUPTED => exit::INTERRUPTED,
         ErrorClass::Permanent => exit::PERMANENT,
         ErrorClass::Transient => exit::TRANSIENT,
         ErrorClass::Drift => exit::DRIFT,

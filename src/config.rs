@@ -27,6 +27,7 @@ pub mod log;
 pub mod net;
 pub mod queue;
 mod settings;
+mod size;
 pub mod storage;
 pub mod supabase;
 pub mod worker;
@@ -156,7 +157,7 @@ impl Config {
         let w = &self.worker;
         format!(
             "queue={queue} worker_id={} max_concurrent={} poll_interval={}ms lease={}s \
-             max_attempts={} retry_base={}s retry_max={}s shutdown_grace={}s temp_dir={}",
+             max_attempts={} retry_base={}s retry_max={}s shutdown_grace={}s temp_dir={} min_free_disk={}",
             w.worker_id,
             w.max_concurrent,
             w.poll_interval.as_millis(),
@@ -165,7 +166,8 @@ impl Config {
             w.retry_base.as_secs(),
             w.retry_max.as_secs(),
             w.shutdown_grace.as_secs(),
-            w.temp_dir.display()
+            w.temp_dir.display(),
+            w.min_free_disk
         )
     }
 }

@@ -11,6 +11,8 @@
 //!   403 (an expired URL) the error says so ([`CDN_FORBIDDEN`], a
 //!   [`crate::stage::DownloadError::Expired`] to the pipeline) and the pipeline extracts
 //!   again once.
+//! - A full disk (`ENOSPC`) stops the download at the first failed write ([`DISK_FULL`],
+//!   transient).
 //! - Limits: `MAX_VIDEO_BYTES`, at `Content-Length` or as soon as the stream passes it; the
 //!   size must match `Content-Length` and the record's `data_size`.
 //! - Every URL and redirect hop passes the SSRF [`crate::net::guard`]; redirects are bounded.
@@ -34,6 +36,10 @@ use crate::stage::{DownloadError, DownloadedFile, Downloader, JobContext, MediaS
 
 /// The error code when every mirror refused with 403: the signed URL expired.
 pub const CDN_FORBIDDEN: &str = "cdn-forbidden";
+
+/// The error code when the temp folder's disk is full (`ENOSPC`); the download stops at the
+/// first failed write.
+pub const DISK_FULL: &str = "disk-full";
 
 /// How downloads behave.
 #[derive(Clone, Debug)]
@@ -172,9 +178,7 @@ impl HttpDownloader {
         deadline: Instant,
         progress: &(dyn Fn(u64, Option<u64>) + Send + Sync),
     ) -> Result<DownloadedFile, MirrorEnd> {
-        let io = |e: std::io::Error| {
-            MirrorEnd::Stop(JobError::transient("temp-file", format!("temp file: {e}")))
-        };
+        let io = |e| MirrorEnd::Stop(temp_file_error(e));
         let mut sink = sink::Sink::start(sink::open_private(path).map_err(io)?);
         let mut written: u64 = 0;
         let mut resumes: u32 = 0;
@@ -265,9 +269,7 @@ impl HttpDownloader {
         deadline: Instant,
         progress: &(dyn Fn(u64, Option<u64>) + Send + Sync),
     ) -> Result<Option<String>, MirrorEnd> {
-        let io = |e: std::io::Error| {
-            MirrorEnd::Stop(JobError::transient("temp-file", format!("temp file: {e}")))
-        };
+        let io = |e| MirrorEnd::Stop(temp_file_error(e));
         loop {
             let wait = self
                 .opts
@@ -379,6 +381,19 @@ fn not_here(s: StatusCode) -> MirrorEnd {
     MirrorEnd::Next(why, Some(s))
 }
 
+/// The temp file could not be written: a full disk (`disk-full`) or another I/O error
+/// (`temp-file`); transient either way (the next attempt may find room).
+fn temp_file_error(e: std::io::Error) -> JobError {
+    if crate::disk::is_full(&e) {
+        JobError::transient(
+            DISK_FULL,
+            format!("temp file: the disk of TEMP_DIR is full ({e})"),
+        )
+    } else {
+        JobError::transient("temp-file", format!("temp file: {e}"))
+    }
+}
+
 fn too_large(size: u64, max: u64) -> JobError {
     JobError::permanent(
         "too-large",
@@ -421,7 +436,10 @@ impl Downloader for HttpDownloader {
     ) -> Result<DownloadedFile, DownloadError> {
         let dir: PathBuf = ctx
             .temp_dir()
-            .map_err(|e| JobError::transient("temp-file", format!("temp folder: {e}")))?
+            .map_err(|e| {
+                let at = ctx.temp_location().display();
+                JobError::transient("temp-file", format!("temp folder {at} (TEMP_DIR): {e}"))
+            })?
             .to_path_buf();
         let progress = |done: u64, total: Option<u64>| ctx.report_progress(done, total);
         self.download_to(source, &dir, &progress)

@@ -11,3 +11,5 @@ pub const PERMANENT: u8 = 3;
 pub const TRANSIENT: u8 = 4;
 /// `extract` / `get`: Douyin answered in a shape no parser knows.
 pub const DRIFT: u8 = 5;
+/// `get`: stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it); nothing saved.
+pub const INTERRUPTED: u8 = 130;

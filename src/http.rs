@@ -9,10 +9,11 @@
 //! accept loop: a connection cap, header, idle and stall timeouts.
 //!
 //! `/healthz` answers while the process serves requests; `/readyz` answers 200 only while the
-//! queue and the store answer, the worker is not shutting down and no part of the process has
-//! a reason set in its `readiness` (claims failing in a row) (checks are cached for a few
-//! seconds so probes cannot hammer the database; a 503 names the part or reason that is not
-//! ready, the details go to the log); `/metrics` renders the Prometheus recorder after refreshing
+//! queue and the store answer, the temp folder has `MIN_FREE_DISK` free, the worker is not
+//! shutting down and no part of the process has a reason set in its `readiness` (claims
+//! failing in a row) (checks are cached for a few seconds so probes cannot hammer the
+//! database; a 503 names the part or reason that is not ready, the details go to the log);
+//! `/metrics` renders the Prometheus recorder after refreshing
 //! the queue gauges (at most every few seconds).
 
 pub mod api;
@@ -62,6 +63,8 @@ pub struct HttpState {
     /// Reasons the process's own parts set when they cannot work (claims failing): `/readyz`
     /// answers 503 naming them.
     pub readiness: Arc<Readiness>,
+    /// The temp folder's free-space rule (`MIN_FREE_DISK`), when there is a worker.
+    pub disk: Option<crate::disk::FreeSpace>,
     checks: Arc<Checks>,
 }
 
@@ -88,6 +91,7 @@ impl HttpState {
             shutting_down,
             api,
             readiness: Arc::default(),
+            disk: None,
             checks: Arc::default(),
         }
     }
@@ -95,6 +99,13 @@ impl HttpState {
     /// The same, reporting the reasons set in `readiness` (the worker's).
     pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> Self {
         self.readiness = readiness;
+        self
+    }
+
+    /// `/readyz` also answers 503 (`disk`) while the temp folder has less room than the rule,
+    /// as the worker then claims nothing; `/metrics` measures it at each scrape.
+    pub fn with_disk(mut self, disk: crate::disk::FreeSpace) -> Self {
+        self.disk = Some(disk);
         self
     }
 }
@@ -267,9 +278,18 @@ fn not_ready(why: &str) -> Response {
         .into_response()
 }
 
-/// The queue answers the schema check and the store answers a lookup. The error is the part
-/// that is not ready (`queue`, `storage`): the answer is public, the details go to the log.
+/// The temp folder has room, the queue answers the schema check and the store answers a
+/// lookup. The error is the part that is not ready (`disk`, `queue`, `storage`): the answer
+/// is public, the details go to the log.
 async fn check_ready(state: &HttpState) -> Result<(), String> {
+    if let Some(low) = state.disk.as_ref().and_then(|d| d.low()) {
+        tracing::warn!(
+            free_bytes = low.free,
+            min_free_disk = low.min_free,
+            "not ready: {low}"
+        );
+        return Err("disk".into());
+    }
     match tokio::time::timeout(CHECK_TIMEOUT, state.queue.check_schema()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -296,6 +316,10 @@ async fn check_ready(state: &HttpState) -> Result<(), String> {
 
 async fn metrics_text(State(state): State<HttpState>) -> Response {
     refresh_queue_gauges(&state).await;
+    if let Some(disk) = &state.disk {
+        // Measures the free space for its gauge.
+        let _ = disk.low();
+    }
     (
         [(
             header::CONTENT_TYPE,

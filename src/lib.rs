@@ -32,7 +32,8 @@
 //! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
 //! - [`retry`]: [`retry::RetryPolicy`] between a job's attempts, [`retry::Backoff`] in the
 //!   in-process retry loops.
-//! - [`workdir`]: per-job temp folders removed on every exit path.
+//! - [`workdir`]: per-job temp folders removed on every exit path; [`disk`]: the temp
+//!   folder's checks and free space, a full disk, the mode of shared files.
 //! - [`supabase`]: what kind a Supabase API key is.
 //! - [`metrics`]: the Prometheus metric names and recorder; [`telemetry`]: logging;
 //!   [`shutdown`]: signals; [`readiness`]: the named reasons `/readyz` reports.
@@ -42,6 +43,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod download;
 pub mod error;
 pub mod exit;

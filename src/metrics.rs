@@ -57,6 +57,11 @@ pub const HTTP_TIMEOUTS: &str = "douyin_http_timeouts_total";
 /// Download API requests refused, by `reason` (`rate_limit`, `unauthorized`,
 /// `media_type`, `cooldown`, `timeout`) (counter).
 pub const API_REFUSED: &str = "douyin_api_refused_total";
+/// Bytes free under `TEMP_DIR` (gauge, measured before each claim and at each scrape).
+pub const TEMP_FREE_BYTES: &str = "douyin_temp_free_bytes";
+/// 1 while claiming is paused because less than `MIN_FREE_DISK` is free under `TEMP_DIR`,
+/// else 0 (gauge).
+pub const LOW_DISK: &str = "douyin_low_disk";
 /// Constant 1 with `worker_id` and `version` labels (gauge).
 pub const WORKER_INFO: &str = "douyin_worker_info";
 

@@ -150,6 +150,13 @@ pub trait ObjectBackend: Send + Sync + 'static {
         ))
     }
 
+    /// What uploads that never finished left behind (the local folder's `.{uuid}.part` files
+    /// of a worker killed mid-upload), listed like objects under keys [`ObjectBackend::delete`]
+    /// takes, for `gc`. Stores that keep nothing of an unfinished upload list nothing.
+    async fn list_partial_uploads(&self) -> Result<Vec<ListedObject>, StorageError> {
+        Ok(Vec::new())
+    }
+
     /// Deletes the object; returns whether it was there. Deleting a missing object is not an
     /// error. S3 cannot tell in one request: there it means "it was there just before".
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {

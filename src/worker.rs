@@ -5,7 +5,8 @@
 //! - the dispatcher (this module's [`Worker::run`]): waits for a free slot, claims a batch
 //!   for all free slots in one round trip, spawns one task per job; when the queue had fewer
 //!   due jobs than free slots it sleeps until a wake-up (NOTIFY), a known due time, or the
-//!   poll interval, and never while a slot is free and a job is due;
+//!   poll interval, and never while a slot is free and a job is due; it claims nothing while
+//!   the temp folder has less than `MIN_FREE_DISK` free;
 //! - the `reporter`: records completions, failures and releases in batches (River's batch
 //!   completer is the model), so a slot is free as soon as its job's work ends;
 //! - the heartbeat: renews every lease this process holds in one call, and cancels jobs
@@ -65,6 +66,8 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// Root of the per-job temp folders.
     pub temp_dir: PathBuf,
+    /// No claim while fewer bytes than this are free under `temp_dir` (0: no check).
+    pub min_free_disk: u64,
     /// Largest batch of outcomes recorded in one call.
     pub report_batch: usize,
     /// How long the first outcome of a batch waits for others to join it.
@@ -94,6 +97,7 @@ impl WorkerOptions {
             },
             shutdown_grace: cfg.shutdown_grace,
             temp_dir: cfg.temp_dir.clone(),
+            min_free_disk: cfg.min_free_disk,
             report_batch: 500,
             report_linger: Duration::from_millis(10),
             report_deadline: Duration::from_secs(10),

@@ -9,6 +9,9 @@
 //! recorded on its video yet. The store is listed before the queue is asked, so an object
 //! recorded in between counts as wanted.
 //!
+//! The `.{uuid}.part` files of uploads that never finished (a worker killed mid-upload into the
+//! local folder) older than `--min-age` go too, listed as unfinished uploads.
+//!
 //! A dry run (the default) prints what would be deleted; `--apply` deletes and reports each
 //! object. Failed deletions are reported, the others still proceed, and the command exits 1.
 //! A recorded key that starts with `{bucket}/` also protects the key without that prefix (a
@@ -121,6 +124,10 @@ pub struct GcItem {
     /// Why deleting it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Not an object: what an upload that never finished left behind (a worker killed
+    /// mid-upload into the local folder leaves a `.{uuid}.part` file).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial_upload: bool,
 }
 
 /// What `gc` found and did.
@@ -213,14 +220,7 @@ pub async fn plan(
         } else if too_young(&object, opts.min_age, now) {
             report.kept_young += 1;
         } else {
-            report.orphan_bytes += object.size;
-            report.orphans.push(GcItem {
-                key: object.key,
-                size: object.size,
-                last_modified: object.last_modified,
-                result: GcResult::WouldDelete,
-                error: None,
-            });
+            report.push_orphan(object, false);
         }
     }
     if opts.apply && wanted.is_empty() && !report.orphans.is_empty() {
@@ -234,7 +234,30 @@ pub async fn plan(
             queue.backend()
         )));
     }
+    // Unfinished uploads are never wanted; those younger than --min-age may be in flight.
+    let mut partial = store.list_partial_uploads().await?;
+    partial.sort_by(|a, b| a.key.cmp(&b.key));
+    for upload in partial {
+        if !too_young(&upload, opts.min_age, now) {
+            report.push_orphan(upload, true);
+        }
+    }
     Ok(report)
+}
+
+impl GcReport {
+    /// Counts `object` as an orphan that would be deleted.
+    fn push_orphan(&mut self, object: ListedObject, partial_upload: bool) {
+        self.orphan_bytes += object.size;
+        self.orphans.push(GcItem {
+            key: object.key,
+            size: object.size,
+            last_modified: object.last_modified,
+            result: GcResult::WouldDelete,
+            error: None,
+            partial_upload,
+        });
+    }
 }
 
 /// The keys gc must not delete: the wanted keys, and each without a leading `{bucket}/`.
@@ -299,10 +322,13 @@ pub fn write_table(r: &GcReport, out: Out<'_>) -> Result<(), AdminError> {
                 .last_modified
                 .and_then(|at| (now - at).to_std().ok())
                 .map_or_else(|| NONE.to_string(), table::age);
-            let result = match &o.error {
+            let mut result = match &o.error {
                 Some(e) => format!("{}: {e}", o.result.as_str()),
                 None => o.result.as_str().to_string(),
             };
+            if o.partial_upload {
+                result.push_str(" (unfinished upload)");
+            }
             t.row([o.key.clone(), table::bytes(o.size), age, result]);
         }
         t.write(out)?;

@@ -67,30 +67,79 @@ impl Reporter {
     }
 }
 
-/// Where the file goes: (folder for the temp file, final path given the extension).
-fn destination(output: Option<&Path>, aweme_id: &str) -> (PathBuf, impl Fn(&str) -> PathBuf) {
-    let (dir, fixed) = match output {
-        Some(p) if p.is_dir() => (p.to_path_buf(), None),
-        Some(p) => (
-            p.parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            Some(p.to_path_buf()),
-        ),
-        None => (PathBuf::from("."), None),
+/// The error code of an `--output` that cannot be written (exit code 2: bad input).
+pub const BAD_OUTPUT: &str = "bad-output";
+
+/// The error code when a signal stopped `get` (exit code 130).
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Where the file goes, checked before anything is downloaded: the folder (for the temp
+/// file: the final move is a rename) and the fixed file name, if one was given. `-o DIR` and
+/// `-o DIR/` need an existing folder; `-o FILE` a folder to put it in.
+fn destination(output: Option<&Path>) -> Result<(PathBuf, Option<PathBuf>), JobError> {
+    let Some(p) = output else {
+        return Ok((PathBuf::from("."), None));
     };
-    let id = aweme_id.to_string();
-    let folder = dir.clone();
-    (dir, move |ext: &str| {
-        fixed
-            .clone()
-            .unwrap_or_else(|| folder.join(format!("{id}.{ext}")))
-    })
+    let bad =
+        |why: String| JobError::permanent(BAD_OUTPUT, format!("--output {}: {why}", p.display()));
+    if p.is_dir() {
+        return Ok((p.to_path_buf(), None));
+    }
+    if p.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(bad("no such folder (create it first)".into()));
+    }
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(bad(format!("the folder {} does not exist", dir.display())));
+    }
+    Ok((dir, Some(p.to_path_buf())))
 }
 
-/// Runs `get`; prints a JSON summary of the saved file on success.
+/// Runs `get`; prints a JSON summary of the saved file on success. SIGINT or SIGTERM stops it
+/// and removes the partial download.
 pub async fn run(config: Config, link: &str, output: Option<&Path>) -> Result<(), JobError> {
+    let (dir, fixed) = destination(output)?;
+    // The partial file lives beside the destination, so the final move is a rename; the
+    // folder is made first (a folder we cannot write in fails before any download) and is
+    // removed on every way out, a signal included.
+    let tmp = tempfile::Builder::new()
+        .prefix(".douyin-worker-get-")
+        .tempdir_in(&dir)
+        .map_err(|e| {
+            JobError::permanent(
+                BAD_OUTPUT,
+                format!("cannot write in {}: {e}", dir.display()),
+            )
+        })?;
+    let saved = tokio::select! {
+        saved = fetch(config, link, &dir, fixed, tmp.path()) => saved,
+        signal = crate::shutdown::interrupted() => Err(JobError::permanent(
+            INTERRUPTED,
+            format!("interrupted by {signal}: nothing was saved"),
+        )),
+    };
+    drop(tmp);
+    let summary = saved?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Extracts, downloads into `tmp`, validates, and moves the file into place with the mode of
+/// a new file (`0o666` less the umask, not the download's owner-only mode); its summary.
+async fn fetch(
+    config: Config,
+    link: &str,
+    dir: &Path,
+    fixed: Option<PathBuf>,
+    tmp: &Path,
+) -> Result<serde_json::Value, JobError> {
     let setup = |e: String| JobError::permanent("config", e);
     let extractor = DouyinExtractor::new(ExtractOptions::new(
         &config.extract,
@@ -109,29 +158,24 @@ pub async fn run(config: Config, link: &str, output: Option<&Path>) -> Result<()
         found.strategy
     );
     let source = found.media_source()?;
-    let (dir, final_path) = destination(output, &found.aweme_id);
-    // The partial file lives beside the destination, so the final move is a rename; the
-    // folder is removed on every way out.
-    let tmp = tempfile::Builder::new()
-        .prefix(".douyin-worker-get-")
-        .tempdir_in(&dir)
-        .map_err(|e| {
-            JobError::permanent("output", format!("cannot write in {}: {e}", dir.display()))
-        })?;
     let reporter = Reporter::new();
     let progress = |done: u64, total: Option<u64>| reporter.update(done, total);
-    let file = downloader.download_to(&source, tmp.path(), &progress).await;
+    let file = downloader.download_to(&source, tmp, &progress).await;
     reporter.finish();
     let file = file?;
     let checked = file.clone();
     let info = tokio::task::spawn_blocking(move || FileValidator.validate(&checked))
         .await
         .map_err(|e| JobError::transient("validate-panic", e.to_string()))??;
-    let path = final_path(&info.extension);
-    std::fs::rename(&file.path, &path).map_err(|e| {
+    let path = fixed.unwrap_or_else(|| dir.join(format!("{}.{}", found.aweme_id, info.extension)));
+    let cannot = |e: std::io::Error| {
         JobError::permanent("output", format!("cannot write {}: {e}", path.display()))
-    })?;
-    let summary = serde_json::json!({
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(crate::disk::shared_file_mode());
+    std::fs::set_permissions(&file.path, mode).map_err(cannot)?;
+    std::fs::rename(&file.path, &path).map_err(cannot)?;
+    Ok(serde_json::json!({
         "path": path,
         "aweme_id": found.aweme_id,
         "title": found.title,
@@ -140,10 +184,5 @@ pub async fn run(config: Config, link: &str, output: Option<&Path>) -> Result<()
         "mime_type": info.mime_type,
         "media": info.metadata,
         "strategy": found.strategy,
-    });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary).unwrap_or_default()
-    );
-    Ok(())
+    }))
 }

@@ -33,6 +33,9 @@ fn raise_nofile() -> Option<u64> {
 pub(super) async fn run(config: Config) -> Result<(), CliError> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), settings = %config.summary(), "douyin-worker starting");
     let nofile = raise_nofile();
+    let temp = &config.worker.temp_dir;
+    crate::disk::check_temp_dir(temp)
+        .map_err(|why| usage_msg(format!("TEMP_DIR={}: {why}", temp.display())))?;
     // The stages are built first: a bad setting stops start-up before anything is opened.
     let backend = storage_backend(&config)?;
     let storage = storage_stage(&config, backend.clone())?;
@@ -87,7 +90,11 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
                 .api_enabled
                 .then(|| crate::http::api::ApiOptions::new(&config.http)),
         )
-        .with_readiness(readiness.clone());
+        .with_readiness(readiness.clone())
+        .with_disk(crate::disk::FreeSpace::new(
+            temp,
+            config.worker.min_free_disk,
+        ));
         Some(
             crate::http::start(
                 &config.http,

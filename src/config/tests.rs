@@ -403,3 +403,20 @@ fn listener_addresses_may_name_a_host_resolved_at_start_up() {
         "{e}"
     );
 }
+
+#[test]
+fn min_free_disk_takes_a_size_and_names_itself_when_wrong() {
+    let c = Config::resolve(&raw(), None).unwrap();
+    assert_eq!(c.worker.min_free_disk, 1 << 30);
+    let mut r = raw();
+    r.worker.min_free_disk = Some("500M".into());
+    assert_eq!(
+        Config::resolve(&r, None).unwrap().worker.min_free_disk,
+        500 << 20
+    );
+    r.worker.min_free_disk = Some("0".into());
+    assert_eq!(Config::resolve(&r, None).unwrap().worker.min_free_disk, 0);
+    r.worker.min_free_disk = Some("lots".into());
+    let e = Config::resolve(&r, None).unwrap_err().to_string();
+    assert!(e.starts_with("MIN_FREE_DISK=lots: expected a size"), "{e}");
+}

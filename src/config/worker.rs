@@ -10,7 +10,8 @@ use super::ConfigError;
 use super::field::{Fields, field};
 
 /// `WORKER_ID`, `MAX_CONCURRENT`, `POLL_INTERVAL`, `LEASE_SECONDS`, `MAX_ATTEMPTS`,
-/// `RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`, `SHUTDOWN_GRACE_SECONDS`, `TEMP_DIR`.
+/// `RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`, `SHUTDOWN_GRACE_SECONDS`, `TEMP_DIR`,
+/// `MIN_FREE_DISK`.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Shared settings: Worker")]
 pub struct WorkerArgs {
@@ -92,6 +93,17 @@ pub struct WorkerArgs {
     /// Folder for downloads in progress [default: the system temp folder].
     #[arg(long, env = "TEMP_DIR", global = true, value_name = "DIR")]
     pub temp_dir: Option<String>,
+
+    /// No new job is claimed while less than this is free under the temp folder: bytes, or
+    /// with a unit (`512M`, `2G`); `0` turns the check off.
+    #[arg(
+        long,
+        env = "MIN_FREE_DISK",
+        global = true,
+        value_name = "SIZE",
+        default_value = "1G"
+    )]
+    pub min_free_disk: Option<String>,
 }
 
 /// The worker loop's settings.
@@ -115,6 +127,8 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Temp folder.
     pub temp_dir: PathBuf,
+    /// Free bytes under the temp folder below which no job is claimed (0: no check).
+    pub min_free_disk: u64,
 }
 
 impl WorkerArgs {
@@ -151,6 +165,7 @@ impl WorkerArgs {
                 .given()
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
+            min_free_disk: field!(f, self.min_free_disk).bytes()?,
         })
     }
 }

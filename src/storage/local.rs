@@ -2,6 +2,8 @@
 //! `{root}/{key}`, written to a temporary name beside the target and renamed into place
 //! (a reader never sees half a file; a retry replaces, never duplicates), with a
 //! `{key}.meta.json` sidecar holding content type, cache control, metadata and the etag.
+//! Objects get the mode of any new file (`0o666` less the umask), not the owner-only mode of
+//! the download, so a web server running as another user can serve the folder.
 //!
 //! Listing walks the folder and reports only objects: the sidecars, the `.{uuid}.part` files of
 //! uploads in progress, symbolic links and anything that is not a regular file are skipped.
@@ -95,7 +97,12 @@ impl LocalFolder {
 
 /// Whether a file name is an object's (not a sidecar, not an upload in progress).
 fn is_object_name(name: &str) -> bool {
-    !(name.ends_with(SIDECAR_SUFFIX) || (name.starts_with('.') && name.ends_with(PART_SUFFIX)))
+    !(name.ends_with(SIDECAR_SUFFIX) || is_part_name(name))
+}
+
+/// Whether a file name is an upload's in progress (`.{uuid}.part`).
+fn is_part_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(PART_SUFFIX)
 }
 
 /// The content type an object's extension implies, for objects without a sidecar.
@@ -111,6 +118,23 @@ pub fn content_type_of(key: &str) -> Option<&'static str> {
         "heic" => "image/heic",
         _ => return None,
     })
+}
+
+/// Copies the downloaded file (owner-only) to `to`, created as any new file is (`0o666` less
+/// the umask: a web server running as another user can serve the folder), and syncs it.
+async fn copy_shared(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut src = std::fs::File::open(&from)?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&to)?;
+        std::io::copy(&mut src, &mut dst)?;
+        dst.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -155,13 +179,9 @@ impl ObjectBackend for LocalFolder {
             .map_err(|e| io("cannot create", &dir, e))?;
         let tmp = dir.join(format!(".{}.part", uuid::Uuid::new_v4().simple()));
         let copied = async {
-            tokio::fs::copy(&req.file.path, &tmp)
+            copy_shared(&req.file.path, &tmp)
                 .await
                 .map_err(|e| io("cannot write", &tmp, e))?;
-            let f = tokio::fs::File::open(&tmp)
-                .await
-                .map_err(|e| io("cannot open", &tmp, e))?;
-            f.sync_all().await.map_err(|e| io("cannot sync", &tmp, e))?;
             let sidecar = Self::sidecar(&target);
             let meta = json!({
                 "content_type": req.content_type,
@@ -216,57 +236,12 @@ impl ObjectBackend for LocalFolder {
     /// nothing.
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
         check_prefix(prefix)?;
-        // From the root, level by level, so that no symbolic link is ever followed.
-        let mut pending = vec![(self.root.clone(), String::new())];
-        let mut found = Vec::new();
-        while let Some((dir, key_prefix)) = pending.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io("cannot list", &dir, e)),
-            };
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| io("cannot list", &dir, e))?
-            {
-                // Names that are not UTF-8 were not written by this store.
-                let Ok(name) = entry.file_name().into_string() else {
-                    continue;
-                };
-                let key = format!("{key_prefix}{name}");
-                // Never follows symbolic links: they could lead out of the root.
-                let kind = match entry.file_type().await {
-                    Ok(kind) => kind,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io("cannot list", &entry.path(), e)),
-                };
-                if kind.is_dir() {
-                    // Only folders on the way to the prefix, or under it.
-                    let folder_key = format!("{key}/");
-                    if folder_key.starts_with(prefix) || prefix.starts_with(&folder_key) {
-                        pending.push((entry.path(), folder_key));
-                    }
-                    continue;
-                }
-                if !kind.is_file() || !is_object_name(&name) || !key.starts_with(prefix) {
-                    continue;
-                }
-                let meta = match entry.metadata().await {
-                    Ok(meta) => meta,
-                    // Deleted or renamed since the folder was read.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io("cannot read", &entry.path(), e)),
-                };
-                found.push(ListedObject {
-                    key,
-                    size: meta.len(),
-                    last_modified: meta.modified().ok().map(chrono::DateTime::from),
-                });
-            }
-        }
-        found.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(found)
+        self.walk(prefix, is_object_name).await
+    }
+
+    /// The `.{uuid}.part` files of uploads that never finished (a worker killed mid-upload).
+    async fn list_partial_uploads(&self) -> Result<Vec<ListedObject>, StorageError> {
+        self.walk("", is_part_name).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
@@ -339,6 +314,69 @@ impl ObjectBackend for LocalFolder {
             content_type,
             body: Box::pin(body),
         }))
+    }
+}
+
+impl LocalFolder {
+    /// The regular files under the root whose names pass `keep` and whose keys start with
+    /// `prefix`, sorted by key; entering only the folders on the way to the prefix, or under
+    /// it, and never following a symbolic link (it could lead out of the root).
+    async fn walk(
+        &self,
+        prefix: &str,
+        keep: fn(&str) -> bool,
+    ) -> Result<Vec<ListedObject>, StorageError> {
+        // From the root, level by level, so that no symbolic link is ever followed.
+        let mut pending = vec![(self.root.clone(), String::new())];
+        let mut found = Vec::new();
+        while let Some((dir, key_prefix)) = pending.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("cannot list", &dir, e)),
+            };
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| io("cannot list", &dir, e))?
+            {
+                // Names that are not UTF-8 were not written by this store.
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let key = format!("{key_prefix}{name}");
+                // Never follows symbolic links: they could lead out of the root.
+                let kind = match entry.file_type().await {
+                    Ok(kind) => kind,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io("cannot list", &entry.path(), e)),
+                };
+                if kind.is_dir() {
+                    // Only folders on the way to the prefix, or under it.
+                    let folder_key = format!("{key}/");
+                    if folder_key.starts_with(prefix) || prefix.starts_with(&folder_key) {
+                        pending.push((entry.path(), folder_key));
+                    }
+                    continue;
+                }
+                if !kind.is_file() || !keep(&name) || !key.starts_with(prefix) {
+                    continue;
+                }
+                let meta = match entry.metadata().await {
+                    Ok(meta) => meta,
+                    // Deleted or renamed since the folder was read.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io("cannot read", &entry.path(), e)),
+                };
+                found.push(ListedObject {
+                    key,
+                    size: meta.len(),
+                    last_modified: meta.modified().ok().map(chrono::DateTime::from),
+                });
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 }
 

@@ -7,6 +7,11 @@
 //! interval, never while a slot is free and a job is due. A claim is never abandoned half-way
 //! (its jobs would stay `running` until their leases expired): on shutdown the dispatcher
 //! starts no new claim, waits for the one in flight, and releases the jobs it returns.
+//!
+//! Before each claim it measures the free space under the temp folder: below
+//! `MIN_FREE_DISK` it claims nothing (every download would fail on a full disk, after asking
+//! Douyin) and measures again after a while; it says so in the log once, and in the
+//! `douyin_low_disk` gauge.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +27,7 @@ use super::Shared;
 use super::claim_health::ClaimHealth;
 use super::job::run_job;
 use super::reporter::{Msg, Outcome};
+use crate::disk::FreeSpace;
 use crate::queue::{ClaimedJob, JobSignal, QueueError};
 use crate::retry::Backoff;
 
@@ -45,9 +51,16 @@ pub(crate) async fn run(
     // After a failed claim, no new claim before this instant.
     let mut backoff: Option<tokio::time::Instant> = None;
     let mut health = ClaimHealth::new(shared.readiness.clone(), shared.queue.backend());
+    let mut disk = DiskGate::new(shared);
+    // Too little room under the temp folder: no new claim before this instant.
+    let mut disk_wait: Option<tokio::time::Instant> = None;
     loop {
         let idle = in_flight.is_none();
-        let may_claim = idle && !drained && backoff.is_none() && !shutdown.is_cancelled();
+        let may_claim = idle
+            && !drained
+            && backoff.is_none()
+            && disk_wait.is_none()
+            && !shutdown.is_cancelled();
         tokio::select! {
             biased;
             (result, permits) = poll_claim(&mut in_flight), if !idle => {
@@ -74,6 +87,10 @@ pub(crate) async fn run(
             _ = shutdown.cancelled(), if idle => return,
             first = slots.clone().acquire_owned(), if may_claim => {
                 let Ok(first) = first else { return };
+                if !disk.allows_claims() {
+                    disk_wait = Some(tokio::time::Instant::now() + disk.recheck);
+                    continue;
+                }
                 // Jobs that end together free their slots a moment apart; let them, so one
                 // claim fills all of them instead of a claim per slot.
                 tokio::task::yield_now().await;
@@ -89,7 +106,59 @@ pub(crate) async fn run(
             _ = sleep_until(backoff), if backoff.is_some() && idle => {
                 backoff = None;
             }
+            _ = sleep_until(disk_wait), if disk_wait.is_some() && idle => {
+                disk_wait = None;
+            }
         }
+    }
+}
+
+/// The free-space rule before each claim, and its state for the log and the gauge.
+struct DiskGate {
+    space: Option<FreeSpace>,
+    paused: bool,
+    /// How long to wait before measuring again while the disk is low.
+    recheck: Duration,
+}
+
+impl DiskGate {
+    fn new(shared: &Shared) -> Self {
+        let min_free = shared.opts.min_free_disk;
+        if min_free > 0 {
+            metrics::gauge!(crate::metrics::LOW_DISK).set(0.0);
+        }
+        Self {
+            space: (min_free > 0).then(|| FreeSpace::new(&shared.opts.temp_dir, min_free)),
+            paused: false,
+            recheck: shared.opts.poll_interval.min(Duration::from_secs(10)),
+        }
+    }
+
+    /// Whether there is room to claim; logs when claiming pauses and when it resumes.
+    fn allows_claims(&mut self) -> bool {
+        let Some(space) = &self.space else {
+            return true;
+        };
+        let low = space.low();
+        match (&low, self.paused) {
+            (Some(low), false) => {
+                tracing::warn!(
+                    free_bytes = low.free,
+                    min_free_disk = low.min_free,
+                    "not claiming new jobs: {low}; claiming resumes when there is room"
+                );
+                metrics::gauge!(crate::metrics::LOW_DISK).set(1.0);
+            }
+            (None, true) => {
+                tracing::info!(
+                    "free space under TEMP_DIR is above MIN_FREE_DISK again: claiming resumes"
+                );
+                metrics::gauge!(crate::metrics::LOW_DISK).set(0.0);
+            }
+            _ => {}
+        }
+        self.paused = low.is_some();
+        !self.paused
     }
 }
 

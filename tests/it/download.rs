@@ -455,3 +455,61 @@ async fn cancelling_a_job_mid_download_leaves_no_temp_file() {
     drop(ctx);
     assert_eq!(files_in(root.path()), 0, "the job folder goes with the job");
 }
+
+/// A tmpfs of a few bytes mounted on a fresh folder, unmounted on drop: a disk that really
+/// fills up. Mounting needs root (or `CAP_SYS_ADMIN`); `None`, with a line saying the test
+/// is skipped, where it is refused.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_download_at_once_as_a_transient_failure() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let cdn = Cdn::start().await;
+    let body = bytes(16 << 20, 11);
+    cdn.add("/big.mp4", body.clone(), Serve::Normal);
+    let (r, progress) = get(opts(), &source(vec![cdn.url("/big.mp4")]), disk.path()).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.code, douyin_worker::download::DISK_FULL, "{e}");
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert!(e.message.contains("TEMP_DIR is full"), "{e}");
+    // Stopped at the first failed write, not after reading the whole 16 MiB.
+    let read = progress.last().map_or(0, |(done, _)| *done);
+    assert!(
+        read < 4 << 20,
+        "read {read} bytes of a file that could not be written"
+    );
+    assert_eq!(files_in(disk.path()), 0, "the partial file is removed");
+}

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod cloud_stores;
 mod db_health;
+mod disk;
 mod download;
 mod extract;
 mod fuzz;

@@ -99,6 +99,24 @@ fn stage(backend: Arc<dyn ObjectBackend>) -> StorageStage {
     )
 }
 
+/// Stores `file` for `job` through `stage`, with the job's temp folder under `root`.
+async fn store_in(
+    stage: &StorageStage,
+    job: &ClaimedJob,
+    file: &DownloadedFile,
+    root: &std::path::Path,
+) -> Result<douyin_worker::stage::StoredObject, douyin_worker::error::JobError> {
+    stage
+        .store(
+            &StageJob::from(job),
+            &source(),
+            file,
+            &info(),
+            &ctx(root, job),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn local_folder_stores_under_a_deterministic_key_and_a_retry_replaces() {
     let tmp = tempfile::tempdir().unwrap();
@@ -108,16 +126,7 @@ async fn local_folder_stores_under_a_deterministic_key_and_a_retry_replaces() {
     let j = job();
     let data = bytes(100_000, 1);
     let file = file_of(tmp.path(), &data);
-    let stored = stage
-        .store(
-            &StageJob::from(&j),
-            &source(),
-            &file,
-            &info(),
-            &ctx(tmp.path(), &j),
-        )
-        .await
-        .unwrap();
+    let stored = store_in(&stage, &j, &file, tmp.path()).await.unwrap();
     assert_eq!(stored.object_key, format!("{ID}/{ID}.mp4"));
     assert_eq!(stored.storage_provider, "local");
     assert_eq!(stored.bucket, "videos");
@@ -494,4 +503,27 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
         0,
         "no temp files left"
     );
+}
+
+#[tokio::test]
+async fn local_objects_honour_the_umask_not_the_download_s_private_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("videos");
+    let stage = stage(Arc::new(LocalFolder::new(&root, "videos")));
+    let j = job();
+    let file = file_of(tmp.path(), &bytes(10_000, 3));
+    // The download is owner-only, as the downloader writes it.
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let object = root.join(format!("{ID}/{ID}.mp4"));
+    // Each test runs in its own process (nextest), so the umask is this test's to set.
+    for (umask, expected) in [(0o022, 0o644), (0o027, 0o640)] {
+        let before = unsafe { libc::umask(umask) };
+        let stored = store_in(&stage, &j, &file, tmp.path()).await;
+        unsafe { libc::umask(before) };
+        stored.unwrap();
+        assert_eq!(mode(&object), expected, "umask {umask:o}");
+    }
+    assert_eq!(mode(&file.path), 0o600, "the download stays private");
 }

@@ -33,6 +33,7 @@ pub fn options(worker_id: &str, temp_dir: PathBuf) -> WorkerOptions {
         },
         shutdown_grace: Duration::from_secs(5),
         temp_dir,
+        min_free_disk: 0,
         report_batch: 100,
         report_linger: Duration::from_millis(10),
         report_deadline: Duration::from_secs(5),

@@ -253,8 +253,8 @@ fn without_capabilities(cmd: &mut std::process::Command) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_deletion_is_reported_and_the_others_still_go() {
+/// The embedded default whose one video is stored under `1/1.mp4` (the file is not written).
+async fn sqlite_place_wanting_1_mp4() -> Place {
     fakes::pg::init_tracing();
     let place = Place::sqlite();
     let q = place.sqlite_queue().await;
@@ -266,6 +266,12 @@ async fn a_failed_deletion_is_reported_and_the_others_still_go() {
         .await
         .unwrap();
     complete(&q, r.job_id.unwrap(), "videos", "1/1.mp4").await;
+    place
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deletion_is_reported_and_the_others_still_go() {
+    let place = sqlite_place_wanting_1_mp4().await;
     let store = &place.store;
     for key in ["1/1.mp4", "a/a.mp4", "b/b.mp4"] {
         put_file(store, key, 100, TWO_DAYS);
@@ -295,4 +301,40 @@ async fn a_failed_deletion_is_reported_and_the_others_still_go() {
     assert!(out.contains("; 1 failed"), "{out}");
     assert!(store.join("a/a.mp4").exists() && store.join("1/1.mp4").exists());
     assert!(!store.join("b/b.mp4").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_uploads_older_than_min_age_are_swept() {
+    let place = sqlite_place_wanting_1_mp4().await;
+    let store = &place.store;
+    put_file(store, "1/1.mp4", 100, TWO_DAYS);
+    // What `kill -9` mid-upload leaves: a hidden `.part` beside the target, in a folder of
+    // its own when the video was never stored.
+    let stale = "1/.0123456789abcdef0123456789abcdef.part";
+    let stale_alone = "2/.fedcba9876543210fedcba9876543210.part";
+    let in_flight = "1/.00000000000000000000000000000000.part";
+    put_file(store, stale, 700, TWO_DAYS);
+    put_file(store, stale_alone, 300, TWO_DAYS);
+    put_file(store, in_flight, 50, Duration::from_secs(60));
+
+    let report = place.json(&["gc", "--json"]);
+    let swept: Vec<(&str, bool)> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["key"].as_str().unwrap(), o["partial_upload"] == true))
+        .collect();
+    assert_eq!(swept, [(stale, true), (stale_alone, true)]);
+    assert_eq!(report["objects"], 1, "unfinished uploads are not objects");
+    let table = place.ok(&["gc", "--apply"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(stale) && l.ends_with("deleted (unfinished upload)")),
+        "{table}"
+    );
+    assert!(!store.join(stale).exists());
+    assert!(!store.join("2").exists(), "the folder it leaves empty goes");
+    assert!(store.join(in_flight).exists(), "an upload in flight stays");
+    assert!(store.join("1/1.mp4").exists());
 }
