@@ -13,8 +13,18 @@ const ID: &str = "7412345678901234567";
 /// Runs `douyin-worker run` in a fresh folder; its exit code (`None`: still running after
 /// 20 s, then killed) and stderr.
 fn run_until_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    run_until_exit_as(env, false)
+}
+
+/// [`run_until_exit`], the process without capabilities when `unprivileged` (file modes
+/// then stop it, as root too).
+fn run_until_exit_as(env: &[(&str, &str)], unprivileged: bool) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
+    if unprivileged {
+        crate::support::privileges::without_capabilities(&mut cmd);
+    }
+    let mut child = cmd
         .arg("run")
         .current_dir(dir.path())
         .env_remove("DATABASE_URL")
@@ -56,6 +66,24 @@ fn a_temp_dir_that_is_a_file_stops_start_up_naming_the_variable() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_temp_dir_the_worker_cannot_write_in_stops_start_up_naming_the_variable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let temp = dir.path().join("read-only");
+    std::fs::create_dir(&temp).unwrap();
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let shown = temp.to_str().unwrap();
+    let (code, err) = run_until_exit_as(&[("TEMP_DIR", shown)], true);
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("TEMP_DIR={shown}: cannot write in it")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0, "nothing left");
 }
 
 async fn http_get(url: &str) -> (u16, String) {

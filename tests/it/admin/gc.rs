@@ -227,32 +227,6 @@ fn lock(file: &Path) -> impl Fn() + use<> {
     move || std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap()
 }
 
-/// Drops every capability of the process about to run (root included, whom file modes
-/// would not stop otherwise): out of the bounding set, so that `execve` does not grant them
-/// back to uid 0. The child then obeys file modes like any user.
-fn without_capabilities(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid(2) cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return; // a user without capabilities already
-    }
-    // SAFETY: only prctl(2), async-signal-safe, runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            for cap in 0..64 {
-                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
-                    let e = std::io::Error::last_os_error();
-                    // EINVAL: past the last capability this kernel knows.
-                    if e.raw_os_error() != Some(libc::EINVAL) {
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
 /// The embedded default whose one video is stored under `1/1.mp4` (the file is not written).
 async fn sqlite_place_wanting_1_mp4() -> Place {
     fakes::pg::init_tracing();
@@ -279,7 +253,7 @@ async fn a_failed_deletion_is_reported_and_the_others_still_go() {
     let unlock = lock(&store.join("a/a.mp4"));
     let cwd = tempfile::tempdir().unwrap();
     let mut gc = place.command(&["gc", "--apply"], cwd.path());
-    without_capabilities(&mut gc);
+    crate::support::privileges::without_capabilities(&mut gc);
     let o = gc.output().unwrap();
     unlock();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
