@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -28,10 +27,13 @@ use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
     FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
     QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
-    SCHEMA_VERSION, VideoRow, VideoState, WorkerLoad, WorkerStats,
+    SCHEMA_VERSION, VideoState, WorkerStats,
 };
 use super::{QueueAdmin, QueueName};
 use crate::config::Secret;
+
+mod rows;
+use rows::{ClaimRow, EnqueueRow, KeyRow, LeaseRow, OutcomeRow, OverviewRow, RescueRow, RetryRow};
 
 /// The queue behind a Supabase project's REST API.
 #[derive(Clone)]
@@ -172,111 +174,6 @@ fn api_error(function: &str, status: StatusCode, e: ApiError, raw: &[u8]) -> Que
         400 if code == "P0001" => QueueError::Rejected(format!("{function}: {message}")),
         _ => QueueError::Database(format!("{function}: HTTP {status} {code} {message}")),
     }
-}
-
-/// A row of `claim_download_jobs`.
-#[derive(Deserialize)]
-struct ClaimRow {
-    id: Uuid,
-    video_id: Uuid,
-    lease_id: Uuid,
-    lease_expires_at: DateTime<Utc>,
-    attempts: i32,
-    max_attempts: i32,
-    priority: i32,
-    payload: Option<Value>,
-    scheduled_at: DateTime<Utc>,
-    created_at: DateTime<Utc>,
-    douyin_id: Option<String>,
-    video_url: Option<String>,
-    title: Option<String>,
-    thumbnail_url: Option<String>,
-    video_url_direct: Option<String>,
-    video_url_meta: Option<Value>,
-    marked_for_deletion: Option<bool>,
-}
-
-impl From<ClaimRow> for ClaimedJob {
-    fn from(r: ClaimRow) -> Self {
-        ClaimedJob {
-            lease: Lease {
-                job_id: r.id,
-                lease_id: r.lease_id,
-            },
-            video_id: r.video_id,
-            lease_expires_at: r.lease_expires_at,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
-            priority: r.priority,
-            payload: r.payload,
-            scheduled_at: r.scheduled_at,
-            created_at: r.created_at,
-            video: VideoRow {
-                douyin_id: r.douyin_id,
-                video_url: r.video_url,
-                title: r.title,
-                thumbnail_url: r.thumbnail_url,
-                video_url_direct: r.video_url_direct,
-                video_url_meta: r.video_url_meta,
-                marked_for_deletion: r.marked_for_deletion.unwrap_or(false),
-            },
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct OutcomeRow {
-    job_id: Uuid,
-    outcome: String,
-    #[serde(default)]
-    scheduled_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-struct LeaseRow {
-    job_id: Uuid,
-    lease_id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct RescueRow {
-    job_id: Uuid,
-    outcome: String,
-    worker_id: Option<String>,
-    video_id: Uuid,
-    douyin_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EnqueueRow {
-    job_id: Option<Uuid>,
-    video_id: Option<Uuid>,
-    outcome: String,
-}
-
-/// A row of `retry_download_jobs`.
-#[derive(Deserialize)]
-struct RetryRow {
-    job_id: Uuid,
-    video_id: Option<Uuid>,
-    new_job_id: Option<Uuid>,
-    outcome: String,
-}
-
-/// The row of `get_download_queue_overview`.
-#[derive(Deserialize)]
-struct OverviewRow {
-    #[serde(flatten)]
-    stats: WorkerStats,
-    due_jobs: i64,
-    oldest_due_seconds: Option<f64>,
-    workers: Vec<WorkerLoad>,
-}
-
-/// A row of `list_wanted_object_keys`.
-#[derive(Deserialize)]
-struct KeyRow {
-    object_key: String,
 }
 
 /// Keys asked for per `list_wanted_object_keys` call. The API may cap an answer at fewer
