@@ -1033,8 +1033,11 @@ async fn subscribers_are_woken_by_this_process() {
     enqueue_url(&q, &link(1)).await;
     woken(signal.clone()).await;
 
-    // a retry in 300 ms wakes the waiter then
+    // a retry in 300 ms wakes the waiter then; first, the wake-up the file's change watcher
+    // may still owe the enqueue (it looks every 200 ms) is let through and consumed
     let job = claim_one(&q, "w1").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _ = wait_for(signal.clone(), Duration::from_millis(1)).await;
     q.fail(
         "w1",
         &[failure(
