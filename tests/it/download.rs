@@ -118,8 +118,10 @@ async fn a_dropped_connection_resumes_from_what_is_on_disk() {
     );
 }
 
-#[tokio::test]
-async fn a_200_to_a_resume_starts_the_file_over() {
+/// Downloads an 800,000-byte file whose first answer drops after 200,000 bytes and whose
+/// server turns to `then` once bytes arrive; checks the file is whole and returns the
+/// `Range` of each request.
+async fn resume_against(then: Serve) -> Vec<Option<String>> {
     let cdn = Cdn::start().await;
     let body = bytes(800_000, 3);
     cdn.add(
@@ -132,12 +134,10 @@ async fn a_200_to_a_resume_starts_the_file_over() {
     );
     let dir = tempfile::tempdir().unwrap();
     let d = HttpDownloader::new(opts()).unwrap();
-    // Once bytes arrive, the server turns into one that ignores Range: the resume after
-    // the drop gets a 200 with the whole file.
     let switched = std::sync::atomic::AtomicBool::new(false);
     let progress = |_: u64, _: Option<u64>| {
         if !switched.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            cdn.set("/v.mp4", Serve::IgnoresRange);
+            cdn.set("/v.mp4", then.clone());
         }
     };
     let file = d
@@ -147,7 +147,13 @@ async fn a_200_to_a_resume_starts_the_file_over() {
     assert_eq!(file.size, body.len() as u64);
     assert_eq!(file.sha256, sha(&body));
     assert_eq!(std::fs::read(&file.path).unwrap(), body);
-    let ranges: Vec<_> = cdn.requests().into_iter().map(|(_, _, r)| r).collect();
+    cdn.requests().into_iter().map(|(_, _, r)| r).collect()
+}
+
+#[tokio::test]
+async fn a_200_to_a_resume_starts_the_file_over() {
+    // The resume after the drop gets a 200 with the whole file (Range ignored).
+    let ranges = resume_against(Serve::IgnoresRange).await;
     assert_eq!(ranges.len(), 2, "{ranges:?}");
     assert!(
         ranges[1].is_some(),
@@ -157,34 +163,9 @@ async fn a_200_to_a_resume_starts_the_file_over() {
 
 #[tokio::test]
 async fn a_206_at_another_offset_than_asked_starts_the_file_over() {
-    let cdn = Cdn::start().await;
-    let body = bytes(800_000, 4);
-    cdn.add(
-        "/v.mp4",
-        body.clone(),
-        Serve::DropAfter {
-            after: 200_000,
-            times: 1,
-        },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let d = HttpDownloader::new(opts()).unwrap();
-    // Once bytes arrive, the server answers a resume from 1,000 bytes before the offset
-    // asked: appended, those bytes would be a copy inside the file.
-    let switched = std::sync::atomic::AtomicBool::new(false);
-    let progress = |_: u64, _: Option<u64>| {
-        if !switched.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            cdn.set("/v.mp4", Serve::MisplacedRange { back: 1000 });
-        }
-    };
-    let file = d
-        .download_to(&source(vec![cdn.url("/v.mp4")]), dir.path(), &progress)
-        .await
-        .unwrap();
-    assert_eq!(file.size, body.len() as u64);
-    assert_eq!(file.sha256, sha(&body));
-    assert_eq!(std::fs::read(&file.path).unwrap(), body);
-    let ranges: Vec<_> = cdn.requests().into_iter().map(|(_, _, r)| r).collect();
+    // The resume is answered from 1,000 bytes before the offset asked: appended, those
+    // bytes would be a copy inside the file.
+    let ranges = resume_against(Serve::MisplacedRange { back: 1000 }).await;
     assert_eq!(ranges.len(), 3, "{ranges:?}");
     assert_eq!(ranges[0], None);
     assert!(

@@ -159,24 +159,32 @@ async fn a_page_in_an_unknown_shape_is_drift() {
     assert_eq!(e.code(), "extract-drift");
 }
 
-/// Runs `douyin-worker extract` against the fixture server.
-async fn extract_cli(server: &DouyinServer, link: &str) -> (Option<i32>, serde_json::Value) {
-    let upstream = server.url.clone();
-    let link = link.to_string();
-    let out = tokio::task::spawn_blocking(move || {
+/// Runs `douyin-worker extract LINK ARGS...` against the fixture server, with `env`.
+async fn run_extract(
+    server: &DouyinServer,
+    link: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"));
+    cmd.args(["extract", link])
+        .args(args)
+        .env("DOUYIN_UPSTREAM", &server.url)
+        .env_remove("DATABASE_URL")
+        .env_remove("SUPABASE_URL")
+        .env_remove("SUPABASE_SERVICE_ROLE_KEY")
+        .envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
-            .args(["extract", &link])
-            .current_dir(dir.path())
-            .env("DOUYIN_UPSTREAM", upstream)
-            .env_remove("DATABASE_URL")
-            .env_remove("SUPABASE_URL")
-            .env_remove("SUPABASE_SERVICE_ROLE_KEY")
-            .output()
-            .unwrap()
+        cmd.current_dir(dir.path()).output().unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Runs `douyin-worker extract` against the fixture server.
+async fn extract_cli(server: &DouyinServer, link: &str) -> (Option<i32>, serde_json::Value) {
+    let out = run_extract(server, link, &[], &[]).await;
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}{}",
@@ -583,25 +591,14 @@ async fn an_answer_in_an_unknown_shape_is_kept_once_per_strategy_without_cookies
 async fn extract_save_writes_every_strategys_answer() {
     let server = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let save = tempfile::tempdir().unwrap();
-    let upstream = server.url.clone();
     let folder = save.path().join("answers");
-    let folder_arg = folder.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_douyin-worker"))
-            .args(["extract", ID, "--save"])
-            .arg(&folder_arg)
-            .current_dir(dir.path())
-            .env("DOUYIN_UPSTREAM", upstream)
-            .env("DOUYIN_COOKIE", "sessionid=cli-s3ss10n-8e1d")
-            .env_remove("DATABASE_URL")
-            .env_remove("SUPABASE_URL")
-            .env_remove("SUPABASE_SERVICE_ROLE_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_extract(
+        &server,
+        ID,
+        &["--save", folder.to_str().unwrap()],
+        &[("DOUYIN_COOKIE", "sessionid=cli-s3ss10n-8e1d")],
+    )
+    .await;
     assert_eq!(
         out.status.code(),
         Some(0),

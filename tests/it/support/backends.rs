@@ -92,112 +92,83 @@ impl Backend {
         r.job_id.expect("job id")
     }
 
-    /// Queues `n` jobs with distinct Douyin ids.
     /// Moves a pending job's due time to `secs` seconds from now (negative: in the past), as
     /// a backoff would, straight in the database.
     pub async fn set_due(&self, id: Uuid, secs: i64) {
-        match &self.pg {
-            Some(db) => {
-                sqlx::query(
-                    "update public.download_jobs
-                        set scheduled_at = now() + make_interval(secs => $2) where id = $1",
-                )
-                .bind(id)
-                .bind(secs as f64)
-                .execute(&db.pool)
-                .await
-                .unwrap();
-            }
-            None => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
-                    .await
-                    .unwrap();
-                sqlx::query(
-                    "update download_jobs
-                        set scheduled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2 || ' seconds')
-                      where id = ?1",
-                )
-                .bind(id.to_string())
-                .bind(secs.to_string())
-                .execute(&pool)
-                .await
-                .unwrap();
-                pool.close().await;
-            }
-        }
+        self.update_job(
+            id,
+            "update public.download_jobs
+                set scheduled_at = now() + make_interval(secs => $2::float8) where id = $1",
+            "update download_jobs
+                set scheduled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2 || ' seconds')
+              where id = ?1",
+            &[&secs.to_string()],
+        )
+        .await;
     }
 
     /// Makes a running job's lease run out now, straight in the database, as a worker that
     /// stopped renewing it would.
     pub async fn expire_lease(&self, id: Uuid) {
-        match &self.pg {
-            Some(db) => {
-                sqlx::query(
-                    "update public.download_jobs
-                        set lease_expires_at = now() - interval '1 second'
-                      where id = $1 and status = 'running'",
-                )
-                .bind(id)
-                .execute(&db.pool)
-                .await
-                .unwrap();
-            }
-            None => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
-                    .await
-                    .unwrap();
-                sqlx::query(
-                    "update download_jobs
-                        set lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds')
-                      where id = ?1 and status = 'running'",
-                )
-                .bind(id.to_string())
-                .execute(&pool)
-                .await
-                .unwrap();
-                pool.close().await;
-            }
-        }
+        self.update_job(
+            id,
+            "update public.download_jobs
+                set lease_expires_at = now() - interval '1 second'
+              where id = $1 and status = 'running'",
+            "update download_jobs
+                set lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds')
+              where id = ?1 and status = 'running'",
+            &[],
+        )
+        .await;
     }
 
     /// Hands a running job to `worker` under a new lease, straight in the database, as a
     /// rescue and a claim by another worker would: the lease its worker holds is gone.
     pub async fn take_over(&self, id: Uuid, worker: &str) {
+        self.update_job(
+            id,
+            "update public.download_jobs
+                set worker_id = $2, lease_id = $3::uuid,
+                    lease_expires_at = now() + interval '1 hour'
+              where id = $1 and status = 'running'",
+            "update download_jobs
+                set worker_id = ?2, lease_id = ?3,
+                    lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+3600 seconds')
+              where id = ?1 and status = 'running'",
+            &[worker, &Uuid::new_v4().to_string()],
+        )
+        .await;
+    }
+
+    /// Runs one update of a job straight in the database: `pg` on PostgreSQL (and behind the
+    /// REST API), `sqlite` on SQLite; the job id is the first parameter, `args` (text) the
+    /// next ones.
+    async fn update_job(&self, id: Uuid, pg: &str, sqlite: &str, args: &[&str]) {
         match &self.pg {
             Some(db) => {
-                sqlx::query(
-                    "update public.download_jobs
-                        set lease_id = gen_random_uuid(), worker_id = $2,
-                            lease_expires_at = now() + interval '1 hour'
-                      where id = $1 and status = 'running'",
-                )
-                .bind(id)
-                .bind(worker)
-                .execute(&db.pool)
-                .await
-                .unwrap();
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(pg.to_string())).bind(id);
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                q.execute(&db.pool).await.unwrap();
             }
             None => {
                 let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
                     .await
                     .unwrap();
-                sqlx::query(
-                    "update download_jobs
-                        set lease_id = ?3, worker_id = ?2,
-                            lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+3600 seconds')
-                      where id = ?1 and status = 'running'",
-                )
-                .bind(id.to_string())
-                .bind(worker)
-                .bind(Uuid::new_v4().to_string())
-                .execute(&pool)
-                .await
-                .unwrap();
+                let mut q =
+                    sqlx::query(sqlx::AssertSqlSafe(sqlite.to_string())).bind(id.to_string());
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                q.execute(&pool).await.unwrap();
                 pool.close().await;
             }
         }
     }
 
+    /// Queues `n` jobs with distinct Douyin ids.
     pub async fn enqueue_many(&self, n: usize) -> Vec<Uuid> {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
