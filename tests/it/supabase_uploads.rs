@@ -319,3 +319,42 @@ async fn a_tus_upload_at_an_unreachable_location_is_terminated_through_the_stora
     assert_eq!(api.open_uploads(), 0);
     gateway.abort();
 }
+
+#[tokio::test]
+async fn every_tus_request_carries_x_upsert_and_both_auth_headers() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = file_of(tmp.path(), &bytes(7 * MIB, 6));
+    // A chunk cut off mid-body: the worker asks where to resume (HEAD) and goes on.
+    api.interrupt_next_patch(MIB as u64);
+    put(&store(&api), &file).await.unwrap();
+    let tus: Vec<_> = api
+        .requests_with_headers()
+        .into_iter()
+        .filter(|(m, path, _)| path.starts_with(TUS_PATH) && m != "OPTIONS")
+        .collect();
+    for method in ["POST", "PATCH", "HEAD"] {
+        assert!(
+            tus.iter().any(|(m, _, _)| m == method),
+            "no {method}: {:?}",
+            api.requests()
+        );
+    }
+    let bearer = format!("Bearer {SERVICE_KEY}");
+    for (method, path, headers) in &tus {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-upsert"), Some("true"), "{method} {path}");
+        assert_eq!(get("apikey"), Some(SERVICE_KEY), "{method} {path}");
+        assert_eq!(
+            get("authorization"),
+            Some(bearer.as_str()),
+            "{method} {path}"
+        );
+    }
+}

@@ -441,6 +441,16 @@ impl StorageApi {
             .collect()
     }
 
+    /// Every request served, in order: method, path and headers (names lowercase).
+    pub fn requests_with_headers(&self) -> Vec<(String, String, Vec<(String, String)>)> {
+        self.emu
+            .st()
+            .log
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone(), r.headers.clone()))
+            .collect()
+    }
+
     /// Headers of the last request whose path contains `needle` (lowercase names, in order).
     pub fn last_headers(&self, needle: &str) -> Option<Vec<(String, String)>> {
         self.emu

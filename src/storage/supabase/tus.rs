@@ -204,6 +204,7 @@ impl SupabaseStorage {
             let head = self
                 .authed(self.client.head(location.clone()))
                 .header("Tus-Resumable", "1.0.0")
+                .header("x-upsert", "true")
                 .send()
                 .await
                 .map_err(network)?;
