@@ -442,7 +442,7 @@ impl StorageApi {
     }
 
     /// Every request served, in order: method, path and headers (names lowercase).
-    pub fn requests_with_headers(&self) -> Vec<(String, String, Vec<(String, String)>)> {
+    pub fn requests_with_headers(&self) -> Vec<LoggedRequest> {
         self.emu
             .st()
             .log
@@ -776,6 +776,9 @@ struct Hang {
     stall: Duration,
     remaining: u32,
 }
+
+/// A request as served: method, path and headers (names lowercase).
+pub type LoggedRequest = (String, String, Vec<(String, String)>);
 
 struct Logged {
     method: String,
