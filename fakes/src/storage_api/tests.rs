@@ -36,6 +36,17 @@ async fn text(r: reqwest::Response) -> (u16, String) {
     (s, r.text().await.unwrap())
 }
 
+/// `GET /object/info/{path}` with the service key, as JSON.
+async fn object_info(c: &reqwest::Client, st: &str, path: &str) -> Value {
+    auth(c.get(format!("{st}/object/info/{path}")), SERVICE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn hdr(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)
@@ -347,16 +358,7 @@ async fn standard_upload_info_head_upsert_and_metadata() {
         .unwrap();
     let v: Value = serde_json::from_str(&text(r).await.1).unwrap();
     assert_eq!(v["Id"], id.as_str());
-    let info: Value = auth(
-        c.get(format!("{st}/object/info/raw/meta/clip.mp4")),
-        SERVICE_KEY,
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let info = object_info(&c, &st, "raw/meta/clip.mp4").await;
     assert_ne!(info["version"], first_version.as_str());
     assert_eq!(info["content_type"], "video/webm");
     assert_eq!(info["etag"], etag.as_str(), "same bytes, same etag");
@@ -735,16 +737,7 @@ async fn tus_upload_survives_an_interrupted_patch() {
     assert_eq!(r.status(), 204);
     assert_eq!(hdr(&r, "tus-complete").unwrap(), "1");
     assert_eq!(hdr(&r, "upload-offset").unwrap(), "13631488");
-    let info: Value = auth(
-        c.get(format!("{st}/object/info/raw/tus/video.mp4")),
-        SERVICE_KEY,
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let info = object_info(&c, &st, "raw/tus/video.mp4").await;
     assert_eq!(info["size"], total);
     assert_eq!(info["content_type"], "video/mp4");
     assert_eq!(info["cache_control"], "max-age=3600");
