@@ -57,6 +57,9 @@ on_every_backend!(
     claim_order_is_priority_then_due_time_then_age,
     release_puts_the_job_back_without_counting_the_attempt,
     completion_fills_the_video_row,
+    completion_fills_only_what_the_video_row_lacks,
+    a_batch_of_completions_with_one_bad_entry_records_nothing,
+    an_empty_failure_message_is_recorded_as_unknown_error,
     progress_reaches_the_job_and_video_rows,
     claim_returns_only_due_jobs_and_respects_the_limit,
 );
@@ -291,6 +294,14 @@ async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
     let rec = q.job(id).await.unwrap().unwrap();
     assert_eq!(rec.status, "pending");
     assert_eq!(rec.attempts, 1);
+    assert_eq!((rec.max_attempts, rec.priority), (3, 0));
+    assert_eq!(rec.worker_id, None, "the lease is given up");
+    assert_eq!(rec.lease_expires_at, None);
+    assert_eq!(rec.finished_at, None);
+    assert!((rec.scheduled_at - at).num_milliseconds().abs() < 5);
+    assert_eq!(rec.video_in_progress_by, None);
+    assert_eq!(rec.video_download_progress, None);
+    assert_eq!(rec.video_object_key, None);
     assert_eq!(rec.last_error.as_deref(), Some("cdn said 503"));
     assert_eq!(rec.last_error_code.as_deref(), Some("http-503"));
     assert_eq!(rec.last_error_class.as_deref(), Some("transient"));
@@ -310,6 +321,8 @@ async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
     b.set_due(id, -1).await;
     let job = q.claim("w", 1, LEASE).await.unwrap().remove(0);
     assert_eq!(job.attempts, 2);
+    let rec = q.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.video_next_attempt_at, None, "cleared by the claim");
     let r = q
         .fail(
             "w",
@@ -341,27 +354,66 @@ async fn transient_failures_back_off_until_attempts_run_out(kind: Kind) {
     assert!(q.claim("w", 1, LEASE).await.unwrap().is_empty());
 }
 
+/// A permanent failure (even with a retry time), a failure without a retry time and a failure
+/// on the last attempt each end the job for good, in one batch.
 async fn permanent_failures_fail_at_once(kind: Kind) {
     let b = Backend::new(kind).await;
-    let id = b.enqueue("7400000000000000001").await;
-    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    let permanent = b.enqueue("7400000000000000001").await;
+    let no_retry_time = b.enqueue("7400000000000000002").await;
+    let last_attempt = b
+        .enqueue_with(EnqueueRequest {
+            douyin_id: Some("7400000000000000003".into()),
+            max_attempts: Some(1),
+            ..Default::default()
+        })
+        .await;
+    let jobs = b.queue.claim("w", 3, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    let lease_of = |id| jobs.iter().find(|j| j.id() == id).unwrap().lease;
     let r = b
         .queue
         .fail(
             "w",
-            &[failure(
-                job.lease,
-                ErrorClass::Permanent,
-                Some(Duration::ZERO),
-            )],
+            &[
+                failure(lease_of(permanent), ErrorClass::Permanent, Some(LEASE)),
+                failure(lease_of(no_retry_time), ErrorClass::Transient, None),
+                failure(lease_of(last_attempt), ErrorClass::Transient, Some(LEASE)),
+            ],
         )
         .await
         .unwrap();
-    assert_eq!(r, vec![(id, FailOutcome::Failed)]);
-    let rec = b.queue.job(id).await.unwrap().unwrap();
-    assert_eq!((rec.status.as_str(), rec.attempts), ("failed", 1));
+    assert!(r.iter().all(|(_, o)| *o == FailOutcome::Failed), "{r:?}");
+    for id in [permanent, no_retry_time, last_attempt] {
+        let rec = b.queue.job(id).await.unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.attempts), ("failed", 1));
+        assert_eq!(rec.worker_id.as_deref(), Some("w"), "who failed it is kept");
+        assert_eq!(rec.lease_expires_at, None);
+        assert!(rec.finished_at.is_some());
+        assert_eq!(rec.video_status, "failed");
+        assert_eq!(rec.video_attempts, 1);
+        assert_eq!(rec.video_last_error.as_deref(), Some("cdn said 503"));
+        assert_eq!(rec.video_next_attempt_at, None);
+    }
+    let rec = b.queue.job(permanent).await.unwrap().unwrap();
     assert_eq!(rec.last_error_class.as_deref(), Some("permanent"));
-    assert_eq!(rec.video_next_attempt_at, None);
+    assert_eq!(b.queue.stats().await.unwrap().failed_jobs, 3);
+    assert!(b.queue.claim("w", 3, LEASE).await.unwrap().is_empty());
+}
+
+async fn an_empty_failure_message_is_recorded_as_unknown_error(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b.enqueue("7400000000000000001").await;
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    let mut f = failure(job.lease, ErrorClass::Transient, Some(Duration::ZERO));
+    f.error.clear();
+    let r = b.queue.fail("w", &[f]).await.unwrap();
+    assert!(matches!(r[0].1, FailOutcome::RetryScheduled(_)), "{r:?}");
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.last_error.as_deref(), Some("unknown error"));
+    assert_eq!(rec.video_last_error.as_deref(), Some("unknown error"));
+    // A retry due at once is claimable at once.
+    assert_eq!(b.queue.claim("w", 1, LEASE).await.unwrap()[0].attempts, 2);
+    assert_eq!(b.queue.job(uuid::Uuid::new_v4()).await.unwrap(), None);
 }
 
 async fn one_active_job_per_video(kind: Kind) {
@@ -647,6 +699,145 @@ async fn completion_fills_the_video_row(kind: Kind) {
     let bad = completion(job.lease, "");
     assert!(b.queue.complete("w", &[bad]).await.is_err());
     assert_eq!(b.queue.job(id2).await.unwrap().unwrap().status, "running");
+}
+
+/// What a completion writes beside the status: the stored object's fields, the lease gone,
+/// what extraction learnt filled in only where the row lacks it, the direct URL replaced
+/// when given and kept when not.
+async fn completion_fills_only_what_the_video_row_lacks(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let id = b
+        .enqueue_with(EnqueueRequest {
+            url: Some("https://v.douyin.com/iRNBho6u/".into()),
+            ..Default::default()
+        })
+        .await;
+    let video = b.queue.job(id).await.unwrap().unwrap().video_id;
+    b.update_row(
+        video,
+        "update public.videos set title = 'kept title', last_error = 'old error' where id = $1",
+        "update videos set title = 'kept title', last_error = 'old error' where id = ?1",
+        &[],
+    )
+    .await;
+    let col = |c: &'static str| b.column("videos", video, c);
+    let json =
+        |t: Option<String>| t.map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap());
+
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.video.title.as_deref(), Some("kept title"));
+    assert!(
+        b.queue
+            .progress("w", &job.lease, 10, Some(100))
+            .await
+            .unwrap()
+    );
+    let c = Completion {
+        lease: job.lease,
+        stored: stored("7412345678901234567/7412345678901234567.mp4"),
+        video: VideoUpdate {
+            douyin_id: Some("7412345678901234567".into()),
+            title: Some("new title".into()),
+            thumbnail_url: Some("https://p3.douyinpic.com/cover.jpeg".into()),
+            video_url_direct: Some("https://v26.douyinvod.com/x.mp4".into()),
+            video_url_meta: Some(serde_json::json!({"expires_at": 1})),
+        },
+    };
+    assert_eq!(
+        b.queue.complete("w", &[c]).await.unwrap(),
+        vec![(id, CompleteOutcome::Completed)]
+    );
+    let rec = b.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.worker_id.as_deref(), Some("w"));
+    assert_eq!(rec.lease_expires_at, None);
+    assert!(rec.finished_at.is_some());
+    assert_eq!(
+        (rec.progress_bytes, rec.progress_total),
+        (Some(1234), Some(1234))
+    );
+    assert_eq!(rec.video_last_error, None);
+    assert_eq!(rec.video_next_attempt_at, None);
+    assert_eq!(col("storage_provider").await.as_deref(), Some("test"));
+    assert_eq!(col("bucket").await.as_deref(), Some("videos"));
+    assert_eq!(col("storage_etag").await.as_deref(), Some("etag-1"));
+    assert_eq!(col("filesize").await.as_deref(), Some("1234"));
+    assert_eq!(col("mime_type").await.as_deref(), Some("video/mp4"));
+    assert_eq!(
+        json(col("storage_metadata").await),
+        Some(serde_json::json!({"sha256": "ab"}))
+    );
+    assert!(col("downloaded_at").await.is_some());
+    assert_eq!(col("in_progress_at").await, None);
+    // Filled only where empty.
+    assert_eq!(
+        col("douyin_id").await.as_deref(),
+        Some("7412345678901234567")
+    );
+    assert_eq!(col("title").await.as_deref(), Some("kept title"));
+    assert_eq!(
+        col("thumbnail_url").await.as_deref(),
+        Some("https://p3.douyinpic.com/cover.jpeg")
+    );
+    // Replaced when given.
+    assert_eq!(
+        col("video_url_direct").await.as_deref(),
+        Some("https://v26.douyinvod.com/x.mp4")
+    );
+    assert_eq!(
+        json(col("video_url_meta").await),
+        Some(serde_json::json!({"expires_at": 1}))
+    );
+
+    // Downloaded again: the claim hands out the cached direct URL, and a completion without
+    // one keeps it.
+    let r = b
+        .queue
+        .enqueue(&EnqueueRequest {
+            video_id: Some(video),
+            force: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, EnqueueOutcome::Queued);
+    let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        job.video.video_url_meta,
+        Some(serde_json::json!({"expires_at": 1})),
+        "the claim reads the cached direct URL"
+    );
+    let mut c = completion(job.lease, "k2");
+    c.video.title = Some("ignored".into());
+    b.queue.complete("w", &[c]).await.unwrap();
+    assert_eq!(col("title").await.as_deref(), Some("kept title"));
+    assert_eq!(col("object_key").await.as_deref(), Some("k2"));
+    assert_eq!(
+        col("video_url_direct").await.as_deref(),
+        Some("https://v26.douyinvod.com/x.mp4")
+    );
+}
+
+/// Completions are recorded together or not at all: a batch with an entry that has no object
+/// key leaves every job running; the same completion twice in a batch completes once.
+async fn a_batch_of_completions_with_one_bad_entry_records_nothing(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let ids = b.enqueue_many(2).await;
+    let jobs = b.queue.claim("w", 2, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let good = completion(jobs[0].lease, "a.mp4");
+    let bad = completion(jobs[1].lease, "");
+    assert!(b.queue.complete("w", &[good.clone(), bad]).await.is_err());
+    for id in &ids {
+        assert_eq!(b.queue.job(*id).await.unwrap().unwrap().status, "running");
+    }
+    let out = b.queue.complete("w", &[good.clone(), good]).await.unwrap();
+    assert!(
+        out.iter()
+            .all(|(id, o)| *id == jobs[0].id() && *o == CompleteOutcome::Completed),
+        "{out:?}"
+    );
+    let rec = b.queue.job(jobs[0].id()).await.unwrap().unwrap();
+    assert_eq!(rec.status, "completed");
 }
 
 async fn progress_reaches_the_job_and_video_rows(kind: Kind) {

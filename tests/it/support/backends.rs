@@ -95,7 +95,7 @@ impl Backend {
     /// Moves a pending job's due time to `secs` seconds from now (negative: in the past), as
     /// a backoff would, straight in the database.
     pub async fn set_due(&self, id: Uuid, secs: i64) {
-        self.update_job(
+        self.update_row(
             id,
             "update public.download_jobs
                 set scheduled_at = now() + make_interval(secs => $2::float8) where id = $1",
@@ -110,7 +110,7 @@ impl Backend {
     /// Makes a running job's lease run out now, straight in the database, as a worker that
     /// stopped renewing it would.
     pub async fn expire_lease(&self, id: Uuid) {
-        self.update_job(
+        self.update_row(
             id,
             "update public.download_jobs
                 set lease_expires_at = now() - interval '1 second'
@@ -126,7 +126,7 @@ impl Backend {
     /// Hands a running job to `worker` under a new lease, straight in the database, as a
     /// rescue and a claim by another worker would: the lease its worker holds is gone.
     pub async fn take_over(&self, id: Uuid, worker: &str) {
-        self.update_job(
+        self.update_row(
             id,
             "update public.download_jobs
                 set worker_id = $2, lease_id = $3::uuid,
@@ -141,10 +141,10 @@ impl Backend {
         .await;
     }
 
-    /// Runs one update of a job straight in the database: `pg` on PostgreSQL (and behind the
-    /// REST API), `sqlite` on SQLite; the job id is the first parameter, `args` (text) the
+    /// Runs one update of a row straight in the database: `pg` on PostgreSQL (and behind the
+    /// REST API), `sqlite` on SQLite; the row's id is the first parameter, `args` (text) the
     /// next ones.
-    async fn update_job(&self, id: Uuid, pg: &str, sqlite: &str, args: &[&str]) {
+    pub async fn update_row(&self, id: Uuid, pg: &str, sqlite: &str, args: &[&str]) {
         match &self.pg {
             Some(db) => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(pg.to_string())).bind(id);
@@ -154,9 +154,7 @@ impl Backend {
                 q.execute(&db.pool).await.unwrap();
             }
             None => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
-                    .await
-                    .unwrap();
+                let pool = self.sqlite_pool().await;
                 let mut q =
                     sqlx::query(sqlx::AssertSqlSafe(sqlite.to_string())).bind(id.to_string());
                 for a in args {
@@ -166,6 +164,39 @@ impl Backend {
                 pool.close().await;
             }
         }
+    }
+
+    /// One column of a row of `table` (`videos` or `download_jobs`) as text, read straight
+    /// from the database (`None` for NULL); JSON columns come back as JSON text, to compare
+    /// parsed.
+    pub async fn column(&self, table: &str, id: Uuid, column: &str) -> Option<String> {
+        match &self.pg {
+            Some(db) => {
+                let sql = format!("select {column}::text from public.{table} where id = $1");
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap()
+            }
+            None => {
+                let pool = self.sqlite_pool().await;
+                let sql = format!("select cast({column} as text) from {table} where id = ?1");
+                let v = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(id.to_string())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                v
+            }
+        }
+    }
+
+    async fn sqlite_pool(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.locator.1))
+            .await
+            .unwrap()
     }
 
     /// Queues `n` jobs with distinct Douyin ids.
