@@ -96,6 +96,12 @@ pub struct HttpDownloader {
 enum MirrorEnd {
     /// Try the next mirror (status that says "not here").
     Next(String, Option<StatusCode>),
+    /// Try the next mirror; this one said when to come back (429 or 503 with `Retry-After`).
+    Throttled {
+        why: String,
+        status: StatusCode,
+        retry_after: Duration,
+    },
     /// Stop: the error applies to the file, not the mirror.
     Stop(JobError),
 }
@@ -130,6 +136,8 @@ impl HttpDownloader {
         }
         let deadline = Instant::now() + self.opts.total_timeout;
         let mut ends = Vec::new();
+        // The latest time a throttling mirror asked us to come back.
+        let mut come_back: Option<Duration> = None;
         for (i, raw) in source.urls.iter().enumerate() {
             // A file per mirror: the writer of a failed mirror may still be draining its
             // queue, and must not write into the next mirror's file.
@@ -146,8 +154,20 @@ impl HttpDownloader {
                     let _ = std::fs::remove_file(&path);
                     return Err(e);
                 }
-                Err(MirrorEnd::Next(why, status)) => {
+                Err(end @ (MirrorEnd::Next(..) | MirrorEnd::Throttled { .. })) => {
                     let _ = std::fs::remove_file(&path);
+                    let (why, status) = match end {
+                        MirrorEnd::Throttled {
+                            why,
+                            status,
+                            retry_after,
+                        } => {
+                            come_back = come_back.max(Some(retry_after));
+                            (why, Some(status))
+                        }
+                        MirrorEnd::Next(why, status) => (why, status),
+                        MirrorEnd::Stop(_) => unreachable!("matched above"),
+                    };
                     tracing::info!(mirror = i + 1, host = url.host_str().unwrap_or("?"), why = %why, "mirror failed; trying the next");
                     ends.push((why, status));
                 }
@@ -165,7 +185,11 @@ impl HttpDownloader {
                 format!("every mirror answered 403 (the signed URL expired?): {summary}"),
             ))
         } else {
-            Err(JobError::transient("download-failed", summary))
+            let e = JobError::transient("download-failed", summary);
+            Err(match come_back {
+                Some(after) => e.with_retry_after(after),
+                None => e,
+            })
         }
     }
 
@@ -196,7 +220,7 @@ impl HttpDownloader {
                         continue;
                     }
                 },
-                s => return Err(not_here(s)),
+                s => return Err(not_here(s, response.headers())),
             };
             if restart {
                 sink.reset().await.map_err(io)?;
@@ -367,7 +391,9 @@ impl HttpDownloader {
 
 /// A status that is not the file: 403, 404, 410, 429 and 5xx say "not here, try the next
 /// mirror"; anything else is unexpected, and the next mirror is tried too.
-fn not_here(s: StatusCode) -> MirrorEnd {
+/// A 429 or 503 with `Retry-After` (delta-seconds, at most [`MAX_RETRY_AFTER`]) also says
+/// when to come back.
+fn not_here(s: StatusCode, headers: &reqwest::header::HeaderMap) -> MirrorEnd {
     let expected = s == StatusCode::FORBIDDEN
         || s == StatusCode::NOT_FOUND
         || s == StatusCode::GONE
@@ -378,7 +404,31 @@ fn not_here(s: StatusCode) -> MirrorEnd {
     } else {
         format!("unexpected HTTP {}", s.as_u16())
     };
-    MirrorEnd::Next(why, Some(s))
+    let throttled = s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::SERVICE_UNAVAILABLE;
+    match retry_after(headers) {
+        Some(retry_after) if throttled => MirrorEnd::Throttled {
+            why: format!("{why} (retry after {}s)", retry_after.as_secs()),
+            status: s,
+            retry_after,
+        },
+        _ => MirrorEnd::Next(why, Some(s)),
+    }
+}
+
+/// The longest `Retry-After` honoured: a CDN asking for more is asked again after this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in delta-seconds (the form CDNs send), capped at [`MAX_RETRY_AFTER`];
+/// `None` when absent or another form.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// The temp file could not be written: a full disk (`disk-full`) or another I/O error

@@ -48,6 +48,7 @@
 //!   (e.g. the captcha page; Range ignored).
 //! - [`Serve::Status`]: that status with a small `text/html` page and `Server: openresty`;
 //!   `403` is the openresty page of the CDN fixture (`403 Forbidden`, `Forbid_code: 020200`...).
+//! - [`Serve::RetryAfter`]: that status with the small page and a `Retry-After` header.
 //! - [`Serve::Redirect`]: `302` with `Location` (as given, absolute or relative) and an empty
 //!   body. [`METADATA_URL`] and [`PRIVATE_URL`] are private targets for the SSRF guard: a
 //!   correct client refuses them before connecting; nothing listens there in tests.
@@ -100,6 +101,9 @@ pub enum Serve {
     WrongBody { body: Vec<u8> },
     /// Answers this status with a small HTML body (403: the openresty page of the CDN fixture).
     Status(u16),
+    /// Answers this status (429 or 503) with a small HTML body and `Retry-After: <value>`, as a
+    /// CDN that throttles does.
+    RetryAfter { status: u16, value: String },
     /// 302 to `location`.
     Redirect { location: String },
 }
@@ -460,6 +464,9 @@ fn answer(path: &str, bytes: Arc<Vec<u8>>, serve: Serve, range: Option<&str>) ->
         Serve::WrongBody { body } => Reply::new(200, "video/mp4", body),
         Serve::Status(403) => Reply::new(403, "text/html", forbidden_page()),
         Serve::Status(code) => Reply::new(code, "text/html", status_page(code)),
+        Serve::RetryAfter { status, value } => {
+            Reply::new(status, "text/html", status_page(status)).header("Retry-After", value)
+        }
         Serve::Redirect { location } => {
             Reply::new(302, "text/html", Vec::new()).header("Location", location)
         }

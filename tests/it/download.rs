@@ -249,6 +249,52 @@ async fn forbidden_and_missing_mirrors_fall_through_to_the_next() {
     assert_eq!(files_in(dir.path()), 0);
 }
 
+/// A CDN that throttles (429 or 503 with `Retry-After` in seconds) says when to come back: the
+/// failure asks for the latest of those times (capped at an hour), so the retry waits for it.
+#[tokio::test]
+async fn a_throttling_cdn_sets_the_earliest_retry() {
+    let cdn = Cdn::start().await;
+    let body = bytes(1_000, 7);
+    let throttled = |status: u16, value: &str| Serve::RetryAfter {
+        status,
+        value: value.into(),
+    };
+    cdn.add("/m1.mp4", body.clone(), throttled(429, "120"));
+    cdn.add("/m2.mp4", body.clone(), throttled(503, "30"));
+    cdn.add("/m3.mp4", body.clone(), Serve::Status(503));
+    let urls = vec![cdn.url("/m1.mp4"), cdn.url("/m2.mp4"), cdn.url("/m3.mp4")];
+    let dir = tempfile::tempdir().unwrap();
+    let e = get(opts(), &source(urls), dir.path()).await.0.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(120)));
+    assert!(
+        e.message.contains("HTTP 429 (retry after 120s)"),
+        "{}",
+        e.message
+    );
+
+    // Capped at an hour; an HTTP-date, a 404's header or no header set nothing.
+    cdn.set("/m1.mp4", throttled(429, "86400"));
+    let e = get(opts(), &source(vec![cdn.url("/m1.mp4")]), dir.path())
+        .await
+        .0
+        .unwrap_err();
+    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
+    for serve in [
+        throttled(429, "Wed, 21 Oct 2026 07:28:00 GMT"),
+        throttled(404, "60"),
+        Serve::Status(429),
+    ] {
+        cdn.set("/m1.mp4", serve);
+        let e = get(opts(), &source(vec![cdn.url("/m1.mp4")]), dir.path())
+            .await
+            .0
+            .unwrap_err();
+        assert_eq!(e.retry_after, None, "{}", e.message);
+    }
+    assert_eq!(files_in(dir.path()), 0);
+}
+
 #[tokio::test]
 async fn files_over_the_limit_are_refused_at_the_header_or_in_the_stream() {
     let cdn = Cdn::start().await;
