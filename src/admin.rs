@@ -38,7 +38,7 @@ pub enum Format {
 
 impl Format {
     /// `--json` or not.
-    pub fn from_json_flag(json: bool) -> Self {
+    pub(crate) fn from_json_flag(json: bool) -> Self {
         if json { Format::Json } else { Format::Table }
     }
 }
@@ -86,7 +86,7 @@ impl AdminError {
 }
 
 /// Writes `value` as pretty JSON and a newline.
-pub fn write_json(out: Out<'_>, value: &impl Serialize) -> Result<(), AdminError> {
+pub(crate) fn write_json(out: Out<'_>, value: &impl Serialize) -> Result<(), AdminError> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())

@@ -16,7 +16,7 @@ use crate::queue;
 /// Downloads Douyin videos queued in PostgreSQL, Supabase or SQLite and stores them.
 #[derive(Parser, Debug)]
 #[command(name = "douyin-worker", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Settings (each also read from its environment variable and from `.env`).
     #[command(flatten)]
     pub settings: RawSettings,

@@ -51,7 +51,7 @@ use field::Fields;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret, and registers it so that [`crate::redact::scrub`] keeps it out of any
+    /// Wraps a secret, and registers it so that `crate::redact::scrub` keeps it out of any
     /// upstream text that is logged or stored.
     pub fn new(s: impl Into<String>) -> Self {
         let s = s.into();
@@ -68,7 +68,7 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -107,12 +107,15 @@ pub struct Config {
 /// A setting that failed validation; the message names the variable or flag and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 impl Config {
     /// Validates the raw settings. `matches` tells whether each came from a flag or from the
     /// environment, for the error message; without it, variables are named.
-    pub fn resolve(raw: &RawSettings, matches: Option<&ArgMatches>) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(
+        raw: &RawSettings,
+        matches: Option<&ArgMatches>,
+    ) -> Result<Self, ConfigError> {
         let f = Fields::new(matches);
         let supabase = raw.supabase.resolve(&f)?;
         let worker = raw.worker.resolve(&f)?;
@@ -174,7 +177,7 @@ impl Config {
 
 /// A URL with its password, and the values of its query parameters, replaced by `***`
 /// (`?password=` and `?sslpassword=` are secrets too); only `sslmode` and `pgbouncer` show.
-pub fn redact_url(s: &str) -> String {
+pub(crate) fn redact_url(s: &str) -> String {
     match Url::parse(s) {
         Ok(mut url) => {
             if url.password().is_some() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Checks that `dir` is a folder this process can write in, creating it (and its parents)
 /// when missing. The error says what is wrong with it, without naming the setting.
-pub fn check_temp_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_temp_dir(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err("not a folder (a file is there)".into()),
         Ok(_) => {}
@@ -28,7 +28,7 @@ pub fn check_temp_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Bytes an unprivileged process may still write on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
+pub(crate) fn free_bytes(path: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
@@ -42,7 +42,7 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
 }
 
 /// Whether an I/O error means the disk (or the user's quota) is full.
-pub fn is_full(e: &io::Error) -> bool {
+pub(crate) fn is_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
         || e.kind() == io::ErrorKind::StorageFull
         || e.kind() == io::ErrorKind::QuotaExceeded
@@ -118,7 +118,7 @@ pub fn umask() -> u32 {
 
 /// The mode of a file meant to be read by others (a served object, `get`'s output): what
 /// `open(2)` gives a new file, `0o666` less the umask.
-pub fn shared_file_mode() -> u32 {
+pub(crate) fn shared_file_mode() -> u32 {
     0o666 & !umask()
 }
 

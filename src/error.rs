@@ -10,10 +10,10 @@ use std::time::Duration;
 
 /// The code of an attempt that stopped because its video row was merged into another row
 /// that is stored or has a job of its own (the queue already ended the job: nothing to record).
-pub const MERGED: &str = "merged";
+pub(crate) const MERGED: &str = "merged";
 
 /// The code of an attempt that stopped because its lease was taken over (nothing to record).
-pub const LEASE_LOST: &str = "lease-lost";
+pub(crate) const LEASE_LOST: &str = "lease-lost";
 
 /// Whether another attempt can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -39,7 +39,7 @@ impl ErrorClass {
     }
 
     /// Whether the queue should schedule another attempt (attempts permitting).
-    pub fn is_retryable(self) -> bool {
+    pub(crate) fn is_retryable(self) -> bool {
         !matches!(self, ErrorClass::Permanent)
     }
 }
@@ -98,33 +98,15 @@ impl JobError {
     }
 
     /// Marks `url`, the cached direct URL the attempt used, as giving a bad file.
-    pub fn with_stale_direct_url(mut self, url: impl Into<String>) -> Self {
+    pub(crate) fn with_stale_direct_url(mut self, url: impl Into<String>) -> Self {
         self.stale_direct_url = Some(url.into());
         self
     }
 
     /// Asks for the next attempt no sooner than `after`.
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
+    pub(crate) fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
-    }
-}
-
-/// Marks the errors of a `Result` as transient or permanent at the call site.
-pub trait JobResultExt<T> {
-    /// A failure here may go away by itself.
-    fn transient(self, code: &'static str) -> Result<T, JobError>;
-    /// A failure here is final.
-    fn permanent(self, code: &'static str) -> Result<T, JobError>;
-}
-
-impl<T, E: fmt::Display> JobResultExt<T> for Result<T, E> {
-    fn transient(self, code: &'static str) -> Result<T, JobError> {
-        self.map_err(|e| JobError::transient(code, e.to_string()))
-    }
-
-    fn permanent(self, code: &'static str) -> Result<T, JobError> {
-        self.map_err(|e| JobError::permanent(code, e.to_string()))
     }
 }
 
@@ -137,14 +119,5 @@ mod tests {
         assert!(ErrorClass::Transient.is_retryable());
         assert!(ErrorClass::Drift.is_retryable());
         assert!(!ErrorClass::Permanent.is_retryable());
-    }
-
-    #[test]
-    fn result_ext_marks_the_class() {
-        let r: Result<(), &str> = Err("boom");
-        let e = r.permanent("bad-input").unwrap_err();
-        assert_eq!(e.class, ErrorClass::Permanent);
-        assert_eq!(e.code, "bad-input");
-        assert_eq!(e.to_string(), "boom");
     }
 }

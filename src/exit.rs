@@ -2,14 +2,14 @@
 //! (`admin`).
 
 /// Bad usage or configuration (a setting, a link that is not Douyin's): fix the input.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// Something failed at run time.
-pub const FAILURE: u8 = 1;
+pub(crate) const FAILURE: u8 = 1;
 /// `extract` / `get`: the video is unavailable for good (deleted, private, region-blocked).
-pub const PERMANENT: u8 = 3;
+pub(crate) const PERMANENT: u8 = 3;
 /// `extract` / `get`: a failure that may pass (network, captcha, rate limit).
-pub const TRANSIENT: u8 = 4;
+pub(crate) const TRANSIENT: u8 = 4;
 /// `extract` / `get`: Douyin answered in a shape no parser knows.
-pub const DRIFT: u8 = 5;
+pub(crate) const DRIFT: u8 = 5;
 /// `get`: stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it); nothing saved.
-pub const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;

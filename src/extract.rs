@@ -23,7 +23,6 @@ mod stage;
 pub mod strategy;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -208,7 +207,7 @@ pub struct Extraction {
 
 /// The error code of an input that is not a Douyin link at all (bad usage, not bad luck:
 /// `extract` and `get` exit with the usage code).
-pub const UNSUPPORTED_LINK: &str = "unsupported-link";
+pub(crate) const UNSUPPORTED_LINK: &str = "unsupported-link";
 
 /// A failed extraction; [`ExtractError::class`] says whether a retry can help.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -274,8 +273,6 @@ pub struct DouyinExtractor {
     client: DouyinClient,
     chain: Vec<Box<dyn Strategy>>,
     opts: ExtractOptions,
-    answered: Vec<AtomicU64>,
-    drifted: AtomicU64,
     drift: Option<drift::DriftKeeper>,
     #[cfg(feature = "browser")]
     browser: Option<std::sync::Arc<browser::BrowserPool>>,
@@ -304,7 +301,6 @@ impl DouyinExtractor {
             chain.push(Box::new(browser::BrowserStrategy::new(pool.clone())));
             pool
         });
-        let answered = chain.iter().map(|_| AtomicU64::new(0)).collect();
         let drift = opts
             .drift_dir
             .clone()
@@ -313,8 +309,6 @@ impl DouyinExtractor {
             client,
             chain,
             opts,
-            answered,
-            drifted: AtomicU64::new(0),
             drift,
             #[cfg(feature = "browser")]
             browser,
@@ -334,20 +328,6 @@ impl DouyinExtractor {
         if let Some(pool) = &self.browser {
             pool.shutdown().await;
         }
-    }
-
-    /// How many extractions each strategy answered, by name.
-    pub fn answered_by(&self) -> Vec<(&'static str, u64)> {
-        self.chain
-            .iter()
-            .zip(&self.answered)
-            .map(|(s, n)| (s.name(), n.load(Ordering::Relaxed)))
-            .collect()
-    }
-
-    /// How many times a strategy met a shape no parser knows.
-    pub fn drift_count(&self) -> u64 {
-        self.drifted.load(Ordering::Relaxed)
     }
 
     /// Keeps the strategy's last answer when it was drift, and every answer when
@@ -381,7 +361,7 @@ impl DouyinExtractor {
         let mut clauses = Vec::new();
         let mut drift = false;
         let mut found = None;
-        for (i, s) in self.chain.iter().enumerate() {
+        for s in &self.chain {
             let t = Instant::now();
             let result = s.fetch(&target, &mut cx).await;
             let ms = t.elapsed().as_millis() as u64;
@@ -399,7 +379,6 @@ impl DouyinExtractor {
                         ms,
                         outcome: "ok".into(),
                     });
-                    self.answered[i].fetch_add(1, Ordering::Relaxed);
                     found = Some((s.name(), record));
                     break;
                 }
@@ -409,7 +388,6 @@ impl DouyinExtractor {
                 Err(e) => {
                     if let StrategyError::Parse(ParseError::Drift { what, excerpt }) = &e {
                         drift = true;
-                        self.drifted.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(
                             strategy = s.name(),
                             aweme_id = %target.aweme_id,
@@ -485,7 +463,7 @@ impl DouyinExtractor {
     /// does (`enqueue` records it, so that a short link and the page link of one video find
     /// the same row). [`ExtractError::ShortLink`] when Douyin could not be asked now;
     /// [`ExtractError::Unsupported`] when the link leads nowhere.
-    pub async fn resolve_short_link(&self, url: &url::Url) -> Result<String, ExtractError> {
+    pub(crate) async fn resolve_short_link(&self, url: &url::Url) -> Result<String, ExtractError> {
         let mut session = self.client.session();
         Ok(Self::follow_short_link(url, &mut session).await?.aweme_id)
     }

@@ -104,7 +104,7 @@ impl HttpState {
 
     /// `/readyz` also answers 503 (`disk`) while the temp folder has less room than the rule,
     /// as the worker then claims nothing; `/metrics` measures it at each scrape.
-    pub fn with_disk(mut self, disk: crate::disk::FreeSpace) -> Self {
+    pub(crate) fn with_disk(mut self, disk: crate::disk::FreeSpace) -> Self {
         self.disk = Some(disk);
         self
     }
@@ -121,13 +121,13 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// The routes of `HTTP_ADDR` when the API has its own listener: health and metrics only.
-pub fn health_router(state: HttpState) -> Router {
+pub(crate) fn health_router(state: HttpState) -> Router {
     health_routes().with_state(state)
 }
 
 /// The routes of `API_ADDR`: the download API and its `/health`, nothing else (no metrics,
 /// no readiness reasons). Without API options in `state`, only `/health`.
-pub fn api_router(state: HttpState) -> Router {
+pub(crate) fn api_router(state: HttpState) -> Router {
     let routes = match &state.api {
         Some(opts) => api::router(opts),
         None => Router::new().route("/health", get(healthz)),
@@ -171,7 +171,7 @@ impl Servers {
 /// Binds `HTTP_ADDR` and `API_ADDR` (those set) and serves them: health and metrics on the
 /// first, the download API on the second (or on the first when it has none). Each listener
 /// holds at most `HTTP_MAX_CONNECTIONS`, lowered to its part of the descriptor limit
-/// `nofile` ([`fdlimit::connection_cap`]). A busy port is an error naming the setting.
+/// `nofile` (`fdlimit::connection_cap`). A busy port is an error naming the setting.
 pub async fn start(
     config: &crate::config::HttpSettings,
     state: HttpState,

@@ -30,7 +30,7 @@
 //!   every URL, redirect hop and resolved address ([`net::guard`]).
 //! - [`error`]: job errors that know whether a retry can help; [`exit`]: the exit codes.
 //! - [`redact`]: upstream text made safe to log and store (secrets scrubbed, controls escaped).
-//! - [`retry`]: [`retry::RetryPolicy`] between a job's attempts, [`retry::Backoff`] in the
+//! - [`retry`]: [`retry::RetryPolicy`] between a job's attempts, `retry::Backoff` in the
 //!   in-process retry loops.
 //! - [`workdir`]: per-job temp folders removed on every exit path; [`disk`]: the temp
 //!   folder's checks and free space, a full disk, the mode of shared files.

@@ -11,59 +11,59 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Jobs claimed (counter).
-pub const JOBS_CLAIMED: &str = "douyin_jobs_claimed_total";
+pub(crate) const JOBS_CLAIMED: &str = "douyin_jobs_claimed_total";
 /// Jobs completed (counter).
-pub const JOBS_COMPLETED: &str = "douyin_jobs_completed_total";
+pub(crate) const JOBS_COMPLETED: &str = "douyin_jobs_completed_total";
 /// Failed attempts, by `class` and `code` (counter).
-pub const JOBS_FAILED: &str = "douyin_jobs_failed_total";
+pub(crate) const JOBS_FAILED: &str = "douyin_jobs_failed_total";
 /// Failed attempts rescheduled for a later retry (counter).
-pub const JOBS_RETRIED: &str = "douyin_jobs_retried_total";
+pub(crate) const JOBS_RETRIED: &str = "douyin_jobs_retried_total";
 /// Jobs released unfinished at shutdown (counter).
-pub const JOBS_RELEASED: &str = "douyin_jobs_released_total";
+pub(crate) const JOBS_RELEASED: &str = "douyin_jobs_released_total";
 /// Jobs running in this process (gauge).
-pub const JOBS_IN_FLIGHT: &str = "douyin_jobs_in_flight";
+pub(crate) const JOBS_IN_FLIGHT: &str = "douyin_jobs_in_flight";
 /// Jobs in the queue by `status` (gauge, refreshed at each scrape).
-pub const QUEUE_JOBS: &str = "douyin_queue_jobs";
+pub(crate) const QUEUE_JOBS: &str = "douyin_queue_jobs";
 /// Seconds the oldest due job has waited (gauge, refreshed at each scrape).
-pub const QUEUE_OLDEST_DUE_SECONDS: &str = "douyin_queue_oldest_due_seconds";
+pub(crate) const QUEUE_OLDEST_DUE_SECONDS: &str = "douyin_queue_oldest_due_seconds";
 /// Bytes downloaded (counter).
-pub const BYTES_DOWNLOADED: &str = "douyin_downloaded_bytes_total";
+pub(crate) const BYTES_DOWNLOADED: &str = "douyin_downloaded_bytes_total";
 /// Bytes uploaded (counter).
-pub const BYTES_UPLOADED: &str = "douyin_uploaded_bytes_total";
+pub(crate) const BYTES_UPLOADED: &str = "douyin_uploaded_bytes_total";
 /// Seconds per stage: `stage` = `extract`, `download`, `validate`, `upload` (histogram).
-pub const STAGE_SECONDS: &str = "douyin_stage_seconds";
+pub(crate) const STAGE_SECONDS: &str = "douyin_stage_seconds";
 /// Seconds per job, claim to outcome, by `outcome` (histogram).
-pub const JOB_SECONDS: &str = "douyin_job_seconds";
+pub(crate) const JOB_SECONDS: &str = "douyin_job_seconds";
 /// Extraction answers by `strategy` and `result` (counter).
-pub const EXTRACT_STRATEGY_RESULTS: &str = "douyin_extract_strategy_results_total";
+pub(crate) const EXTRACT_STRATEGY_RESULTS: &str = "douyin_extract_strategy_results_total";
 /// Jobs whose lease expired and were requeued or failed by this process (counter).
-pub const LEASE_RESCUES: &str = "douyin_lease_rescues_total";
+pub(crate) const LEASE_RESCUES: &str = "douyin_lease_rescues_total";
 /// Queue calls that failed, by `operation` (counter).
-pub const QUEUE_ERRORS: &str = "douyin_queue_errors_total";
+pub(crate) const QUEUE_ERRORS: &str = "douyin_queue_errors_total";
 /// Claims that failed, by `error` (`unavailable`, `database`, `schema`, `permission_denied`,
 /// `rejected`) (counter).
-pub const CLAIM_FAILURES: &str = "douyin_claim_failures_total";
+pub(crate) const CLAIM_FAILURES: &str = "douyin_claim_failures_total";
 /// Claims that failed in a row since the last one that worked (gauge); `/readyz` answers 503
 /// from 5.
-pub const CLAIM_CONSECUTIVE_FAILURES: &str = "douyin_claim_consecutive_failures";
+pub(crate) const CLAIM_CONSECUTIVE_FAILURES: &str = "douyin_claim_consecutive_failures";
 /// HTTP connections held, by `listener` (`http`, `api`) (gauge).
-pub const HTTP_CONNECTIONS: &str = "douyin_http_connections";
+pub(crate) const HTTP_CONNECTIONS: &str = "douyin_http_connections";
 /// HTTP connections closed at once because the listener's cap was reached, by `listener`
 /// (counter).
-pub const HTTP_CONNECTIONS_REFUSED: &str = "douyin_http_connections_refused_total";
+pub(crate) const HTTP_CONNECTIONS_REFUSED: &str = "douyin_http_connections_refused_total";
 /// HTTP connections closed by a deadline, by `listener` and `timeout` (`header`, `idle`,
 /// `stall`) (counter).
-pub const HTTP_TIMEOUTS: &str = "douyin_http_timeouts_total";
+pub(crate) const HTTP_TIMEOUTS: &str = "douyin_http_timeouts_total";
 /// Download API requests refused, by `reason` (`rate_limit`, `unauthorized`,
 /// `media_type`, `cooldown`, `timeout`) (counter).
-pub const API_REFUSED: &str = "douyin_api_refused_total";
+pub(crate) const API_REFUSED: &str = "douyin_api_refused_total";
 /// Bytes free under `TEMP_DIR` (gauge, measured before each claim and at each scrape).
-pub const TEMP_FREE_BYTES: &str = "douyin_temp_free_bytes";
+pub(crate) const TEMP_FREE_BYTES: &str = "douyin_temp_free_bytes";
 /// 1 while claiming is paused because less than `MIN_FREE_DISK` is free under `TEMP_DIR`,
 /// else 0 (gauge).
-pub const LOW_DISK: &str = "douyin_low_disk";
+pub(crate) const LOW_DISK: &str = "douyin_low_disk";
 /// Constant 1 with `worker_id` and `version` labels (gauge).
-pub const WORKER_INFO: &str = "douyin_worker_info";
+pub(crate) const WORKER_INFO: &str = "douyin_worker_info";
 
 /// Bucket bounds of the seconds histograms: 10 ms to 30 minutes.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -73,7 +73,7 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// An error code as a label: codes are short kebab-case words chosen in this crate, but a
 /// code that came from elsewhere (a storage error body) is folded into `other` so the label
 /// set stays bounded.
-pub fn code_label(code: &str) -> String {
+pub(crate) fn code_label(code: &str) -> String {
     if code.len() <= 40
         && !code.is_empty()
         && code

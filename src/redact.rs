@@ -8,7 +8,7 @@
 //!
 //! - every secret the process is configured with is registered here when it is read
 //!   (`config::Secret::new` registers itself; [`register_cookie`] and
-//!   [`register_url_password`] add the parts a secret is sent as), and [`scrub`] replaces any
+//!   `register_url_password` add the parts a secret is sent as), and `scrub` replaces any
 //!   of them in a text by `[redacted]`. The constructors of the error types that carry
 //!   upstream text (`error::JobError`, `storage::StorageError`) scrub their
 //!   message, and so does every excerpt;
@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::sync::RwLock;
 
 /// What replaces a secret.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Shorter values are not scrubbed (a cookie value `1` would blank every digit); secrets
 /// worth the name are longer.
@@ -32,7 +32,7 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Registers a secret (and its percent-encoded and JSON-escaped forms, if different) so that
 /// [`scrub`] removes it from any text. Values shorter than six characters are ignored.
-pub fn register(secret: &str) {
+pub(crate) fn register(secret: &str) {
     let secret = secret.trim();
     if secret.chars().count() < MIN_SECRET_CHARS {
         return;
@@ -64,7 +64,7 @@ pub fn register_cookie(cookie: &str) {
 
 /// Registers the password of a URL (`postgres://user:PASSWORD@host/db`) and the values of
 /// password-like query parameters (see [`is_secret_param`]), raw and decoded.
-pub fn register_url_password(raw: &str) {
+pub(crate) fn register_url_password(raw: &str) {
     let Ok(url) = url::Url::parse(raw) else {
         return;
     };
@@ -83,7 +83,7 @@ pub fn register_url_password(raw: &str) {
 
 /// Whether a URL query parameter holds a secret: `password`, `sslpassword`, or any name
 /// containing `key`, `token`, `secret` or `password`.
-pub fn is_secret_param(name: &str) -> bool {
+pub(crate) fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["password", "key", "token", "secret"]
         .iter()
@@ -99,7 +99,7 @@ fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
 }
 
 /// `text` with every registered secret replaced by [`REDACTED`].
-pub fn scrub(text: &str) -> Cow<'_, str> {
+pub(crate) fn scrub(text: &str) -> Cow<'_, str> {
     let list = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     if !list.iter().any(|s| text.contains(s.as_str())) {
         return Cow::Borrowed(text);
@@ -114,7 +114,7 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 }
 
 /// [`scrub`] for an owned string (no copy when there is nothing to scrub).
-pub fn scrub_owned(text: String) -> String {
+pub(crate) fn scrub_owned(text: String) -> String {
     match scrub(&text) {
         Cow::Borrowed(_) => text,
         Cow::Owned(s) => s,

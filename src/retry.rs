@@ -1,5 +1,5 @@
 //! Waiting between tries: [`RetryPolicy`] for a failed job's next attempt (exponential with
-//! full jitter, days apart at most), [`Backoff`] for the short in-process retry loops
+//! full jitter, days apart at most), `Backoff` for the short in-process retry loops
 //! (recording outcomes, claiming, LISTEN, uploads, TUS chunks, a busy SQLite file).
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Exponential backoff for an in-process retry loop: `first`, then doubling, never above
 /// `cap`. No jitter: each loop is one task's, not a crowd's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// The first wait.
     pub first: Duration,
     /// The longest wait.
@@ -36,19 +36,9 @@ impl Backoff {
     }
 
     /// Counts one more failure and returns the wait before the next try.
-    pub fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         self.after(self.failures)
-    }
-
-    /// Failures counted since the last success.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// A success: the next failure waits `first` again.
-    pub fn reset(&mut self) {
-        self.failures = 0;
     }
 }
 
@@ -83,7 +73,7 @@ impl RetryPolicy {
     }
 
     /// Full jitter: a uniformly random delay in `[0, ceiling]`; `unit` is the random draw in `[0, 1)`.
-    pub fn delay_with(&self, attempt: i32, unit: f64) -> Duration {
+    pub(crate) fn delay_with(&self, attempt: i32, unit: f64) -> Duration {
         self.ceiling(attempt).mul_f64(unit.clamp(0.0, 1.0))
     }
 
@@ -94,7 +84,7 @@ impl RetryPolicy {
     }
 
     /// Whether attempt `attempt` of a job allowing `job_max` was the last one.
-    pub fn exhausted(&self, attempt: i32, job_max: i32) -> bool {
+    pub(crate) fn exhausted(&self, attempt: i32, job_max: i32) -> bool {
         attempt >= job_max.min(self.max_attempts)
     }
 }
@@ -104,13 +94,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_from_first_up_to_the_cap_and_resets() {
+    fn backoff_doubles_from_first_up_to_the_cap() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let waits: Vec<u128> = (0..6).map(|_| b.next_wait().as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(b.failures(), 6);
-        b.reset();
-        assert_eq!(b.next_wait(), Duration::from_millis(100));
         assert_eq!(b.after(10_000), Duration::from_secs(1), "no overflow");
         assert_eq!(b.after(0), Duration::from_millis(100));
     }

@@ -47,7 +47,7 @@ pub struct CachedMedia {
 
 impl StageJob {
     /// The same job without the cached URL: extraction must ask Douyin again.
-    pub fn without_cache(&self) -> Self {
+    pub(crate) fn without_cache(&self) -> Self {
         Self {
             cached: None,
             ..self.clone()
@@ -125,7 +125,7 @@ impl ProgressBoard {
     }
 
     /// Takes the entries changed since the last call.
-    pub fn take_dirty(&self) -> Vec<(Lease, u64, Option<u64>)> {
+    pub(crate) fn take_dirty(&self) -> Vec<(Lease, u64, Option<u64>)> {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         map.iter_mut()
             .filter(|(_, e)| e.dirty)
@@ -169,7 +169,7 @@ impl JobContext {
 
     /// The same context, able to record what the job learns on `queue`
     /// ([`JobContext::learn_douyin_id`]); the worker gives every job its queue.
-    pub fn with_queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+    pub(crate) fn with_queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
         self.queue = Some(queue);
         self
     }
@@ -208,7 +208,7 @@ impl JobContext {
     }
 
     /// Where the temp folder is (it may not exist yet).
-    pub fn temp_location(&self) -> &Path {
+    pub(crate) fn temp_location(&self) -> &Path {
         self.workdir.location()
     }
 
@@ -226,7 +226,7 @@ impl Drop for JobContext {
 
 /// The [`MediaSource::strategy`] of a source answered from the direct URL cached on the video
 /// row ([`StageJob::cached`]) instead of a fresh extraction.
-pub const CACHED_STRATEGY: &str = "cache";
+pub(crate) const CACHED_STRATEGY: &str = "cache";
 
 /// A direct media URL (with mirrors) and what was learnt about the video.
 #[derive(Clone, Debug, Default, PartialEq)]

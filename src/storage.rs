@@ -250,7 +250,7 @@ pub fn object_key(
 /// Checks an object key template (`OBJECT_KEY_TEMPLATE`): it names the video by
 /// `{douyin_id}` or `{video_id}` (else every video would land on one key) and gives a usable
 /// key.
-pub fn check_key_template(template: &str) -> Result<(), String> {
+pub(crate) fn check_key_template(template: &str) -> Result<(), String> {
     let names_video = template.contains("{douyin_id}") || template.contains("{video_id}");
     if !names_video || object_key(template, "7400000000000000001", "v", "mp4").is_err() {
         return Err(
@@ -264,7 +264,7 @@ pub fn check_key_template(template: &str) -> Result<(), String> {
 /// `key` with `suffix` inserted before the extension of its last segment (`a/b.jpg`, `_2` →
 /// `a/b_2.jpg`), or appended when it has none. The suffix goes through the same cleaning as
 /// keys.
-pub fn with_suffix(key: &str, suffix: &str) -> Result<String, JobError> {
+pub(crate) fn with_suffix(key: &str, suffix: &str) -> Result<String, JobError> {
     let clean: String = suffix
         .chars()
         .map(|c| {
@@ -295,7 +295,7 @@ pub fn with_suffix(key: &str, suffix: &str) -> Result<String, JobError> {
 }
 
 /// Longest key a backend accepts, in bytes (S3's limit; Supabase Storage's is the same).
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 
 /// Checks a key handed to a backend by someone other than the storage stage (`gc`, the download
 /// API). Keys the stage writes come from [`object_key`] and always pass. The rules keep every
@@ -303,7 +303,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// stored under other characters can still be listed, opened and deleted: not empty, at most
 /// [`MAX_KEY_BYTES`], no leading or trailing `/`, no empty, `.` or `..` segment, no `\` and no
 /// control characters.
-pub fn check_key(key: &str) -> Result<(), StorageError> {
+pub(crate) fn check_key(key: &str) -> Result<(), StorageError> {
     let bad = |why: &str| {
         Err(StorageError::permanent(
             "bad-object-key",
@@ -341,7 +341,7 @@ pub(crate) fn check_range(key: &str, start: u64, end: u64) -> Result<(), Storage
 
 /// Checks a listing prefix: `""` (everything), or a key by [`check_key`]'s rules that may end
 /// with `/` (the folder itself).
-pub fn check_prefix(prefix: &str) -> Result<(), StorageError> {
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
     match prefix.strip_suffix('/') {
         None if prefix.is_empty() => Ok(()),
         Some(folder) => check_key(folder),

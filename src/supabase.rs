@@ -11,7 +11,7 @@ use base64::Engine;
 
 /// What a key is, as far as can be told without the project's secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// A legacy JWT with `role: service_role`.
     ServiceRoleJwt,
     /// A new secret key (`sb_secret_…`).
@@ -25,7 +25,7 @@ pub enum KeyKind {
 }
 
 /// Reads the kind of `key`.
-pub fn key_kind(key: &str) -> KeyKind {
+pub(crate) fn key_kind(key: &str) -> KeyKind {
     let key = key.trim();
     if key.starts_with("sb_secret_") {
         return KeyKind::Secret;
@@ -55,7 +55,7 @@ pub fn key_kind(key: &str) -> KeyKind {
 }
 
 /// Refuses a key that is recognisably not a service key; the message says what to use.
-pub fn check_service_key(key: &str) -> Result<KeyKind, String> {
+pub(crate) fn check_service_key(key: &str) -> Result<KeyKind, String> {
     match key_kind(key) {
         KeyKind::OtherRoleJwt(role) => Err(format!(
             "this is the `{role}` key, not the service role key: use the `service_role` key \

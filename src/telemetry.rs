@@ -1,6 +1,6 @@
 //! Logging with `tracing`: human-readable lines by default, JSON with `LOG_FORMAT=json`;
 //! `DEBUG=true` raises the level; `RUST_LOG` overrides both. Every line passes through
-//! [`crate::redact::scrub`] on its way out, so no configured secret reaches the log whatever
+//! `crate::redact::scrub` on its way out, so no configured secret reaches the log whatever
 //! logged it (a dependency's debug line included).
 
 use tracing::Subscriber;
@@ -52,7 +52,7 @@ where
 }
 
 /// Installs [`subscriber`] globally. Returns false if one was already set.
-pub fn init<W>(format: LogFormat, debug: bool, ansi: bool, sink: W) -> bool
+pub(crate) fn init<W>(format: LogFormat, debug: bool, ansi: bool, sink: W) -> bool
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -61,7 +61,7 @@ where
 
 /// A [`MakeWriter`] whose writers scrub the registered secrets out of each line. The fmt
 /// layer writes an event in one `write`, so a secret is never split between two.
-pub struct Scrubbed<M>(pub M);
+pub(crate) struct Scrubbed<M>(pub M);
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Scrubbed<M> {
     type Writer = ScrubbingWriter<M::Writer>;
@@ -72,7 +72,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Scrubbed<M> {
 }
 
 /// The writer of [`Scrubbed`].
-pub struct ScrubbingWriter<W>(W);
+pub(crate) struct ScrubbingWriter<W>(W);
 
 impl<W: std::io::Write> std::io::Write for ScrubbingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

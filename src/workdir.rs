@@ -14,7 +14,7 @@ const PREFIX: &str = "douyin-worker-";
 
 /// A job's temp folder.
 #[derive(Debug)]
-pub struct JobWorkdir {
+pub(crate) struct JobWorkdir {
     path: PathBuf,
     created: OnceLock<()>,
 }
@@ -64,7 +64,7 @@ impl Drop for JobWorkdir {
 
 /// Removes the job folders under `root` left by worker processes that no longer run.
 /// Returns how many were removed.
-pub fn remove_stale(root: &Path) -> usize {
+pub(crate) fn remove_stale(root: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(root) else {
         return 0;
     };

@@ -18,7 +18,7 @@ use crate::queue::{EnqueueRequest, QueueAdmin, QueueError};
 /// `base` carries the options every input shares (priority, force, attempts). Short links are
 /// resolved by `douyin`; one that cannot be resolved now is queued as given, and `note` then
 /// says why.
-pub async fn request_for(
+pub(crate) async fn request_for(
     input: &str,
     base: &EnqueueRequest,
     douyin: &DouyinExtractor,

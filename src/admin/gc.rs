@@ -45,11 +45,11 @@ pub struct GcOptions {
 }
 
 /// The default `--min-age`.
-pub const DEFAULT_MIN_AGE: &str = "24h";
+pub(crate) const DEFAULT_MIN_AGE: &str = "24h";
 
 /// Parses `--min-age`: `0`, or whole numbers with units `s`, `m`, `h`, `d` (`90m`, `1d12h`);
 /// a bare number is seconds.
-pub fn parse_age(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?}: expected a duration such as 24h, 90m, 7d, 1d12h or 0");
     let text = s.trim();
     if text.is_empty() {
@@ -313,7 +313,7 @@ async fn delete(store: &dyn ObjectBackend, report: &mut GcReport) {
 }
 
 /// The orphans, one per row, then a summary line.
-pub fn write_table(r: &GcReport, out: Out<'_>) -> Result<(), AdminError> {
+pub(crate) fn write_table(r: &GcReport, out: Out<'_>) -> Result<(), AdminError> {
     let now = Utc::now();
     if !r.orphans.is_empty() {
         let mut t = Table::new(["KEY", "SIZE", "AGE", "RESULT"]).right_align(&[1]);

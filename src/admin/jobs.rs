@@ -32,7 +32,7 @@ pub async fn run(
 
 /// One row per job: id, video (its Douyin id, else its row id), status, attempts of the
 /// allowed, worker, progress, due and finished times, and the last error on one line.
-pub fn write_table(jobs: &[JobRecord], out: Out<'_>) -> Result<(), AdminError> {
+pub(crate) fn write_table(jobs: &[JobRecord], out: Out<'_>) -> Result<(), AdminError> {
     let mut t = Table::new([
         "JOB",
         "VIDEO",

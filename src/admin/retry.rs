@@ -11,7 +11,7 @@ use super::{AdminError, Format, Out, write_json};
 use crate::queue::{QueueAdmin, RetryOutcome, RetryResult, RetryTarget};
 
 /// Parses a job id argument; the error names the bad value and what is expected.
-pub fn parse_job_id(s: &str) -> Result<Uuid, String> {
+pub(crate) fn parse_job_id(s: &str) -> Result<Uuid, String> {
     Uuid::parse_str(s.trim()).map_err(|_| {
         format!(
             "{s:?} is not a job id: expected a UUID such as \
@@ -47,7 +47,7 @@ pub async fn run(
 }
 
 /// One row per job asked for: its outcome, the new (or already active) job, its video.
-pub fn write_table(results: &[RetryResult], out: Out<'_>) -> Result<(), AdminError> {
+pub(crate) fn write_table(results: &[RetryResult], out: Out<'_>) -> Result<(), AdminError> {
     let mut t = Table::new(["JOB", "OUTCOME", "NEW JOB", "VIDEO"]);
     let cell = |id: Option<Uuid>| id.map_or_else(|| NONE.to_string(), |id| id.to_string());
     for r in results {

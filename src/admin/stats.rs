@@ -17,7 +17,7 @@ pub async fn run(queue: &dyn QueueAdmin, format: Format, out: Out<'_>) -> Result
 }
 
 /// The overview as two tables: the figures, then the workers.
-pub fn write_table(o: &QueueOverview, out: Out<'_>) -> Result<(), AdminError> {
+pub(crate) fn write_table(o: &QueueOverview, out: Out<'_>) -> Result<(), AdminError> {
     let s = &o.stats;
     let mut figures = Table::headless().right_align(&[1]);
     figures.row(["total jobs".to_string(), s.total_jobs.to_string()]);

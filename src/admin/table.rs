@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 /// What an empty cell shows.
-pub const NONE: &str = "-";
+pub(crate) const NONE: &str = "-";
 
 /// Rows of text cells, printed with aligned columns.
 ///
@@ -15,7 +15,7 @@ pub const NONE: &str = "-";
 /// cell does not push the others. Columns marked with [`Table::right_align`] (numbers) are
 /// aligned right.
 #[derive(Clone, Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
     right: Vec<usize>,
@@ -36,7 +36,7 @@ impl Table {
     }
 
     /// Aligns these columns (from 0) to the right.
-    pub fn right_align(mut self, columns: &[usize]) -> Self {
+    pub(crate) fn right_align(mut self, columns: &[usize]) -> Self {
         self.right = columns.to_vec();
         self
     }
@@ -44,11 +44,6 @@ impl Table {
     /// Adds a row.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows.push(cells.into_iter().map(Into::into).collect());
-    }
-
-    /// Whether no row was added.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     /// Prints the title row (if any) and the rows.
@@ -125,12 +120,12 @@ pub fn time(t: DateTime<Utc>) -> String {
 }
 
 /// An optional time, or [`NONE`].
-pub fn maybe_time(t: Option<DateTime<Utc>>) -> String {
+pub(crate) fn maybe_time(t: Option<DateTime<Utc>>) -> String {
     t.map(time).unwrap_or_else(|| NONE.into())
 }
 
 /// Text on one line, cut to `max` characters with an ellipsis, control characters escaped
-/// (a stored error may quote an upstream page); [`NONE`] when empty.
+/// (a stored error may quote an upstream page); `NONE` when empty.
 pub fn trimmed(text: Option<&str>, max: usize) -> String {
     let one_line = crate::redact::excerpt(text.unwrap_or_default(), max);
     if one_line.is_empty() {

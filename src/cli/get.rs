@@ -68,10 +68,10 @@ impl Reporter {
 }
 
 /// The error code of an `--output` that cannot be written (exit code 2: bad input).
-pub const BAD_OUTPUT: &str = "bad-output";
+pub(crate) const BAD_OUTPUT: &str = "bad-output";
 
 /// The error code when a signal stopped `get` (exit code 130).
-pub const INTERRUPTED: &str = "interrupted";
+pub(crate) const INTERRUPTED: &str = "interrupted";
 
 /// Where the file goes, checked before anything is downloaded: the folder (for the temp
 /// file: the final move is a rename) and the fixed file name, if one was given. `-o DIR` and

@@ -66,7 +66,7 @@ pub struct BrowserSettings {
 
 impl BrowserArgs {
     /// The browser strategy's settings.
-    pub fn resolve(&self, f: &Fields) -> Result<BrowserSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<BrowserSettings, ConfigError> {
         Ok(BrowserSettings {
             enabled: field!(f, self.browser_enabled).boolean_or(cfg!(feature = "browser"))?,
             chromium_path: field!(f, self.chromium_path).given().map(PathBuf::from),

@@ -6,7 +6,7 @@
 //! - sqlx's URL parser logs a query parameter it does not know at WARN *with its value*
 //!   (`ignoring unrecognized connect parameter`), which would put e.g. `sslpassword=...` in the
 //!   logs. Only parameters it knows reach it: `pgbouncer` (the pooler flag other clients use,
-//!   read by [`DbPooler::detect`](crate::config::DbPooler::detect)) is removed, and any other
+//!   read by `DbPooler::detect`) is removed, and any other
 //!   unknown one is dropped and reported by name only.
 //! - sqlx sends the startup parameter `extra_float_digits`, which PgBouncer and Supabase's
 //!   pooler refuse (`unsupported startup parameter`) unless configured to ignore it. It is not
@@ -51,7 +51,7 @@ pub struct BadDatabaseUrl(String);
 
 /// A parsed `DATABASE_URL`. Its `Debug` leaves out the options (sqlx's show the password).
 #[derive(Clone)]
-pub struct DatabaseUrl {
+pub(crate) struct DatabaseUrl {
     /// What to connect with.
     pub options: PgConnectOptions,
     /// The names of the query parameters that were dropped because nothing here understands
@@ -72,7 +72,7 @@ impl std::fmt::Debug for DatabaseUrl {
 
 /// Parses `url` into connect options (see the module docs), without logging. Use
 /// [`connect_options`] to connect; this is for checking a URL and for tests.
-pub fn parse_database_url(url: &str) -> Result<DatabaseUrl, BadDatabaseUrl> {
+pub(crate) fn parse_database_url(url: &str) -> Result<DatabaseUrl, BadDatabaseUrl> {
     let mut parsed =
         Url::parse(url).map_err(|e| BadDatabaseUrl(format!("not a valid URL ({e})")))?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {

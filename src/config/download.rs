@@ -80,7 +80,7 @@ pub struct DownloadSettings {
 
 impl DownloadArgs {
     /// The download settings.
-    pub fn resolve(&self, f: &Fields) -> Result<DownloadSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<DownloadSettings, ConfigError> {
         Ok(DownloadSettings {
             max_video_bytes: field!(f, self.max_video_bytes).number(1, u64::MAX / 2)?,
             connect_timeout: field!(f, self.download_connect_timeout_seconds).seconds(1, 600)?,

@@ -114,7 +114,7 @@ impl DriftDir {
 
 impl ExtractArgs {
     /// The extraction settings; the cookie's values are registered as secrets.
-    pub fn resolve(&self, f: &Fields) -> Result<ExtractSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<ExtractSettings, ConfigError> {
         let douyin_cookie = field!(f, self.douyin_cookie).given().map(|c| {
             crate::redact::register_cookie(c);
             Secret::new(c)

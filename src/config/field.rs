@@ -96,7 +96,7 @@ macro_rules! field {
 pub(crate) use field;
 
 /// One raw setting, with the name to blame for it and its declared default.
-pub struct Field<'v> {
+pub(crate) struct Field<'v> {
     value: Option<&'v str>,
     origin: String,
     default: Option<&'static str>,
@@ -123,7 +123,7 @@ impl<'v> Field<'v> {
     }
 
     /// Whether a value was given at all, even an empty one.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.value.is_some()
     }
 
@@ -145,7 +145,7 @@ impl<'v> Field<'v> {
 
     /// A whole number from `min` to `max`, or `default` when none is given (for settings
     /// whose default is computed from others).
-    pub fn number_or<T>(&self, default: T, min: T, max: T) -> Result<T, ConfigError>
+    pub(crate) fn number_or<T>(&self, default: T, min: T, max: T) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + fmt::Display + Copy,
     {
@@ -180,7 +180,7 @@ impl<'v> Field<'v> {
     }
 
     /// A boolean, or `default` when none is given.
-    pub fn boolean_or(&self, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean_or(&self, default: bool) -> Result<bool, ConfigError> {
         match self.given() {
             Some(raw) => self.boolean_from(raw),
             None => Ok(default),
@@ -196,7 +196,7 @@ impl<'v> Field<'v> {
     }
 
     /// An `http://` or `https://` URL with a host, if one is given.
-    pub fn http_url(&self) -> Result<Option<Url>, ConfigError> {
+    pub(crate) fn http_url(&self) -> Result<Option<Url>, ConfigError> {
         let Some(raw) = self.given() else {
             return Ok(None);
         };
@@ -209,7 +209,7 @@ impl<'v> Field<'v> {
 
     /// One of `choices` (case-insensitive, the given value else the declared default),
     /// returned in lower case.
-    pub fn one_of(&self, choices: &[&str]) -> Result<String, ConfigError> {
+    pub(crate) fn one_of(&self, choices: &[&str]) -> Result<String, ConfigError> {
         let raw = self
             .present()
             .map(str::to_ascii_lowercase)

@@ -181,7 +181,7 @@ pub struct HttpSettings {
 
 impl HttpArgs {
     /// The HTTP settings: the listeners must differ, and an enabled API needs one.
-    pub fn resolve(&self, f: &Fields) -> Result<HttpSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<HttpSettings, ConfigError> {
         let http_f = field!(f, self.http_addr);
         // An empty HTTP_ADDR turns the server off (clap may report an empty variable as unset).
         let off_by_env =

@@ -53,7 +53,7 @@ pub struct LogSettings {
 
 impl LogArgs {
     /// The logging settings.
-    pub fn resolve(&self, f: &Fields) -> Result<LogSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<LogSettings, ConfigError> {
         let format_f = field!(f, self.log_format);
         let format = match format_f
             .one_of(&["text", "pretty", "json"])

@@ -41,7 +41,7 @@ pub struct NetSettings {
 
 impl NetArgs {
     /// The network settings.
-    pub fn resolve(&self, f: &Fields) -> Result<NetSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<NetSettings, ConfigError> {
         Ok(NetSettings {
             douyin_upstream: field!(f, self.douyin_upstream).http_url()?,
             allow_private_networks: field!(f, self.allow_private_networks).boolean()?,

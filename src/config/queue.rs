@@ -93,13 +93,13 @@ impl DbPooler {
     }
 
     /// Whether a session outlives one transaction (LISTEN, prepared statements, session locks).
-    pub fn keeps_sessions(self) -> bool {
+    pub(crate) fn keeps_sessions(self) -> bool {
         self != DbPooler::Transaction
     }
 
     /// The mode `auto` picks for `url`: transaction for Supabase's transaction-pooler port 6543
     /// or a `pgbouncer=true` parameter (the convention of other clients), else none.
-    pub fn detect(url: &str) -> Self {
+    pub(crate) fn detect(url: &str) -> Self {
         let Ok(url) = Url::parse(url) else {
             return DbPooler::None;
         };
@@ -131,7 +131,7 @@ pub struct QueueSettings {
 impl QueueArgs {
     /// The queue: PostgreSQL when `DATABASE_URL` is set, else Supabase's REST API when the
     /// Supabase project is, else SQLite. The pool defaults to `max_concurrent + 4`.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         f: &Fields,
         supabase: bool,

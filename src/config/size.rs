@@ -8,7 +8,7 @@ use super::field::Field;
 const EXPECTED: &str = "expected a size: a whole number of bytes, or with a unit K, M, G or T (powers of 1024: 512M, 2G, 1T)";
 
 /// `1073741824`, `1G`, `1GiB`, `1gb`, `512M`, `0`: bytes (units are powers of 1024).
-pub fn parse_bytes(raw: &str) -> Option<u64> {
+pub(crate) fn parse_bytes(raw: &str) -> Option<u64> {
     let text = raw.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())

@@ -123,7 +123,7 @@ pub struct StorageSettings {
 impl StorageArgs {
     /// The storage settings; the local store defaults to `data_dir/BUCKET`, a bucket's size
     /// limit to `max_video_bytes`.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         f: &Fields,
         data_dir: &Path,

@@ -37,7 +37,7 @@ pub struct Supabase {
 
 impl SupabaseArgs {
     /// Both settings or neither; a key that is recognisably not a service key is refused.
-    pub fn resolve(&self, f: &Fields) -> Result<Option<Supabase>, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<Option<Supabase>, ConfigError> {
         let url = field!(f, self.supabase_url).http_url()?;
         let key_f = field!(f, self.supabase_service_role_key);
         let key = match key_f.given() {

@@ -133,7 +133,7 @@ pub struct WorkerSettings {
 
 impl WorkerArgs {
     /// The worker's settings; the backoff base may not exceed its cap.
-    pub fn resolve(&self, f: &Fields) -> Result<WorkerSettings, ConfigError> {
+    pub(crate) fn resolve(&self, f: &Fields) -> Result<WorkerSettings, ConfigError> {
         let worker_f = field!(f, self.worker_id);
         let worker_id = match worker_f.given() {
             Some(id) if id.len() > 200 || id.chars().any(char::is_control) => {

@@ -115,7 +115,7 @@ impl From<BrowserError> for StrategyError {
 
 /// The Douyin web page of `target`: `https://www.douyin.com/note/{id}` for notes and slides,
 /// else `https://www.douyin.com/video/{id}`.
-pub fn page_url(target: &Target) -> Url {
+pub(crate) fn page_url(target: &Target) -> Url {
     let kind = match target.kind {
         Some(PostKind::Note) | Some(PostKind::Slides) => "note",
         _ => "video",

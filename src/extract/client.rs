@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap};
 use url::Url;
 
 use crate::config::Secret;
@@ -51,7 +51,7 @@ impl Default for ClientOptions {
 
 /// The shared HTTP client (connection pools live here).
 #[derive(Clone, Debug)]
-pub struct DouyinClient {
+pub(crate) struct DouyinClient {
     http: reqwest::Client,
     opts: ClientOptions,
 }
@@ -113,11 +113,6 @@ impl DouyinClient {
         Ok(Self { http, opts })
     }
 
-    /// The options.
-    pub fn options(&self) -> &ClientOptions {
-        &self.opts
-    }
-
     /// A new session with an empty cookie jar.
     pub fn session(&self) -> Session<'_> {
         Session {
@@ -155,7 +150,7 @@ impl Session<'_> {
     }
 
     /// GET `url` once, without following a redirect (short links: read the `Location`).
-    pub async fn get_once(
+    pub(crate) async fn get_once(
         &mut self,
         url: &Url,
         headers: &[(&str, &str)],
@@ -217,7 +212,7 @@ impl Session<'_> {
     }
 
     /// The last answer of this session (what a drift capture keeps).
-    pub fn last_answer(&self) -> Option<&Page> {
+    pub(crate) fn last_answer(&self) -> Option<&Page> {
         self.last.as_ref()
     }
 
@@ -227,7 +222,7 @@ impl Session<'_> {
     }
 
     /// The cookies to send: the user's `DOUYIN_COOKIE`, then those Douyin set (which win).
-    pub fn cookie_header(&self) -> Option<String> {
+    pub(crate) fn cookie_header(&self) -> Option<String> {
         let mut parts: Vec<String> = Vec::new();
         if let Some(user) = &self.client.opts.cookie {
             let user = user.expose().trim().trim_end_matches(';');
@@ -237,12 +232,6 @@ impl Session<'_> {
         }
         parts.extend(self.cookies.iter().map(|(k, v)| format!("{k}={v}")));
         (!parts.is_empty()).then(|| parts.join("; "))
-    }
-
-    /// Cookie header value for the downloader (same rules), or none.
-    pub fn cookies_for_media(&self) -> Option<HeaderValue> {
-        self.cookie_header()
-            .and_then(|c| HeaderValue::from_str(&c).ok())
     }
 
     fn keep_cookies(&mut self, headers: &HeaderMap) {

@@ -95,7 +95,12 @@ pub enum Keep<'a> {
 
 /// Keeps the session's last answer (the one the strategy just met) as `keep` says, without
 /// the session's cookie values; says where in the log.
-pub fn keep_answer(keep: Keep<'_>, strategy: &'static str, aweme_id: &str, session: &Session<'_>) {
+pub(crate) fn keep_answer(
+    keep: Keep<'_>,
+    strategy: &'static str,
+    aweme_id: &str,
+    session: &Session<'_>,
+) {
     let Some(page) = session.last_answer() else {
         return;
     };

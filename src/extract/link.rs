@@ -8,7 +8,7 @@
 //!   subdomains, compared case-insensitively);
 //! - short links `v.douyin.com/{code}` and `jx.douyin.com/{code}` (also `v.iesdouyin.com`),
 //!   resolved by the caller with one GET without redirects, whose `Location` goes to
-//!   [`id_from_url`];
+//!   `id_from_url`;
 //! - page links with the id inside: `/video/{id}`, `/note/{id}`, `/slides/{id}`,
 //!   `/share/(video|note|slides)/{id}`, `/m/video/{id}`, `?modal_id={id}`, `?vid={id}`;
 //! - a bare aweme id: 8 to 25 ASCII digits, as in the SQL function `enqueue_download_job`.
@@ -42,7 +42,7 @@ pub enum Link {
         kind: Option<PostKind>,
     },
     /// A short link (v.douyin.com / jx.douyin.com / iesdouyin short forms): resolve it with
-    /// one GET without following redirects and parse the Location with [`id_from_url`].
+    /// one GET without following redirects and parse the Location with `id_from_url`.
     Short {
         /// The short link, normalised to `https://{host}/{code}/` (no port, query or fragment).
         url: Url,
@@ -79,7 +79,7 @@ pub fn parse(input: &str) -> Result<Link, UnsupportedLink> {
 
 /// [`parse`], and the URL it found in the text (with a scheme, without the text around it);
 /// `None` for a bare aweme id. What `enqueue` records as the video's link.
-pub fn locate(input: &str) -> Result<(Link, Option<Url>), UnsupportedLink> {
+pub(crate) fn locate(input: &str) -> Result<(Link, Option<Url>), UnsupportedLink> {
     let text = input.trim();
     if text.is_empty() {
         return Err(refuse("empty input"));
@@ -125,7 +125,7 @@ pub fn locate(input: &str) -> Result<(Link, Option<Url>), UnsupportedLink> {
 
 /// The aweme id (and kind when known) in a full Douyin URL, e.g. the Location a short link
 /// redirects to (`https://www.iesdouyin.com/share/video/7412345678901234567/?region=CN&...`).
-pub fn id_from_url(url: &Url) -> Option<(String, Option<PostKind>)> {
+pub(crate) fn id_from_url(url: &Url) -> Option<(String, Option<PostKind>)> {
     check_host(url).ok()?;
     find_id(url).ok()
 }
@@ -135,7 +135,7 @@ pub fn id_from_url(url: &Url) -> Option<(String, Option<PostKind>)> {
 /// `video_url`, else its `douyin_id`. None when there is nothing.
 ///
 /// Blank strings count as nothing; the link returned is trimmed.
-pub fn job_link(
+pub(crate) fn job_link(
     payload: Option<&Value>,
     video_url: Option<&str>,
     douyin_id: Option<&str>,

@@ -453,7 +453,7 @@ fn music_url(aweme: &Aweme) -> Option<String> {
 
 /// When a CDN URL expires: the 8-hex segment after the 32-hex hash in douyinvod / zjcdn
 /// paths (`/<hash>/<expiry>/video/...`), else the `x-expires=` query parameter.
-pub fn url_expiry(url: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn url_expiry(url: &str) -> Option<DateTime<Utc>> {
     let (before_query, query) = url.split_once('?').unwrap_or((url, ""));
     let path = before_query
         .split_once("://")
@@ -474,7 +474,7 @@ pub fn url_expiry(url: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Whether `url`'s expiry is known and later than `now + margin`.
-pub fn still_valid(url: &str, now: DateTime<Utc>, margin: std::time::Duration) -> bool {
+pub(crate) fn still_valid(url: &str, now: DateTime<Utc>, margin: std::time::Duration) -> bool {
     let Ok(margin) = chrono::Duration::from_std(margin) else {
         return false;
     };

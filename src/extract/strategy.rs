@@ -4,8 +4,8 @@
 //!
 //! 1. [`SharePage`]: the mobile share page's `_ROUTER_DATA` (`videoInfoRes`), often absent
 //!    since August 2026.
-//! 2. [`ItemInfo`]: the H5 item-info API, with the share page's reflow tokens and cookies.
-//! 3. [`SlidesInfo`]: the slides-info API.
+//! 2. `ItemInfo`: the H5 item-info API, with the share page's reflow tokens and cookies.
+//! 3. `SlidesInfo`: the slides-info API.
 //!
 //! The browser strategy ([`super::browser`], behind the `browser` feature) joins the end of
 //! the chain when it is enabled; it hands the page's cookies and User-Agent to the downloader
@@ -30,7 +30,7 @@ pub struct Target {
 
 impl Target {
     /// The share page of the target (`/share/note/` for notes and slides, else `/share/video/`).
-    pub fn share_page_url(&self) -> Url {
+    pub(crate) fn share_page_url(&self) -> Url {
         let kind = match self.kind {
             Some(PostKind::Note) | Some(PostKind::Slides) => "note",
             _ => "video",
@@ -189,7 +189,7 @@ impl Strategy for SharePage {
 }
 
 /// Strategy 2: the H5 item-info API with the share page's reflow tokens.
-pub struct ItemInfo;
+pub(crate) struct ItemInfo;
 
 impl ItemInfo {
     async fn once(
@@ -249,7 +249,7 @@ impl Strategy for ItemInfo {
 }
 
 /// Strategy 3: the slides-info API (no signature needed).
-pub struct SlidesInfo;
+pub(crate) struct SlidesInfo;
 
 #[async_trait]
 impl Strategy for SlidesInfo {
@@ -278,7 +278,7 @@ pub fn excerpt(text: &str) -> String {
 }
 
 /// The default chain, in order.
-pub fn default_chain() -> Vec<Box<dyn Strategy>> {
+pub(crate) fn default_chain() -> Vec<Box<dyn Strategy>> {
     vec![
         Box::new(SharePage),
         Box::new(ItemInfo),

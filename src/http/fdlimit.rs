@@ -4,13 +4,13 @@
 //! connection, download, temp file and store connection of the jobs. Distributions start
 //! processes with a soft limit of 1024 (or less) below a much higher hard limit, so the
 //! worker raises its soft limit to the hard one at start-up. The HTTP server then holds at
-//! most [`HTTP_SHARE`] of the limit, split between its listeners: connections beyond it
+//! most `HTTP_SHARE` of the limit, split between its listeners: connections beyond it
 //! could only take descriptors the jobs need, and a cap above what the limit allows would
 //! protect nothing.
 
 /// The share of the descriptor limit the HTTP server's connections may hold: a quarter. The
 /// rest is for the jobs (database pool, downloads, temp files, the store, the browser).
-pub const HTTP_SHARE: u64 = 4;
+pub(crate) const HTTP_SHARE: u64 = 4;
 
 /// The soft descriptor limit before and after [`raise_nofile`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub fn raise_nofile() -> Result<NoFile, String> {
 }
 
 /// The current soft descriptor limit, if it can be read.
-pub fn current_nofile() -> Option<u64> {
+pub(crate) fn current_nofile() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -81,7 +81,7 @@ pub fn current_nofile() -> Option<u64> {
 
 /// The connection cap of each of `listeners` listeners: the setting, lowered to its part of
 /// [`HTTP_SHARE`] of the descriptor limit `nofile` (at least 1). Pure, for the tests.
-pub fn connection_cap(setting: usize, nofile: Option<u64>, listeners: usize) -> usize {
+pub(crate) fn connection_cap(setting: usize, nofile: Option<u64>, listeners: usize) -> usize {
     let Some(nofile) = nofile else {
         return setting.max(1);
     };

@@ -7,7 +7,7 @@
 //!
 //! - caps the connections it holds at once ([`ServerLimits::max_connections`], per
 //!   listener). At the cap, a new connection is accepted and closed at once, and counted in
-//!   [`crate::metrics::HTTP_CONNECTIONS_REFUSED`]: the kernel's backlog is emptied, the
+//!   `crate::metrics::HTTP_CONNECTIONS_REFUSED`: the kernel's backlog is emptied, the
 //!   client learns at once, and a listener of its own (health and metrics apart from the
 //!   API, `API_ADDR`) keeps answering probes whatever happens on the other;
 //! - gives a client [`ServerLimits::header_timeout`] to send a request's headers, counted
@@ -21,8 +21,8 @@
 //! - on stop, closes idle connections, lets requests in progress finish for the drain
 //!   period, then closes what is left.
 //!
-//! The gauge [`crate::metrics::HTTP_CONNECTIONS`] counts the connections held, and
-//! [`crate::metrics::HTTP_TIMEOUTS`] the connections closed by each limit.
+//! The gauge `crate::metrics::HTTP_CONNECTIONS` counts the connections held, and
+//! `crate::metrics::HTTP_TIMEOUTS` the connections closed by each limit.
 
 use std::convert::Infallible;
 use std::io;

@@ -71,7 +71,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
 
 /// Checks a URL before it is requested: http or https, and no forbidden literal address.
 /// (Names are checked when they resolve, by [`GuardedResolver`].)
-pub fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
+pub(crate) fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("refusing a {}:// URL", url.scheme()));
     }
@@ -100,7 +100,7 @@ pub fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
 
 /// A resolver that refuses names resolving to forbidden addresses.
 #[derive(Clone, Debug)]
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     allow_private: bool,
     trusted_host: Option<String>,
 }
@@ -116,7 +116,7 @@ impl GuardedResolver {
 
     /// A resolver that also lets `host` resolve anywhere: a host the operator configured
     /// (`DOUYIN_UPSTREAM`), not one a third party named.
-    pub fn trusting(allow_private: bool, host: Option<&str>) -> Arc<Self> {
+    pub(crate) fn trusting(allow_private: bool, host: Option<&str>) -> Arc<Self> {
         Arc::new(Self {
             allow_private,
             trusted_host: host.map(str::to_ascii_lowercase),

@@ -8,7 +8,7 @@
 use url::Url;
 
 /// Registrable domains whose hosts (and subdomains) are Douyin's.
-pub const DOUYIN_DOMAINS: &[&str] = &[
+pub(crate) const DOUYIN_DOMAINS: &[&str] = &[
     "douyin.com",
     "iesdouyin.com",
     "douyinvod.com",
@@ -21,7 +21,7 @@ pub const DOUYIN_DOMAINS: &[&str] = &[
 ];
 
 /// Whether `host` is one of [`DOUYIN_DOMAINS`] or a subdomain of one.
-pub fn is_douyin_host(host: &str) -> bool {
+pub(crate) fn is_douyin_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     DOUYIN_DOMAINS.iter().any(|d| {
         host == *d
@@ -44,7 +44,7 @@ impl Upstream {
     }
 
     /// Direct, or to the stand-in `DOUYIN_UPSTREAM` names.
-    pub fn from_setting(base: Option<&Url>) -> Self {
+    pub(crate) fn from_setting(base: Option<&Url>) -> Self {
         Self {
             base: base.cloned(),
         }
@@ -53,11 +53,6 @@ impl Upstream {
     /// Requests to Douyin hosts go to `base` (`DOUYIN_UPSTREAM`).
     pub fn rewrite_to(base: Url) -> Self {
         Self { base: Some(base) }
-    }
-
-    /// Whether a rewrite is in effect.
-    pub fn is_rewritten(&self) -> bool {
-        self.base.is_some()
     }
 
     /// The URL to request for `url`.

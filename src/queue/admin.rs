@@ -245,7 +245,7 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [JobStatus; 4] = [
+    pub(crate) const ALL: [JobStatus; 4] = [
         JobStatus::Pending,
         JobStatus::Running,
         JobStatus::Completed,

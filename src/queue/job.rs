@@ -138,7 +138,7 @@ pub enum CompleteOutcome {
 
 impl CompleteOutcome {
     /// Reads the `outcome` column of `complete_download_jobs`.
-    pub fn from_sql(outcome: &str) -> Self {
+    pub(crate) fn from_sql(outcome: &str) -> Self {
         if outcome == "completed" {
             Self::Completed
         } else {
@@ -160,7 +160,7 @@ pub enum FailOutcome {
 
 impl FailOutcome {
     /// Reads the `outcome` and `scheduled_at` columns of `fail_download_jobs`.
-    pub fn from_sql(outcome: &str, scheduled_at: Option<DateTime<Utc>>) -> Self {
+    pub(crate) fn from_sql(outcome: &str, scheduled_at: Option<DateTime<Utc>>) -> Self {
         match (outcome, scheduled_at) {
             ("retry_scheduled", Some(at)) => Self::RetryScheduled(at),
             ("failed", _) => Self::Failed,
@@ -180,7 +180,7 @@ pub enum ReleaseOutcome {
 
 impl ReleaseOutcome {
     /// Reads the `outcome` column of `release_download_jobs`.
-    pub fn from_sql(outcome: &str) -> Self {
+    pub(crate) fn from_sql(outcome: &str) -> Self {
         if outcome == "released" {
             Self::Released
         } else {
@@ -207,7 +207,7 @@ pub enum Learned {
 
 impl Learned {
     /// Reads the `outcome` and `video_id` columns of `learn_douyin_id`.
-    pub fn from_sql(outcome: &str, video_id: Option<Uuid>) -> Self {
+    pub(crate) fn from_sql(outcome: &str, video_id: Option<Uuid>) -> Self {
         match (outcome, video_id) {
             ("kept", _) => Self::Kept,
             ("moved", Some(id)) => Self::Moved(id),

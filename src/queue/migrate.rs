@@ -66,7 +66,7 @@ pub const POSTGRES: &[Migration] = &[
 
 /// The PostgreSQL files as a person pastes them: `migrations/0001_schema.sql, 0002_queue.sql,
 /// ... and 0005_row_security.sql` (for the messages that tell how to apply them by hand).
-pub fn postgres_files_in_order() -> String {
+pub(crate) fn postgres_files_in_order() -> String {
     let names: Vec<&str> = POSTGRES.iter().map(|m| m.name).collect();
     match names.split_last() {
         Some((last, [])) => format!("migrations/{last}"),
@@ -76,7 +76,7 @@ pub fn postgres_files_in_order() -> String {
 }
 
 /// The SQLite schema (the embedded default's queue), in order.
-pub const SQLITE: &[Migration] = &[
+pub(crate) const SQLITE: &[Migration] = &[
     Migration {
         version: 1,
         name: "sqlite/0001_schema.sql",
@@ -206,7 +206,7 @@ async fn apply_postgres_file(
 }
 
 /// Applies the SQLite schema files that are new or changed.
-pub async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
+pub(crate) async fn apply_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
     let mut conn = pool.acquire().await?;
     sqlx::raw_sql(
         "create table if not exists douyin_worker_migrations (

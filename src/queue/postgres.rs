@@ -104,7 +104,7 @@ impl PgQueue {
     }
 
     /// Wraps an existing pool whose connections go through `pooler`.
-    pub fn from_pool_behind(pool: PgPool, pooler: DbPooler) -> Self {
+    pub(crate) fn from_pool_behind(pool: PgPool, pooler: DbPooler) -> Self {
         Self {
             db: Db::new(pool, pooler),
         }

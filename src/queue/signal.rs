@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Wakes an idle worker when a job becomes claimable.
 ///
-/// Backends call [`JobSignal::job_due_at`] when they learn of a claimable job (a NOTIFY, or
+/// Backends call `JobSignal::job_due_at` when they learn of a claimable job (a NOTIFY, or
 /// an in-process write); the worker waits on [`JobSignal::wait`]. A signal that arrives while
 /// the worker is busy is kept, so it is never lost between a claim and the next wait.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ impl JobSignal {
     }
 
     /// A job is, or will be at `due`, claimable.
-    pub fn job_due_at(&self, due: DateTime<Utc>) {
+    pub(crate) fn job_due_at(&self, due: DateTime<Utc>) {
         if due <= Utc::now() + chrono::Duration::milliseconds(5) {
             self.due_now.notify_one();
             return;
@@ -45,7 +45,7 @@ impl JobSignal {
     }
 
     /// A job is claimable now.
-    pub fn job_due_now(&self) {
+    pub(crate) fn job_due_now(&self) {
         self.due_now.notify_one();
     }
 

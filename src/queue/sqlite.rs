@@ -1,12 +1,12 @@
 //! The SQLite backend: the embedded default, one machine, the queue in a file.
 //!
 //! The tables, columns and indexes are those of the PostgreSQL migrations, in SQLite types
-//! (`sqlite_schema.sql`, applied by [`crate::queue::migrate::apply_sqlite`] when the queue is
+//! (`sqlite_schema.sql`, applied by `crate::queue::migrate::apply_sqlite` when the queue is
 //! opened), and every operation implements the same life cycle with the same semantics as the
 //! SQL functions of `migrations/0002_queue.sql`, here in Rust over plain statements.
 //!
 //! Storage forms: uuids are TEXT (hyphenated, lower case); times are TEXT in one canonical
-//! form, [`TIMESTAMP_FORMAT`] (UTC, milliseconds), so that comparing the text orders the
+//! form, `TIMESTAMP_FORMAT` (UTC, milliseconds), so that comparing the text orders the
 //! times; JSON is TEXT; booleans are INTEGER 0/1. Writers other than the worker must use the
 //! same forms ([`format_timestamp`]); the schema refuses ids and compared times in other
 //! forms.
@@ -67,7 +67,7 @@ pub use values::{douyin_id_from_url, format_timestamp};
 /// The `strftime` format of every time the SQLite queue stores, e.g.
 /// `2025-01-31T08:00:00.000Z`: UTC, millisecond precision. SQLite writes the same text with
 /// `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`.
-pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+pub(crate) const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
 /// How long a writer waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -44,7 +44,7 @@ pub enum Cloud {
 impl Cloud {
     /// The cloud a `STORAGE_URL` scheme names (`s3`, `s3a`, `gs`, `az`, `azure`, `abfs`,
     /// `abfss`).
-    pub fn of_scheme(scheme: &str) -> Option<Cloud> {
+    pub(crate) fn of_scheme(scheme: &str) -> Option<Cloud> {
         match scheme {
             "s3" | "s3a" => Some(Cloud::S3),
             "gs" => Some(Cloud::Gcs),
@@ -63,7 +63,7 @@ impl Cloud {
     }
 
     /// What to check when the store refuses the credentials.
-    pub fn credential_hint(self) -> &'static str {
+    pub(crate) fn credential_hint(self) -> &'static str {
         match self {
             Cloud::S3 => "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             Cloud::Gcs => {
@@ -80,7 +80,7 @@ impl Cloud {
 
 /// Creates a missing bucket on its cloud.
 #[derive(Clone, Debug)]
-pub enum BucketCreator {
+pub(crate) enum BucketCreator {
     /// An S3 bucket (`PUT /BUCKET`, SigV4).
     S3(S3Bucket),
     /// A Google Cloud Storage bucket (JSON API `buckets.insert`).

@@ -44,7 +44,7 @@ impl LocalFolder {
     }
 
     /// Where the object of `key` lives.
-    pub fn path_of(&self, key: &str) -> PathBuf {
+    pub(crate) fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 
@@ -106,7 +106,7 @@ fn is_part_name(name: &str) -> bool {
 }
 
 /// The content type an object's extension implies, for objects without a sidecar.
-pub fn content_type_of(key: &str) -> Option<&'static str> {
+pub(crate) fn content_type_of(key: &str) -> Option<&'static str> {
     let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
     Some(match ext.as_str() {
         "mp4" => "video/mp4",

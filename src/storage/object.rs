@@ -46,7 +46,7 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 const PARALLEL_PARTS: usize = 2;
 /// The longest validity S3 and GCS accept for a signed URL (V4 signatures: seven days); Azure
 /// links are held to the same.
-pub const MAX_SIGNED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_SIGNED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A bucket (a container on Azure) of a cloud object store.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl ObjectStoreBackend {
     }
     /// The bucket named by `url` (`s3://BUCKET`, `gs://BUCKET`, `az://CONTAINER`), configured
     /// from that cloud's standard environment variables.
-    pub fn from_url(url: &url::Url) -> Result<Self, String> {
+    pub(crate) fn from_url(url: &url::Url) -> Result<Self, String> {
         match Cloud::of_scheme(url.scheme()) {
             Some(Cloud::S3) => {
                 let (store, bucket) = super::cloud::s3_from_url(url)?;
@@ -418,7 +418,7 @@ impl ObjectBackend for ObjectStoreBackend {
     }
 
     /// A signed `GET` (S3 SigV4, GCS V4, Azure service SAS), valid for `ttl` (at least a
-    /// second, at most [`MAX_SIGNED_TTL`]). Made without a request (except GCS credentials
+    /// second, at most `MAX_SIGNED_TTL`). Made without a request (except GCS credentials
     /// without a private key, which ask IAM to sign): a missing object's URL answers 404.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         check_key(key)?;

@@ -21,7 +21,7 @@ pub struct AudioInfo {
 }
 
 /// Whether the first bytes look like MP3: an ID3v2 tag or an MPEG audio frame.
-pub fn detect(head: &[u8]) -> bool {
+pub(crate) fn detect(head: &[u8]) -> bool {
     head.starts_with(b"ID3") || frame(head).is_some()
 }
 

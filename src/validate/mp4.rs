@@ -33,7 +33,7 @@ pub(super) struct BoxHeader {
 }
 
 impl BoxHeader {
-    pub fn payload_len(&self) -> u64 {
+    pub(crate) fn payload_len(&self) -> u64 {
         self.size - self.header_len
     }
 }

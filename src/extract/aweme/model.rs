@@ -260,7 +260,7 @@ pub struct Image {
 
 impl Aweme {
     /// Reads a record from any JSON value; `None` when it is not an object.
-    pub fn from_value(value: &Value) -> Option<Aweme> {
+    pub(crate) fn from_value(value: &Value) -> Option<Aweme> {
         if !value.is_object() {
             return None;
         }
@@ -294,7 +294,7 @@ impl Aweme {
 }
 
 /// `…/aweme/v1/playwm/?video_id=…` (watermarked) → `…/aweme/v1/play/?video_id=…`.
-pub fn playwm_to_play(url: &str) -> String {
+pub(crate) fn playwm_to_play(url: &str) -> String {
     let path_end = url.find('?').unwrap_or(url.len());
     let (path, query) = url.split_at(path_end);
     if let Some(stem) = path.strip_suffix("/playwm/") {
@@ -397,7 +397,7 @@ mod de {
     }
 
     /// A non-negative integer.
-    pub fn uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    pub(crate) fn uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         let v = Value::deserialize(d)?;
         if let Some(n) = v.as_u64() {
             return Ok(Some(n));
@@ -406,7 +406,7 @@ mod de {
     }
 
     /// A non-negative integer that fits 32 bits (pixels, frames per second).
-    pub fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    pub(crate) fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         Ok(uint(d)?.and_then(|n| u32::try_from(n).ok()))
     }
 

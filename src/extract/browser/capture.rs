@@ -8,11 +8,11 @@ use serde_json::{Map, Value};
 use crate::extract::aweme::{self, Aweme, ParseError};
 
 /// The path of the web detail API the video page calls.
-pub const DETAIL_PATH: &str = "/aweme/v1/web/aweme/detail/";
+pub(crate) const DETAIL_PATH: &str = "/aweme/v1/web/aweme/detail/";
 
 /// Whether a response URL is the web detail API (also through the `DOUYIN_UPSTREAM` rewrite,
 /// where the path follows the host: `/www.douyin.com/aweme/v1/web/aweme/detail/`).
-pub fn is_detail_url(url: &str) -> bool {
+pub(crate) fn is_detail_url(url: &str) -> bool {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     path.contains(DETAIL_PATH)
 }
@@ -26,7 +26,7 @@ pub fn detail_record(body: &str, aweme_id: &str) -> Result<Aweme, ParseError> {
 /// captcha page is [`ParseError::Captcha`]; a post Douyin refuses is
 /// [`ParseError::Unavailable`]. Other parse failures read as "nothing here": the page's own
 /// scripts may still fetch the record.
-pub fn page_record(html: &str, aweme_id: &str) -> Result<Option<Aweme>, ParseError> {
+pub(crate) fn page_record(html: &str, aweme_id: &str) -> Result<Option<Aweme>, ParseError> {
     if aweme::is_captcha_page(html) {
         return Err(ParseError::Captcha);
     }
@@ -63,7 +63,7 @@ pub fn page_record(html: &str, aweme_id: &str) -> Result<Option<Aweme>, ParseErr
 
 /// The JSON of `<script id="RENDER_DATA" type="application/json">…</script>`: URL-encoded
 /// (as `www.douyin.com` serves it) or plain.
-pub fn render_data(html: &str) -> Option<Value> {
+pub(crate) fn render_data(html: &str) -> Option<Value> {
     let at = html
         .find("id=\"RENDER_DATA\"")
         .or_else(|| html.find("id='RENDER_DATA'"))
@@ -139,7 +139,7 @@ fn find_detail<'a>(data: &'a Value, aweme_id: &str) -> Option<&'a Value> {
 /// addresses given as `[{src}]` turned into `{url_list}`, covers given as a URL string turned
 /// into `{url_list: [URL]}`, and protocol-relative URLs made `https:`. A snake_case record
 /// passes unchanged.
-pub fn normalise(web: &Value) -> Value {
+pub(crate) fn normalise(web: &Value) -> Value {
     match web {
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
@@ -213,7 +213,7 @@ fn snake_key(key: &str) -> String {
 /// The Cookie header for the downloader: the user's `DOUYIN_COOKIE` first, then the page's
 /// cookies (as [`crate::extract::client::Session::cookie_header`] orders them). `None` when
 /// both are empty.
-pub fn cookie_header(user: Option<&str>, page: &[(String, String)]) -> Option<String> {
+pub(crate) fn cookie_header(user: Option<&str>, page: &[(String, String)]) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
     if let Some(user) = user.map(|u| u.trim().trim_end_matches(';').trim())
         && !user.is_empty()
@@ -229,7 +229,7 @@ pub fn cookie_header(user: Option<&str>, page: &[(String, String)]) -> Option<St
 }
 
 /// `a=1; b=2` → `[(a, 1), (b, 2)]` (pairs without `=` or a name are skipped).
-pub fn cookie_pairs(header: &str) -> Vec<(String, String)> {
+pub(crate) fn cookie_pairs(header: &str) -> Vec<(String, String)> {
     header
         .split(';')
         .filter_map(|pair| {
@@ -241,6 +241,6 @@ pub fn cookie_pairs(header: &str) -> Vec<(String, String)> {
 }
 
 /// Headless Chromium's User-Agent without the `Headless` mark that sites block on.
-pub fn headful_user_agent(ua: &str) -> String {
+pub(crate) fn headful_user_agent(ua: &str) -> String {
     ua.replace("HeadlessChrome/", "Chrome/")
 }

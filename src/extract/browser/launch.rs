@@ -26,7 +26,7 @@ use super::BrowserError;
 use super::capture::headful_user_agent;
 
 /// Executables looked for on `PATH` when `CHROMIUM_PATH` is not set, in order.
-pub const EXECUTABLES: &[&str] = &["chromium", "chromium-browser", "google-chrome"];
+pub(crate) const EXECUTABLES: &[&str] = &["chromium", "chromium-browser", "google-chrome"];
 
 /// Flags of every launch: safe as root and in containers, no background traffic.
 const FLAGS: &[&str] = &[
@@ -51,7 +51,7 @@ const FLAGS: &[&str] = &[
 ];
 
 /// The browser executable: `explicit` (`CHROMIUM_PATH`) if given, which must be an executable
-/// file; else the first of [`EXECUTABLES`] found in `path` (the `PATH` variable).
+/// file; else the first of `EXECUTABLES` found in `path` (the `PATH` variable).
 pub fn find_executable(explicit: Option<&Path>, path: Option<&OsStr>) -> Result<PathBuf, String> {
     if let Some(exe) = explicit {
         return if is_executable(exe) {
@@ -103,7 +103,7 @@ pub(super) struct Instance {
 
 impl Instance {
     /// Whether the browser can no longer serve pages.
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         if self.dead.is_cancelled() {
             return true;
         }
@@ -346,7 +346,7 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// Proportional set size of `pid` in bytes (`Pss:` of `/proc/<pid>/smaps_rollup`).
-pub fn pss_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn pss_bytes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("Pss:"))

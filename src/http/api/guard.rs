@@ -28,7 +28,7 @@ use crate::metrics::API_REFUSED;
 
 /// What the gate needs, built once per router.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     limiter: Option<Arc<RateLimiter>>,
     /// SHA-256 of the token: compared in constant time, never kept in clear here.
     token_digest: Option<[u8; 32]>,
@@ -55,7 +55,7 @@ impl Gate {
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
-pub async fn gate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+pub(crate) async fn gate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
     if req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
@@ -109,7 +109,7 @@ pub async fn gate(State(gate): State<Gate>, req: Request, next: Next) -> Respons
 }
 
 /// 429 with `Retry-After` (whole seconds, at least 1).
-pub fn too_many(status: &str, error: &str, wait: Duration) -> Response {
+pub(crate) fn too_many(status: &str, error: &str, wait: Duration) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
     let mut r = answer(
@@ -123,7 +123,7 @@ pub fn too_many(status: &str, error: &str, wait: Duration) -> Response {
 
 /// The client's address: the last `X-Forwarded-For` entry (the one the trusted proxy added)
 /// when `trust_forwarded_for`, else the peer. Pure, for the tests.
-pub fn client_ip(
+pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trust_forwarded_for: bool,

@@ -6,7 +6,7 @@
 
 /// The public message for a failure of `class` (`transient`, `permanent`, `drift`) and
 /// `code` (a `download_jobs.last_error_code`), either possibly unknown.
-pub fn failure_message(class: Option<&str>, code: Option<&str>) -> &'static str {
+pub(crate) fn failure_message(class: Option<&str>, code: Option<&str>) -> &'static str {
     if let Some(text) = code.and_then(by_code) {
         return text;
     }

@@ -7,7 +7,7 @@
 
 /// What to serve of an object of known size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ranged {
+pub(crate) enum Ranged {
     /// The whole object (no `Range`, or one this server ignores).
     Whole,
     /// Bytes `start..=end`.
@@ -22,7 +22,7 @@ pub enum Ranged {
 }
 
 /// What `header` (the `Range` value) asks of an object of `size` bytes.
-pub fn resolve(header: Option<&str>, size: u64) -> Ranged {
+pub(crate) fn resolve(header: Option<&str>, size: u64) -> Ranged {
     let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else {
         return Ranged::Whole;
     };

@@ -5,7 +5,7 @@
 //! address, or by IPv6 /64 prefix (one host usually holds a whole /64, so counting its
 //! addresses apart would let it rotate through them).
 //!
-//! The table holds at most [`MAX_CLIENTS`] clients whatever the callers do. When it is full,
+//! The table holds at most `MAX_CLIENTS` clients whatever the callers do. When it is full,
 //! clients whose allowance is whole again are dropped first (they are indistinguishable from
 //! new ones), at most once a second; clients that still find no room share one overflow
 //! allowance. A caller rotating addresses thus cannot grow memory, nor reset a tracked
@@ -22,14 +22,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Clients tracked apart at most (about 5 MiB at most).
-pub const MAX_CLIENTS: usize = 65_536;
+pub(crate) const MAX_CLIENTS: usize = 65_536;
 
 /// How often a full table may be scanned for clients to drop.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
 
 /// The key of a client: an IPv4 address or an IPv6 /64 prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// An IPv4 client (also IPv4-mapped IPv6).
     V4(u32),
     /// An IPv6 client's /64.
@@ -50,7 +50,7 @@ impl From<IpAddr> for ClientKey {
 
 /// A per-client limit of requests per minute.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     /// Time one request uses of the allowance.
     interval: Duration,
     /// The whole allowance (a minute).
@@ -123,7 +123,8 @@ impl RateLimiter {
     }
 
     /// Clients tracked apart now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.table
             .lock()
             .unwrap_or_else(|e| e.into_inner())

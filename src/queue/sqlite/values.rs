@@ -12,7 +12,7 @@ use uuid::fmt::Hyphenated;
 use super::TIMESTAMP_FORMAT;
 use crate::queue::{Lease, QueueError};
 
-/// Formats a time the way the SQLite queue stores it ([`TIMESTAMP_FORMAT`]), truncated to
+/// Formats a time the way the SQLite queue stores it (`TIMESTAMP_FORMAT`), truncated to
 /// milliseconds. Bind this, never a `DateTime` (sqlx would write another form).
 pub fn format_timestamp(t: DateTime<Utc>) -> String {
     t.trunc_subsecs(3).format(TIMESTAMP_FORMAT).to_string()

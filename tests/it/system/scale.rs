@@ -56,7 +56,9 @@ async fn four_processes_of_sixteen_slots_store_two_thousand_jobs_exactly_once() 
             ])
         })
         .collect();
-    wait_until(Duration::from_secs(50), "2,000 jobs completed", || async {
+    // A bound against a hang, not a speed target (the throughput is in the benches): generous
+    // enough for a machine busy with other builds.
+    wait_until(Duration::from_secs(240), "2,000 jobs completed", || async {
         let done: i64 = sqlx::query_scalar(
             "select count(*) from download_jobs where status in ('completed', 'failed')",
         )
