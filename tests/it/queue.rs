@@ -790,16 +790,12 @@ async fn completion_fills_only_what_the_video_row_lacks(kind: Kind) {
 
     // Downloaded again: the claim hands out the cached direct URL, and a completion without
     // one keeps it.
-    let r = b
-        .queue
-        .enqueue(&EnqueueRequest {
-            video_id: Some(video),
-            force: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(r.outcome, EnqueueOutcome::Queued);
+    b.enqueue_with(EnqueueRequest {
+        video_id: Some(video),
+        force: true,
+        ..Default::default()
+    })
+    .await;
     let job = b.queue.claim("w", 1, LEASE).await.unwrap().remove(0);
     assert_eq!(
         job.video.video_url_meta,
