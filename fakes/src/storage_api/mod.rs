@@ -288,7 +288,7 @@ impl Drop for StorageApi {
 
 impl StorageApi {
     /// Starts an emulator whose service key is [`SERVICE_KEY`] (the project's secret key);
-    /// the project's keys are those of [`crate::postgrest::project_keys`] and its JWTs.
+    /// the project's keys are its JWTs and the opaque keys of `crate::postgrest::project_keys`.
     pub async fn start() -> StorageApi {
         Self::launch(&[]).await
     }
