@@ -207,6 +207,8 @@ async fn main() {
                     .args([
                         "-H",
                         &format!("Authorization: Bearer {}", fakes::storage_api::SERVICE_KEY),
+                        "-H",
+                        &format!("apikey: {}", fakes::storage_api::SERVICE_KEY),
                     ])
                     .args([
                         "-H",

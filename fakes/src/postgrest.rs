@@ -169,14 +169,7 @@ impl PostgrestEmulator {
     pub async fn start_with_keys(pool: PgPool, keys: &[&str]) -> PostgrestEmulator {
         let requests = Arc::new(AtomicU64::new(0));
         let calls = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-        let mut opaque_keys: Vec<String> = vec![SECRET_KEY.into(), PUBLISHABLE_KEY.into()];
-        for key in keys {
-            assert!(
-                key.starts_with("sb_secret_") || key.starts_with("sb_publishable_"),
-                "an opaque Supabase key starts with sb_secret_ or sb_publishable_: {key}"
-            );
-            opaque_keys.push((*key).to_owned());
-        }
+        let opaque_keys = project_keys(keys);
         let state = Arc::new(Inner {
             pool,
             requests: requests.clone(),
@@ -454,8 +447,23 @@ fn jwt_invalid(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", message)
 }
 
-/// The gateway's refusal of a request's `apikey` (its own body, not PostgREST's).
-fn gateway_refusal(message: &str, hint: &str) -> Response {
+/// The project's opaque keys: [`SECRET_KEY`], [`PUBLISHABLE_KEY`] and `extra` (each an
+/// `sb_secret_…` or `sb_publishable_…` key), the list both emulators' gateway checks.
+pub(crate) fn project_keys(extra: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = vec![SECRET_KEY.into(), PUBLISHABLE_KEY.into()];
+    for key in extra {
+        assert!(
+            key.starts_with("sb_secret_") || key.starts_with("sb_publishable_"),
+            "an opaque Supabase key starts with sb_secret_ or sb_publishable_: {key}"
+        );
+        keys.push((*key).to_owned());
+    }
+    keys
+}
+
+/// The gateway's refusal of a request's `apikey` (its own body, not PostgREST's); the
+/// Storage emulator answers it too.
+pub(crate) fn gateway_refusal(message: &str, hint: &str) -> Response {
     Response::builder()
         .status(StatusCode::UNAUTHORIZED)
         .header(header::CONTENT_TYPE, JSON_UTF8)
@@ -466,8 +474,8 @@ fn gateway_refusal(message: &str, hint: &str) -> Response {
 }
 
 /// The gateway's check: the request carries one of the project's keys as `apikey`. Returns
-/// the key, or the refusal's message and hint.
-fn gateway(
+/// the key, or the refusal's message and hint. The Storage emulator runs the same check.
+pub(crate) fn gateway(
     headers: &HeaderMap,
     opaque_keys: &[String],
 ) -> Result<String, (&'static str, &'static str)> {
@@ -552,6 +560,13 @@ fn decode_json_part(part: &str) -> Result<Value, ApiError> {
 }
 
 /// Verifies an HS256 JWT signed with [`JWT_SECRET`]; returns its claims.
+/// The `role` claim of a JWT of the project (signed with [`JWT_SECRET`], not expired), for the
+/// Storage emulator, which takes the role from such a token as storage-api does.
+pub(crate) fn verified_role(token: &str) -> Option<String> {
+    let claims = verify_jwt(token).ok()?;
+    claims.get("role")?.as_str().map(str::to_owned)
+}
+
 fn verify_jwt(token: &str) -> Result<Value, ApiError> {
     let parts: Vec<&str> = token.split('.').collect();
     let [header_b64, payload_b64, signature_b64] = parts[..] else {

@@ -345,22 +345,30 @@ impl S3Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join(bucket)).unwrap();
         let port = free_port();
-        let mut child = Command::new(s3s_binary())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", S3_ACCESS, "--secret-key", S3_SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("s3s-fs is needed ({e}): run bash scripts/test.sh, which installs it")
-            });
-        wait_for_port(port, "s3s-fs", &mut child);
+        let child = spawn_s3s(port, root.path());
         S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
             _root: root,
         }
+    }
+
+    /// Kills the server (its objects stay in its folder): the endpoint refuses connections.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port over the same folder (after [`S3Server::stop`]).
+    pub fn restart(&mut self) {
+        self.stop();
+        let port: u16 = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the endpoint ends with its port");
+        self.child = spawn_s3s(port, self._root.path());
     }
 
     pub fn store(&self, bucket: &str, secret: &str) -> S3Store {
@@ -382,6 +390,22 @@ impl S3Server {
         .unwrap();
         S3Store::amazon(store, bucket)
     }
+}
+
+/// s3s-fs on `port` over `root`, once the port answers.
+fn spawn_s3s(port: u16, root: &std::path::Path) -> Child {
+    let mut child = Command::new(s3s_binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3_ACCESS, "--secret-key", S3_SECRET])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("s3s-fs is needed ({e}): run bash scripts/test.sh, which installs it")
+        });
+    wait_for_port(port, "s3s-fs", &mut child);
+    child
 }
 
 /// No retries inside object_store: a dead endpoint fails at once.

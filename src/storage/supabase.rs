@@ -243,7 +243,11 @@ async fn rest_error(response: reqwest::Response) -> StorageError {
         300,
     );
     let code = crate::redact::excerpt(&code, 60);
-    let text = format!("Supabase Storage: {message} ({code}, {status})");
+    let text = if code.is_empty() {
+        format!("Supabase Storage: {message} (HTTP {status})")
+    } else {
+        format!("Supabase Storage: {message} ({code}, {status})")
+    };
     match code.as_str() {
         "NoSuchBucket" => StorageError::permanent(
             "no-such-bucket",
@@ -254,6 +258,12 @@ async fn rest_error(response: reqwest::Response) -> StorageError {
         "AccessDenied" | "InvalidJWT" | "InvalidRequest" => StorageError::permanent(
             "storage-access-denied",
             format!("{text}: SUPABASE_SERVICE_ROLE_KEY must be the service role key"),
+        ),
+        // The API gateway's own refusal of the `apikey` (contract §0: it "rejects requests
+        // without a valid `apikey`"), answered before storage-api, without a storage code.
+        "" if status == 401 => StorageError::permanent(
+            "storage-access-denied",
+            format!("{text}: SUPABASE_SERVICE_ROLE_KEY must be a key of this project"),
         ),
         "KeyAlreadyExists" => StorageError::transient("key-exists", text),
         "SlowDown" => StorageError::transient("slow-down", text),

@@ -64,7 +64,7 @@ async fn touch(file: &std::path::Path, n: i32) {
 }
 
 /// Polls `/readyz` until it answers `status`; its JSON body.
-async fn wait_for_readyz(base: &str, status: u16) -> serde_json::Value {
+pub(crate) async fn wait_for_readyz(base: &str, status: u16) -> serde_json::Value {
     let client = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -107,6 +107,19 @@ async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
     assert!(e.message.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
 }
 
+/// The settings that point the binary at bucket `videos` of `server`.
+fn s3_env(server: &S3Server) -> Vec<(&'static str, &str)> {
+    vec![
+        ("STORAGE_URL", "s3://videos"),
+        ("AWS_ENDPOINT", &server.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     use fakes::douyin::{Behaviour, DouyinServer, video_post};
@@ -115,17 +128,12 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     let server = S3Server::start("other");
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
-    let bin = crate::cli::RunningBinary::start(&[
+    let mut env = s3_env(&server);
+    env.extend([
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("DOUYIN_UPSTREAM", &douyin.url),
-        ("STORAGE_URL", "s3://videos"),
-        ("AWS_ENDPOINT", &server.endpoint),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
-        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
     ]);
+    let bin = crate::cli::RunningBinary::start(&env);
     let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
@@ -307,4 +315,45 @@ async fn s3_operation_errors_are_classified_without_the_secret() {
         gone.list("").await.unwrap_err().class,
         ErrorClass::Transient
     );
+}
+
+/// `/readyz` answers 200 while the store answers (README: "200 while the queue answers, the
+/// store answers, ..."; "503 with a `reason` otherwise: ... `storage`"): the S3 server killed
+/// under a running worker turns it to 503 `storage`, naming nothing else (no endpoint, no
+/// error text), with the error in the log; the server back on its port turns it to 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_storage_while_the_s3_server_is_down_and_200_once_it_is_back() {
+    let mut server = S3Server::start("videos");
+    let data = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", fakes::servers::free_port());
+    let mut env = s3_env(&server);
+    env.extend([
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("HTTP_ADDR", &addr),
+    ]);
+    let bin = crate::cli::RunningBinary::start(&env);
+    let base = format!("http://{addr}");
+    let body = crate::db_health::wait_for_readyz(&base, 200).await;
+    assert_eq!(body["storage"], "s3", "{body}");
+
+    server.stop();
+    let body = crate::db_health::wait_for_readyz(&base, 503).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "not_ready", "reason": "storage"}),
+        "only the part that is not ready"
+    );
+
+    server.restart();
+    let body = crate::db_health::wait_for_readyz(&base, 200).await;
+    assert_eq!(body["status"], "ready", "{body}");
+    let (code, lines) = bin.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not ready: the store does not answer"))),
+        "the log says why: {lines:?}"
+    );
+    assert!(!serde_json::to_string(&lines).unwrap().contains(S3_SECRET));
 }

@@ -343,9 +343,10 @@ async fn storage_errors_are_typed() {
         ("no-such-bucket", ErrorClass::Permanent),
         "{e}"
     );
+    // The project's own publishable key: past the gateway, refused by row-level security.
     let anon = SupabaseStorage::new(
         &api.url.parse().unwrap(),
-        Secret::new("sb_publishable_x"),
+        Secret::new(fakes::postgrest::PUBLISHABLE_KEY),
         "videos",
     )
     .unwrap();
@@ -355,6 +356,23 @@ async fn storage_errors_are_typed() {
         ("storage-access-denied", ErrorClass::Permanent),
         "{e}"
     );
+    // A secret key the project never issued: the gateway's 401, before storage-api, is a
+    // refusal for good that names the setting, never a failure to retry.
+    let stranger = SupabaseStorage::new(
+        &api.url.parse().unwrap(),
+        Secret::new("sb_secret_of_another_project_0123"),
+        "videos",
+    )
+    .unwrap();
+    let e = put(stranger, "image/png").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("storage-access-denied", ErrorClass::Permanent),
+        "{e}"
+    );
+    assert!(e.message.contains("Invalid API key"), "{e}");
+    assert!(e.message.contains("SUPABASE_SERVICE_ROLE_KEY"), "{e}");
+    assert!(!e.message.contains("sb_secret_of_another"), "{e}");
     let big = file_of(tmp.path(), &bytes(20_000, 7));
     let e = supabase(&api)
         .put(&PutRequest {

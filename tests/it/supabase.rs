@@ -328,8 +328,9 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let db = fresh_pg().await;
     let key = "sb_secret_end_to_end".to_string();
+    // One project behind one gateway: both servers know the key it issued.
     let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &[&key]).await;
-    let storage = fakes::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start_with_keys(&[&key]).await;
     storage.create_bucket("videos", false, None, None);
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     let bin = crate::cli::RunningBinary::start(&[
@@ -385,7 +386,7 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
 async fn setup_storage_creates_the_bucket_once_and_calls_ensure_videos_bucket() {
     let db = fresh_pg().await;
     let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &["sb_secret_setup"]).await;
-    let storage = fakes::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start_with_keys(&["sb_secret_setup"]).await;
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     let run = |key: &str, extra: &[(&str, &str)]| {
         let mut env = vec![
@@ -530,7 +531,7 @@ async fn a_key_the_servers_refuse_exits_2_from_every_command() {
 async fn on_a_free_plan_project_setup_storage_creates_the_bucket_within_the_projects_limit() {
     let db = fresh_pg().await;
     let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &["sb_secret_setup"]).await;
-    let storage = fakes::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start_with_keys(&["sb_secret_setup"]).await;
     storage.set_upload_size_limit(Some(fakes::storage_api::FREE_PLAN_UPLOAD_SIZE_LIMIT));
     let (url, proxy) = gateway(rest.url.clone(), storage.url.clone()).await;
     // The defaults: the bucket's limit would be MAX_VIDEO_BYTES (2 GiB).

@@ -358,3 +358,46 @@ async fn every_tus_request_carries_x_upsert_and_both_auth_headers() {
         );
     }
 }
+
+/// Contract §7: "Upload URLs expire after `TUS_URL_EXPIRY_MS` (default 1 h)" from their
+/// creation. A chunk that reaches the server after that is answered 410: the upload's bytes
+/// are gone, so the try fails at once (`tus-upload-expired`, transient, naming the lifetime),
+/// without asking the dead URL where to resume or terminating it, and the next try starts a
+/// new upload from byte 0.
+#[tokio::test]
+async fn an_upload_whose_url_expired_is_not_resumed_and_the_next_try_starts_over() {
+    let api = StorageApi::start().await;
+    api.create_bucket("videos", false, None, None);
+    api.set_tus_url_lifetime(Duration::from_secs(1));
+    // The first chunk reaches the server after the URL's lifetime.
+    api.hang_next(&format!("{TUS_PATH}/"), Duration::from_millis(1500), 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(7 * MIB, 8);
+    let file = file_of(tmp.path(), &data);
+    let e = put(&store(&api), &file).await.unwrap_err();
+    assert_eq!(
+        (e.code, e.class),
+        ("tus-upload-expired", ErrorClass::Transient),
+        "{e}"
+    );
+    assert!(e.message.contains("TUS_URL_EXPIRY_MS"), "{e}");
+    let methods: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| p.starts_with(TUS_PATH) && m != "OPTIONS")
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(
+        methods,
+        ["POST", "PATCH"],
+        "no HEAD, no DELETE on the dead URL"
+    );
+    assert_eq!(api.open_uploads(), 0);
+    assert_eq!(api.object_count("videos"), 0);
+
+    api.set_tus_url_lifetime(fakes::storage_api::DEFAULT_TUS_URL_LIFETIME);
+    put(&store(&api), &file).await.unwrap();
+    let (stored, ..) = api.object("videos", "74/74.mp4").unwrap();
+    assert!(stored == data, "the new upload holds the whole file");
+    assert_eq!(api.open_uploads(), 0);
+}

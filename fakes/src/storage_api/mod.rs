@@ -6,16 +6,33 @@
 //! answers the same status, headers and body (byte for byte for error bodies, including their
 //! key order); everything else below is the emulator's own choice and is marked as such.
 //!
+//! # The gateway (contract §0)
+//!
+//! "`apikey` is consumed by the hosted API gateway, which rejects requests without a valid
+//! `apikey`", and new-style `sb_secret_…` keys "are only accepted through the hosted
+//! gateway": every request but the keyless ones (a signed-URL download, `OPTIONS` of the TUS
+//! root, which browsers make without a key) must carry one of the project's keys as
+//! `apikey`, checked before anything else (faults included). The project's keys, shared with
+//! the PostgREST emulator (the same check, `crate::postgrest`): JWTs signed with its
+//! `JWT_SECRET` that have not expired, and the opaque keys it issued: its `SECRET_KEY`
+//! ([`SERVICE_KEY`]), its `PUBLISHABLE_KEY`, and those given to
+//! [`StorageApi::start_with_keys`] (or an `sb_secret_…` key given to
+//! [`StorageApi::start_with_key`]). No `apikey` → 401 `{"message":"No API key found in
+//! request","hint":…}`; one that is not the project's (an `sb_secret_…` key it never issued,
+//! another project's JWT, an expired one) → 401 `{"message":"Invalid API key","hint":…}`
+//! (the gateway's bodies, not storage-api's).
+//!
 //! # Auth (contract §0, §6)
 //!
-//! Every route except the signed-URL download requires `Authorization: Bearer <key>` (the
-//! scheme is matched case-insensitively, as the server's `^Bearer\s+` regex). The key decides
-//! the role:
+//! Past the gateway, every route except the signed-URL download requires `Authorization:
+//! Bearer <key>` (the scheme is matched case-insensitively, as the server's `^Bearer\s+`
+//! regex). The token decides the role:
 //!
-//! * equal to the emulator's service key ([`SERVICE_KEY`] by default, or the one given to
-//!   [`StorageApi::start_with_key`]) or starting with `sb_secret_` → service_role;
-//! * starting with `sb_publishable_`, or a JWT whose payload (the middle part, base64url) has
-//!   `"role":"anon"` → anon. **The signature of such a JWT is not checked**;
+//! * an opaque key of the project that is also the request's `apikey` (the gateway swaps it
+//!   for a JWT of its role, contract §0): `sb_secret_…` → service_role, `sb_publishable_…`
+//!   → anon;
+//! * a JWT of the project (signature and `exp` checked, as storage-api does) whose `role` is
+//!   `service_role` or `anon` → that role;
 //! * anything else → 400 `{"statusCode":"403","error":"Unauthorized","message":"signature
 //!   verification failed","code":"AccessDenied"}`;
 //! * no `Authorization` → 400 `{"statusCode":"400","error":"Error","message":"headers must have
@@ -23,8 +40,7 @@
 //!   `{"statusCode":"403","code":"AccessDenied","error":"Unauthorized","message":"Invalid
 //!   Compact JWS"}` on the TUS routes (as the contract's transcript shows).
 //!
-//! The `apikey` header is not checked (the hosted gateway would refuse a request without it);
-//! tests that care read it with [`StorageApi::last_headers`].
+//! Tests that care about the headers read them with [`StorageApi::last_headers`].
 //!
 //! Anon (no RLS policy on `storage.objects`, as in the contract): writes (bucket creation,
 //! standard uploads after the bucket / mime / size checks) answer 400 `{"statusCode":"403",
@@ -135,6 +151,15 @@
 //!   the bytes received before the break (the file backend's behaviour in the contract).
 //! * `HEAD <Location>` → 200, `Upload-Offset`, `Upload-Length`, `Upload-Metadata` (echo with
 //!   `cacheControl` normalised), `Cache-Control: no-store`; unknown or terminated → 404.
+//! * **Expiry** (contract §7: "Upload URLs expire after `TUS_URL_EXPIRY_MS` (default 1 h)"):
+//!   an upload's URL lives [`DEFAULT_TUS_URL_LIFETIME`] from its creation
+//!   ([`StorageApi::set_tus_url_lifetime`] for uploads created afterwards,
+//!   [`StorageApi::expire_tus_uploads`] ends every one now). The contract shows no transcript
+//!   of an expired upload; the answers follow `@tus/server`, which storage-api's TUS routes
+//!   are built on: the create and each PATCH of an unfinished upload carry `Upload-Expires`
+//!   (an HTTP date); past it `HEAD` and `PATCH` answer 410 `The file for this url no longer
+//!   exists\n` (checked right after the upload is found), `DELETE` still removes it, and it
+//!   no longer counts as open.
 //! * `DELETE <Location>` → 204; a finished upload → 400 `Cannot terminate an already completed
 //!   upload\n`; unknown → 404.
 //!
@@ -157,6 +182,11 @@
 //! included (a hang then a 503 is a gateway giving up on a stuck backend). `clear_faults()`
 //! forgets every pending fault and hang. Test aids, not in the contract.
 //!
+//! `misreport_size(needle, delta, n)`: the next `n` answers about an existing object whose
+//! path contains `needle`, `GET /object/info/…` (its `size`) and `HEAD /object/…` (its
+//! `content-length`), report the object's size plus `delta` (at least 0), as a store that
+//! lost or padded bytes after acknowledging the upload would. Downloads stay whole.
+//!
 //! `interrupt_next_patch(after)`: the next TUS PATCH that passes every check above reads
 //! `after` body bytes, appends exactly those to the upload, then the emulator kills the
 //! connection: the server never answers and closes the socket (the listener wraps each
@@ -174,10 +204,11 @@
 //! Multipart/form-data uploads (400 `InvalidRequest`), the S3 protocol endpoint (`/s3`),
 //! public-bucket downloads without auth (`/object/public/…`), image transformations,
 //! `/object/move`, `/object/copy`, bucket update/delete/empty, signed *upload* URLs and
-//! `/upload/resumable/sign`, TUS `Upload-Defer-Length`, upload-URL expiry (uploads never
-//! expire), real JWT verification (signatures, `exp`, the project secret), object-key
-//! validation rules, `owner` (always `""`), `last_accessed_at` tracking, sort columns other
-//! than name, rate limits, the `apikey` gateway check, the lock wait before 503, and HTTP/2.
+//! `/upload/resumable/sign`, TUS `Upload-Defer-Length`, the removal of expired uploads' bytes
+//! (they are only refused), roles other than `service_role` and `anon` (`authenticated`),
+//! object-key validation rules, `owner` (always `""`), `last_accessed_at` tracking, sort
+//! columns other than name, rate limits, the gateway's refusal of browser-like `User-Agent`s
+//! for secret keys, the lock wait before 503, and HTTP/2.
 //! Unknown routes answer 404 `{"statusCode":404,"error":"Not Found","message":"Route M:/p not
 //! found"}` (the emulator's wording).
 
@@ -209,8 +240,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
-/// The emulator's default service-role key (any `sb_secret_…` key is accepted too).
-pub const SERVICE_KEY: &str = "service-key-for-tests";
+/// The emulator's default service-role key: the project's secret key, shared with the
+/// PostgREST emulator (`sb_secret_…` keys the project did not issue are refused).
+pub const SERVICE_KEY: &str = crate::postgrest::SECRET_KEY;
 
 /// The chunk size hosted Supabase requires for every TUS PATCH but the last.
 pub const TUS_CHUNK: u64 = 6 * 1024 * 1024;
@@ -223,6 +255,11 @@ pub const DEFAULT_UPLOAD_SIZE_LIMIT: u64 = 524_288_000;
 /// The global upload limit of Supabase's Free plan and of the self-hosting compose file
 /// ("50 MB", contract §10; `UPLOAD_FILE_SIZE_LIMIT=52428800` there).
 pub const FREE_PLAN_UPLOAD_SIZE_LIMIT: u64 = 52_428_800;
+
+/// How long a TUS upload URL lives: storage-api's `TUS_URL_EXPIRY_MS` default (contract §7:
+/// "Upload URLs expire after `TUS_URL_EXPIRY_MS` (default 1 h)"); change it with
+/// [`StorageApi::set_tus_url_lifetime`].
+pub const DEFAULT_TUS_URL_LIFETIME: Duration = Duration::from_secs(3600);
 
 const PREFIX: &str = "/storage/v1";
 const TUS_ROOT: &str = "/upload/resumable";
@@ -250,24 +287,47 @@ impl Drop for StorageApi {
 }
 
 impl StorageApi {
-    /// Starts an emulator whose service key is [`SERVICE_KEY`].
+    /// Starts an emulator whose service key is [`SERVICE_KEY`] (the project's secret key);
+    /// the project's keys are its JWTs and the opaque keys of `crate::postgrest::project_keys`.
     pub async fn start() -> StorageApi {
-        Self::start_with_key(SERVICE_KEY).await
+        Self::launch(&[]).await
     }
 
-    /// Starts an emulator whose service key is `service_key` (e.g. a JWT shared with the
-    /// PostgREST emulator); `sb_secret_…` keys are accepted as well.
+    /// Starts an emulator whose service key is `service_key`: a JWT of the project (signed
+    /// with [`crate::postgrest::JWT_SECRET`], e.g. [`crate::postgrest::jwt`]`("service_role")`,
+    /// shared with the PostgREST emulator) or an `sb_secret_…` key, which the project then
+    /// issues.
     pub async fn start_with_key(service_key: &str) -> StorageApi {
+        if service_key.starts_with("sb_secret_") {
+            return Self::launch(&[service_key]).await;
+        }
+        assert_eq!(
+            crate::postgrest::verified_role(service_key).as_deref(),
+            Some("service_role"),
+            "a service key is an sb_secret_ key or a service_role JWT of the project"
+        );
+        Self::launch(&[]).await
+    }
+
+    /// Starts an emulator whose project also issued `keys` (`sb_secret_…` or
+    /// `sb_publishable_…`, e.g. a key shared with the PostgREST emulator's
+    /// `start_with_keys`).
+    pub async fn start_with_keys(keys: &[&str]) -> StorageApi {
+        Self::launch(keys).await
+    }
+
+    async fn launch(keys: &[&str]) -> StorageApi {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the storage-api emulator to 127.0.0.1:0");
         let addr = listener.local_addr().expect("emulator address");
         let emu = Arc::new(Emu {
-            service_key: service_key.to_string(),
+            keys: crate::postgrest::project_keys(keys),
             addr,
             st: Mutex::new(St {
                 hosted_chunk_rule: true,
                 global_limit: Some(DEFAULT_UPLOAD_SIZE_LIMIT),
+                tus_url_lifetime: DEFAULT_TUS_URL_LIFETIME,
                 ..St::default()
             }),
         });
@@ -355,12 +415,25 @@ impl StorageApi {
         });
     }
 
-    /// Forgets every pending fault and hang (the store is healthy again; a request already
-    /// hanging stays so).
+    /// The next `n` answers about a stored object whose request path contains `needle`
+    /// (`GET /object/info/…` and `HEAD /object/…`) report its size off by `delta` bytes (at
+    /// least 0): the store says it holds another size than what was uploaded. The object, its
+    /// other answers and its downloads are untouched.
+    pub fn misreport_size(&self, needle: &str, delta: i64, n: u32) {
+        self.emu.st().misreports.push(Misreport {
+            needle: needle.to_string(),
+            delta,
+            remaining: n,
+        });
+    }
+
+    /// Forgets every pending fault, hang and misreported size (the store is healthy again; a
+    /// request already hanging stays so).
     pub fn clear_faults(&self) {
         let mut st = self.emu.st();
         st.faults.clear();
         st.hangs.clear();
+        st.misreports.clear();
     }
 
     /// The next TUS PATCH that passes its checks keeps `after` body bytes, then its connection
@@ -381,6 +454,20 @@ impl StorageApi {
     /// file backend's behaviour).
     pub fn set_hosted_chunk_rule(&self, on: bool) {
         self.emu.st().hosted_chunk_rule = on;
+    }
+
+    /// How long the TUS upload URLs created from now on live (storage-api's
+    /// `TUS_URL_EXPIRY_MS`; [`DEFAULT_TUS_URL_LIFETIME`] unless set).
+    pub fn set_tus_url_lifetime(&self, lifetime: Duration) {
+        self.emu.st().tus_url_lifetime = lifetime;
+    }
+
+    /// Makes every TUS upload URL created so far expired.
+    pub fn expire_tus_uploads(&self) {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        for u in self.emu.st().uploads.values_mut() {
+            u.expires = past;
+        }
     }
 
     /// Makes every signed URL issued so far expired.
@@ -421,13 +508,12 @@ impl StorageApi {
             .count()
     }
 
-    /// Number of TUS uploads created and neither finished nor terminated.
+    /// Number of TUS uploads created and neither finished, terminated nor expired.
     pub fn open_uploads(&self) -> usize {
-        self.emu
-            .st()
-            .uploads
+        let st = self.emu.st();
+        st.uploads
             .values()
-            .filter(|u| !u.completed)
+            .filter(|u| !u.completed && !st.expired(u))
             .count()
     }
 
@@ -581,7 +667,8 @@ impl AsyncWrite for KillableStream {
 // State
 
 struct Emu {
-    service_key: String,
+    /// The project's opaque keys (the gateway's list).
+    keys: Vec<String>,
     addr: SocketAddr,
     st: Mutex<St>,
 }
@@ -608,13 +695,28 @@ impl Emu {
         if token.is_empty() {
             return Err(AuthError::Invalid);
         }
-        if token == self.service_key || token.starts_with("sb_secret_") {
-            return Ok(Role::Service);
+        // The gateway swaps the request's own opaque key for a JWT of its role.
+        let apikey = headers.get("apikey").and_then(|v| v.to_str().ok());
+        if apikey.map(str::trim) == Some(token) && self.keys.iter().any(|k| k == token) {
+            return Ok(if token.starts_with("sb_secret_") {
+                Role::Service
+            } else {
+                Role::Anon
+            });
         }
-        if token.starts_with("sb_publishable_") || jwt_role(token).as_deref() == Some("anon") {
-            return Ok(Role::Anon);
+        match crate::postgrest::verified_role(token).as_deref() {
+            Some("service_role") => Ok(Role::Service),
+            Some("anon") => Ok(Role::Anon),
+            _ => Err(AuthError::Invalid),
         }
-        Err(AuthError::Invalid)
+    }
+
+    /// The gateway in front of storage-api: `Some(refusal)` when the request carries no
+    /// `apikey`, or one that is not a key of the project.
+    fn gateway(&self, headers: &HeaderMap) -> Option<Response> {
+        crate::postgrest::gateway(headers, &self.keys)
+            .err()
+            .map(|(message, hint)| crate::postgrest::gateway_refusal(message, hint))
     }
 }
 
@@ -629,19 +731,6 @@ enum AuthError {
     Invalid,
 }
 
-/// The `role` claim of a JWT-shaped token (payload decoded with base64url; no signature check).
-fn jwt_role(token: &str) -> Option<String> {
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        return None;
-    }
-    let payload = URL_SAFE_NO_PAD
-        .decode(parts[1].trim_end_matches('='))
-        .ok()?;
-    let claims: Value = serde_json::from_slice(&payload).ok()?;
-    claims.get("role")?.as_str().map(str::to_string)
-}
-
 #[derive(Default)]
 struct St {
     buckets: BTreeMap<String, Bucket>,
@@ -650,10 +739,12 @@ struct St {
     uploads: HashMap<String, TusUpload>,
     faults: Vec<Fault>,
     hangs: Vec<Hang>,
+    misreports: Vec<Misreport>,
     interrupt: Option<u64>,
     log: Vec<Logged>,
     global_limit: Option<u64>,
     hosted_chunk_rule: bool,
+    tus_url_lifetime: Duration,
 }
 
 struct Bucket {
@@ -763,6 +854,8 @@ struct TusUpload {
     metadata_echo: String,
     completed: bool,
     busy: bool,
+    /// When its URL expires: its creation plus the lifetime then set.
+    expires: SystemTime,
 }
 
 struct Fault {
@@ -774,6 +867,12 @@ struct Fault {
 struct Hang {
     needle: String,
     stall: Duration,
+    remaining: u32,
+}
+
+struct Misreport {
+    needle: String,
+    delta: i64,
     remaining: u32,
 }
 
@@ -803,6 +902,23 @@ impl St {
         let stall = hang.stall;
         self.hangs.retain(|h| h.remaining > 0);
         Some(stall)
+    }
+
+    /// Whether the upload's URL has expired (`@tus/server`: now past creation + lifetime).
+    fn expired(&self, u: &TusUpload) -> bool {
+        SystemTime::now() > u.expires
+    }
+
+    /// The size change of the next misreported answer about `path`, if one is pending.
+    fn take_misreport(&mut self, path: &str) -> Option<i64> {
+        let m = self
+            .misreports
+            .iter_mut()
+            .find(|m| m.remaining > 0 && path.contains(&m.needle))?;
+        m.remaining -= 1;
+        let delta = m.delta;
+        self.misreports.retain(|m| m.remaining > 0);
+        Some(delta)
     }
 
     fn take_fault(&mut self, path: &str) -> Option<u16> {

@@ -41,6 +41,14 @@ pub(super) async fn handle(
         return route_not_found(&parts.method, &path);
     };
     let is_tus = rest == TUS_ROOT || rest.starts_with("/upload/resumable/");
+    // What a browser opens without a key: signed downloads, TUS capabilities.
+    let keyless = (is_tus && parts.method == Method::OPTIONS)
+        || ((parts.method == Method::GET || parts.method == Method::HEAD)
+            && rest.starts_with("/object/sign/"));
+    if !keyless && let Some(refusal) = emu.gateway(&parts.headers) {
+        drain(body).await;
+        return refusal;
+    }
     if let Some(status) = fault {
         drain(body).await;
         return if is_tus {
@@ -119,7 +127,8 @@ pub(super) fn rest_route(
             .or_else(|| p.strip_prefix("public/"))
             .unwrap_or(p);
         let (bucket, key) = split_object_path(p);
-        return info(st, role, &bucket, &key);
+        let delta = st.take_misreport(&format!("{PREFIX}{rest}"));
+        return info(st, role, &bucket, &key, delta.unwrap_or(0));
     }
     if let Some(p) = rest.strip_prefix("/object/sign/") {
         if *method != Method::POST {
@@ -133,7 +142,7 @@ pub(super) fn rest_route(
             return not_found();
         }
         let (bucket, key) = split_object_path(p);
-        return download(st, role, &bucket, &key, headers, head);
+        return head_or_download(st, role, rest, &bucket, &key, headers, head);
     }
     if let Some(p) = rest.strip_prefix("/object/") {
         let (bucket, key) = split_object_path(p);
@@ -145,7 +154,9 @@ pub(super) fn rest_route(
         }
         return match *method {
             Method::POST | Method::PUT => upload(st, role, method, &bucket, &key, headers, body),
-            Method::GET | Method::HEAD => download(st, role, &bucket, &key, headers, head),
+            Method::GET | Method::HEAD => {
+                head_or_download(st, role, rest, &bucket, &key, headers, head)
+            }
             Method::DELETE => delete_one(st, role, &bucket, &key),
             _ => not_found(),
         };
@@ -293,7 +304,12 @@ pub(super) fn visible<'a>(st: &'a St, role: Role, bucket: &str, key: &str) -> Op
     st.objects.get(&(bucket.to_string(), key.to_string()))
 }
 
-pub(super) fn info(st: &St, role: Role, bucket: &str, key: &str) -> Response {
+/// A size off by `delta` (at least 0): what [`StorageApi::misreport_size`] makes the store say.
+fn misreported(size: usize, delta: i64) -> u64 {
+    (size as i64).saturating_add(delta).max(0) as u64
+}
+
+pub(super) fn info(st: &St, role: Role, bucket: &str, key: &str, delta: i64) -> Response {
     let Some(o) = visible(st, role, bucket, key) else {
         return no_such_key();
     };
@@ -302,7 +318,7 @@ pub(super) fn info(st: &St, role: Role, bucket: &str, key: &str) -> Response {
         ("name", js(key)),
         ("version", js(&o.version)),
         ("bucket_id", js(bucket)),
-        ("size", js(&o.data.len())),
+        ("size", js(&misreported(o.data.len(), delta))),
         ("content_type", js(&o.content_type)),
         ("cache_control", js(&o.cache_control)),
         ("etag", js(&o.etag)),
@@ -320,6 +336,31 @@ pub(super) fn info(st: &St, role: Role, bucket: &str, key: &str) -> Response {
         ],
         body,
     )
+}
+
+/// `HEAD` or `GET` of an object; a `HEAD` takes a pending misreported size (the body of a
+/// `GET` always matches its length).
+fn head_or_download(
+    st: &mut St,
+    role: Role,
+    rest: &str,
+    bucket: &str,
+    key: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response {
+    let delta = if head {
+        st.take_misreport(&format!("{PREFIX}{rest}"))
+    } else {
+        None
+    };
+    let mut r = download(st, role, bucket, key, headers, head);
+    if let (Some(delta), StatusCode::OK) = (delta, r.status()) {
+        let len = visible(st, role, bucket, key).map_or(0, |o| o.data.len());
+        r.headers_mut()
+            .insert("content-length", HeaderValue::from(misreported(len, delta)));
+    }
+    r
 }
 
 pub(super) fn download(

@@ -14,11 +14,14 @@ fn auth(rb: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
         .header("authorization", format!("Bearer {key}"))
 }
 
-/// A JWT-shaped anon key (the emulator does not check signatures).
+/// The project's legacy anon key (a JWT signed with the project's secret).
 fn anon_jwt() -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = URL_SAFE_NO_PAD.encode(br#"{"role":"anon","iss":"supabase","exp":4102444800}"#);
-    format!("{h}.{p}.c2lnbmF0dXJl")
+    crate::postgrest::jwt("anon")
+}
+
+/// Only the `apikey` header: what passes the gateway but carries no `Authorization`.
+fn apikey_only(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.header("apikey", SERVICE_KEY)
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
@@ -61,7 +64,7 @@ const RLS: &str = r#"{"statusCode":"403","error":"Unauthorized","message":"new r
 
 #[tokio::test]
 async fn buckets_are_created_once_and_read_back() {
-    let s = StorageApi::start().await;
+    let s = StorageApi::start_with_keys(&["sb_secret_abc"]).await;
     let st = s.storage_url();
     let c = client();
     let r = auth(c.post(format!("{st}/bucket")), SERVICE_KEY)
@@ -119,8 +122,11 @@ async fn buckets_are_created_once_and_read_back() {
         .await
         .unwrap();
     assert_eq!(text(r).await, (400, NO_SUCH_BUCKET.into()));
-    // Auth failures.
-    let r = c.get(format!("{st}/bucket/videos")).send().await.unwrap();
+    // Auth failures (past the gateway: the apikey is the project's).
+    let r = apikey_only(c.get(format!("{st}/bucket/videos")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         text(r).await,
         (
@@ -128,7 +134,8 @@ async fn buckets_are_created_once_and_read_back() {
             r#"{"statusCode":"400","error":"Error","message":"headers must have required property 'authorization'","code":"InvalidRequest"}"#.into()
         )
     );
-    let r = auth(c.get(format!("{st}/bucket/videos")), "not-the-key")
+    let r = apikey_only(c.get(format!("{st}/bucket/videos")))
+        .bearer_auth("not-the-key")
         .send()
         .await
         .unwrap();
@@ -482,7 +489,7 @@ async fn anon_and_publishable_keys_are_refused_uploads() {
     s.put_object("raw", "a.mp4", b"abc", "video/mp4");
     let st = s.storage_url();
     let c = client();
-    for key in [anon_jwt(), "sb_publishable_xyz".to_string()] {
+    for key in [anon_jwt(), crate::postgrest::PUBLISHABLE_KEY.to_string()] {
         let r = auth(c.post(format!("{st}/object/raw/x.mp4")), &key)
             .header("content-type", "video/mp4")
             .body("data")
@@ -519,16 +526,15 @@ async fn anon_and_publishable_keys_are_refused_uploads() {
         );
     }
     assert_eq!(s.object_count("raw"), 1);
-    // A service_role JWT that is not the emulator's key: signature verification failed.
+    // A service_role JWT that is not the project's (past the gateway with the project's
+    // apikey): signature verification failed.
     let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
     let p = URL_SAFE_NO_PAD.encode(br#"{"role":"service_role"}"#);
-    let r = auth(
-        c.get(format!("{st}/object/info/raw/a.mp4")),
-        &format!("{h}.{p}.x"),
-    )
-    .send()
-    .await
-    .unwrap();
+    let r = apikey_only(c.get(format!("{st}/object/info/raw/a.mp4")))
+        .bearer_auth(format!("{h}.{p}.x"))
+        .send()
+        .await
+        .unwrap();
     assert!(text(r).await.1.contains("signature verification failed"));
 }
 
@@ -820,8 +826,7 @@ async fn tus_errors_follow_the_contract() {
         .await
         .unwrap();
     assert_eq!(text(r).await, (412, "Tus-Resumable Required\n".into()));
-    let r = c
-        .post(format!("{st}/upload/resumable"))
+    let r = apikey_only(c.post(format!("{st}/upload/resumable")))
         .header("tus-resumable", "1.0.0")
         .header("upload-length", "100")
         .header("upload-metadata", meta("raw", "n.mp4", "video/mp4"))
@@ -1003,3 +1008,5 @@ async fn injected_faults_and_request_log() {
     assert_eq!(get("x-upsert"), Some("true"));
     assert_eq!(get("content-type"), Some("video/mp4"));
 }
+
+mod strict;

@@ -210,6 +210,7 @@ pub(super) async fn tus_create(
             metadata_echo: echo.join(","),
             completed: false,
             busy: false,
+            expires: SystemTime::now() + st.tus_url_lifetime,
         };
         if length == 0 {
             finish(&mut st, &mut upload);
@@ -228,15 +229,13 @@ pub(super) async fn tus_create(
     let with_body = header(headers, "content-type") == Some(OFFSET_OCTET);
     if !with_body || length == 0 {
         drain(body).await;
-        return respond(
-            201,
-            &[
-                ("content-type", TEXT_UTF8.into()),
-                ("location", loc),
-                ("tus-resumable", "1.0.0".into()),
-            ],
-            Body::empty(),
-        );
+        let mut h = vec![
+            ("content-type", TEXT_UTF8.to_string()),
+            ("location", loc),
+            ("tus-resumable", "1.0.0".into()),
+        ];
+        h.extend(upload_expires(emu, &id));
+        return respond(201, &h, Body::empty());
     }
     // Creation-with-upload: the body is a PATCH at offset 0.
     match tus_write(emu, conn, headers, &id, 0, body, false).await {
@@ -247,10 +246,25 @@ pub(super) async fn tus_create(
             }
             h.push(("tus-resumable", "1.0.0".into()));
             h.push(("upload-offset", offset.to_string()));
+            h.extend(upload_expires(emu, &id));
             respond(201, &h, Body::empty())
         }
         Written::Refused(r) => r,
     }
+}
+
+/// `Upload-Expires` of an unfinished upload (`@tus/server` sends it on the create and on
+/// every PATCH answer while the upload is incomplete): its creation plus the URL lifetime.
+pub(super) fn upload_expires(emu: &Emu, id: &str) -> Option<(&'static str, String)> {
+    let st = emu.st();
+    let u = st.uploads.get(id).filter(|u| !u.completed)?;
+    Some(("upload-expires", http_date(u.expires.into())))
+}
+
+/// The answer to a request on an upload whose URL has expired (`@tus/server`'s
+/// `FILE_NO_LONGER_EXISTS`).
+pub(super) fn expired_upload() -> Response {
+    tus_text(410, "The file for this url no longer exists\n")
 }
 
 pub(super) fn tus_head(emu: &Emu, id: &str) -> Response {
@@ -258,6 +272,9 @@ pub(super) fn tus_head(emu: &Emu, id: &str) -> Response {
     let Some(u) = st.uploads.get(id) else {
         return tus_text(404, "The file for this url was not found\n");
     };
+    if st.expired(u) {
+        return expired_upload();
+    }
     respond(
         200,
         &[
@@ -308,6 +325,7 @@ pub(super) async fn tus_patch(
             }
             h.push(("tus-resumable", "1.0.0".into()));
             h.push(("upload-offset", offset.to_string()));
+            h.extend(upload_expires(emu, id));
             respond(204, &h, Body::empty())
         }
         Written::Refused(r) => r,
@@ -381,6 +399,9 @@ pub(super) async fn tus_write(
         let Some(u) = st.uploads.get(id) else {
             return Err(tus_text(404, "The file for this url was not found\n"));
         };
+        if st.expired(u) {
+            return Err(expired_upload());
+        }
         if st
             .objects
             .contains_key(&(u.bucket.clone(), u.object.clone()))

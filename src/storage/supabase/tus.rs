@@ -2,6 +2,11 @@
 //! chunks, `x-upsert` on every request, and after an interrupted chunk the server's offset is
 //! asked and the upload continues from there.
 //!
+//! An upload whose URL has expired (contract §7: "Upload URLs expire after
+//! `TUS_URL_EXPIRY_MS` (default 1 h)"; the server then answers 410) or vanished (404) is not
+//! resumed, asked about or terminated: its bytes are gone, and the try fails at once
+//! (`tus-upload-expired`, transient) so that the next one starts a new upload.
+//!
 //! An upload that is given up is terminated (`DELETE` on its URL, contract §7 "Cancel"), or
 //! it would stay open on the server, its bytes included, until it expires: at once when it
 //! fails (for good, or after its chunk attempts), and in the background when its future is
@@ -147,6 +152,11 @@ impl SupabaseStorage {
                 upload.finished();
                 Ok(())
             }
+            // Nothing left on the server to terminate.
+            Err(e) if e.code == UPLOAD_GONE => {
+                upload.finished();
+                Err(e)
+            }
             Err(e) => {
                 upload.terminate().await;
                 Err(e)
@@ -182,6 +192,7 @@ impl SupabaseStorage {
                     failures = 0;
                     continue;
                 }
+                Ok(r) if gone(r.status()) => return Err(upload_gone(offset, size, r.status())),
                 Ok(r) if matches!(r.status().as_u16(), 413 | 415) => {
                     return Err(tus_error("uploading", r).await);
                 }
@@ -212,12 +223,7 @@ impl SupabaseStorage {
                 StatusCode::OK => {
                     offset = upload_offset(head.headers()).unwrap_or(offset);
                 }
-                StatusCode::NOT_FOUND => {
-                    return Err(StorageError::transient(
-                        "tus",
-                        "the TUS upload expired or vanished; the next attempt starts over",
-                    ));
-                }
+                s if gone(s) => return Err(upload_gone(offset, size, s)),
                 s => {
                     return Err(StorageError::transient(
                         "tus",
@@ -228,6 +234,28 @@ impl SupabaseStorage {
         }
         Ok(())
     }
+}
+
+/// The code of an upload whose URL no longer leads anywhere (expired, or terminated): its
+/// bytes are gone with it, so the next try starts a new upload.
+pub(super) const UPLOAD_GONE: &str = "tus-upload-expired";
+
+/// Whether an answer on the upload's URL says the upload is gone: 410 once its URL expired
+/// (`@tus/server`'s "The file for this url no longer exists"), 404 once it is unknown.
+fn gone(status: StatusCode) -> bool {
+    matches!(status, StatusCode::GONE | StatusCode::NOT_FOUND)
+}
+
+fn upload_gone(offset: u64, size: u64, status: StatusCode) -> StorageError {
+    StorageError::transient(
+        UPLOAD_GONE,
+        format!(
+            "the TUS upload's URL expired or vanished at byte {offset} of {size} (HTTP {}; \
+             Supabase Storage keeps an upload URL for TUS_URL_EXPIRY_MS from its creation, an \
+             hour by default): the next try starts a new upload",
+            status.as_u16()
+        ),
+    )
 }
 
 fn upload_offset(headers: &reqwest::header::HeaderMap) -> Option<u64> {

@@ -1,10 +1,11 @@
 //! Supabase Storage answering 5xx, hanging for a while, or down: uploads are retried within
 //! the attempt; a store that stays down fails the job transient, to be retried later, with no
-//! temp file left; once the store is back the job completes.
+//! temp file left; once the store is back the job completes. A store that says it holds
+//! another size than was uploaded never lets the job complete.
 
 use std::time::Duration;
 
-use super::{Rig, sha256, wait_until};
+use super::{Rig, enqueue, sha256, wait_until};
 use fakes::storage_api::{SERVICE_KEY, StorageApi};
 
 const MIB: usize = 1024 * 1024;
@@ -150,4 +151,91 @@ async fn storage_down_fails_jobs_transient_and_they_complete_once_it_is_back() {
         assert_eq!(sha256(&bytes), sha256(&v.media), "{}", v.id);
     }
     assert_eq!(rig.temp_entries(), Vec::<String>::new());
+}
+
+/// The stored object's size is read back before the job completes: a store that answers
+/// another size (one byte short after a standard upload, seven bytes over after a TUS upload)
+/// fails the attempt as transient, `upload-size-mismatch` naming the key and both sizes, and
+/// the video is not pointed at the object. Once the store tells the truth the retry completes;
+/// while it lies, the job fails for good after its attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_reports_another_size_never_lets_the_job_complete() {
+    const SHORT: &str = "7412345678901233006";
+    const OVER: &str = "7412345678901233007";
+    let api = storage().await;
+    let rig = Rig::start(&[
+        (SHORT, MIB, fakes::cdn::Serve::Normal),
+        (OVER, 7 * MIB, fakes::cdn::Serve::Normal),
+    ])
+    .await;
+    let info = |id: &str| format!("/storage/v1/object/info/videos/{id}/{id}.mp4");
+    api.misreport_size(&info(SHORT), -1, 1);
+    api.misreport_size(&info(OVER), 7, u32::MAX);
+    let w = rig.worker(&[
+        ("SUPABASE_URL", &api.url),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY),
+        ("RETRY_BASE_SECONDS", "3600"),
+        ("RETRY_MAX_SECONDS", "3600"),
+    ]);
+    let short = rig.enqueue(SHORT).await;
+    let over = enqueue(&rig.q, OVER, Some(2)).await;
+    for (job, id, size, told) in [
+        (short, SHORT, MIB, MIB - 1),
+        (over, OVER, 7 * MIB, 7 * MIB + 7),
+    ] {
+        let r = wait_until(
+            Duration::from_secs(60),
+            "the first attempt failed",
+            || async {
+                let r = rig.job(job).await;
+                r.last_error_code.is_some().then_some(r)
+            },
+        )
+        .await;
+        assert_eq!(r.status, "pending", "{r:?}");
+        assert_eq!(
+            r.last_error_code.as_deref(),
+            Some("upload-size-mismatch"),
+            "{r:?}"
+        );
+        assert_eq!(r.last_error_class.as_deref(), Some("transient"), "{r:?}");
+        let error = r.last_error.clone().unwrap_or_default();
+        for part in [
+            format!("{id}/{id}.mp4"),
+            format!("holds {told} bytes"),
+            format!("the file has {size}"),
+        ] {
+            assert!(error.contains(&part), "{part:?} in {error:?}");
+        }
+        assert_ne!(r.video_status, "ready", "{r:?}");
+        assert_eq!(r.video_object_key, None, "{r:?}");
+    }
+    // The next attempts are due now: the store tells the truth about one, not the other.
+    sqlx::query("update download_jobs set scheduled_at = now() where status = 'pending'")
+        .execute(&rig.db.pool)
+        .await
+        .unwrap();
+    let r = rig
+        .wait(short, &["completed", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!((r.status.as_str(), r.attempts), ("completed", 2), "{r:?}");
+    assert_eq!(r.video_status, "ready");
+    let r = rig
+        .wait(over, &["completed", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!((r.status.as_str(), r.attempts), ("failed", 2), "{r:?}");
+    assert_eq!(
+        r.last_error_code.as_deref(),
+        Some("upload-size-mismatch"),
+        "{r:?}"
+    );
+    assert_ne!(r.video_status, "ready", "{r:?}");
+    assert_eq!(r.video_object_key, None, "{r:?}");
+    let (code, _) = w.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        rig.temp_entries(),
+        Vec::<String>::new(),
+        "no temp file left"
+    );
 }
