@@ -41,7 +41,8 @@
 //!   signed with [`JWT_SECRET`] and the opaque keys the emulator was started with
 //!   ([`SECRET_KEY`] and [`PUBLISHABLE_KEY`] by default, see
 //!   [`PostgrestEmulator::start_with_keys`]): an `sb_secret_…` key the project never issued is
-//!   refused, as the real gateway refuses it.
+//!   refused, as the real gateway refuses it. The Storage emulator's gateway runs the same
+//!   check over the same list (`project_keys`), so one project's keys pass both.
 //! * **Role selection** (PostgREST, contract §5: "PostgREST uses `Authorization` (without it
 //!   the request runs as `anon`)"): only the `Authorization: Bearer <token>` header decides;
 //!   without it the request runs as `anon`, whatever the `apikey` says. An opaque key in
