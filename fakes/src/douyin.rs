@@ -1105,7 +1105,7 @@ fn fake_mp4(tag: &str) -> Vec<u8> {
     mp4_with_mdat(tag, 3000)
 }
 
-/// A structurally valid MP4 like [`fake_mp4`] of exactly `len` bytes (at least about 1 KiB):
+/// A structurally valid MP4 like `fake_mp4` of exactly `len` bytes (at least about 1 KiB):
 /// the `mdat` takes up the rest. For tests and benchmarks of big files through the worker.
 pub fn mp4_of_size(tag: &str, len: usize) -> Vec<u8> {
     let header = mp4_with_mdat(tag, 0).len();
