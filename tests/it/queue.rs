@@ -612,6 +612,7 @@ async fn completion_fills_the_video_row(kind: Kind) {
             thumbnail_url: Some("https://p3.douyinpic.com/x.jpeg".into()),
             video_url_direct: Some("https://v3.douyinvod.com/x/".into()),
             video_url_meta: Some(serde_json::json!({"expires": 1})),
+            ..Default::default()
         },
     };
     assert_eq!(

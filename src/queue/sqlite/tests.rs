@@ -557,6 +557,7 @@ async fn complete_fills_the_video_row() {
         thumbnail_url: Some("https://p3.douyinpic.com/cover.jpeg".into()),
         video_url_direct: Some("https://v26.douyinvod.com/x.mp4".into()),
         video_url_meta: Some(json!({"expires_at": 1})),
+        ..Default::default()
     };
     // an empty bucket or key is refused, and nothing is recorded
     let mut bad = c.clone();
