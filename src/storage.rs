@@ -202,6 +202,15 @@ pub trait ObjectBackend: Send + Sync + 'static {
     /// before the process exits.
     async fn drain(&self) {}
 
+    /// A URL that downloads the object without a key and without expiry, when the bucket is
+    /// readable by anyone (a public Supabase Storage bucket); `None` when there is none (a
+    /// private bucket, the local folder, S3, GCS and Azure, whose public access the worker
+    /// cannot see), where the download API serves or signs links instead.
+    async fn public_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// A URL that downloads the object without a key for `ttl`.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
         let _ = (key, ttl);
@@ -212,7 +221,7 @@ pub trait ObjectBackend: Send + Sync + 'static {
     }
 }
 
-pub use crate::config::storage::DEFAULT_KEY_TEMPLATE;
+pub use crate::config::storage::{DEFAULT_COVER_KEY_TEMPLATE, DEFAULT_KEY_TEMPLATE};
 
 /// The object key for a video: the template with `{douyin_id}`, `{video_id}` and `{ext}`
 /// filled in, made safe: only letters, digits, `.`, `_`, `-` and `/`; no empty or `..`
@@ -420,8 +429,12 @@ impl Storage for StorageStage {
         } else {
             source.douyin_id.clone()
         };
+        let template = source
+            .key_template
+            .as_deref()
+            .unwrap_or(&self.opts.key_template);
         let key = object_key(
-            &self.opts.key_template,
+            template,
             &douyin_id,
             &job.video_id.to_string(),
             &info.extension,
