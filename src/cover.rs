@@ -103,8 +103,7 @@ impl Covers {
                 details: json!({ "first_picture": true, "mime_type": stored.mime_type }),
             })
         } else {
-            match tokio::time::timeout(self.timeout, self.fetch_and_store(job, source, ctx)).await
-            {
+            match tokio::time::timeout(self.timeout, self.fetch_and_store(job, source, ctx)).await {
                 Ok(found) => found,
                 Err(_) => Err(JobError::transient(
                     "cover-timeout",
@@ -186,7 +185,9 @@ impl Covers {
         let path = file.path.clone();
         let info = tokio::task::spawn_blocking(move || validate_cover(&path))
             .await
-            .map_err(|e| JobError::transient("validate-panic", format!("validation crashed: {e}")))??;
+            .map_err(|e| {
+                JobError::transient("validate-panic", format!("validation crashed: {e}"))
+            })??;
         let stored = self
             .storage
             .store(job, cover_source, file, &info, ctx)

@@ -525,4 +525,3 @@ pub fn metadata(aweme: &Aweme, chosen: Option<&Candidate>) -> Value {
         "image_count": image_count,
     })
 }
-

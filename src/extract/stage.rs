@@ -35,6 +35,9 @@ impl DouyinExtractor {
             strategy: crate::stage::CACHED_STRATEGY.to_string(),
             video: VideoUpdate {
                 douyin_id: Some(douyin_id),
+                // The Douyin cover the earlier extraction saw (a stored cover records it as
+                // the thumbnail it replaced).
+                thumbnail_url: meta["metadata"]["cover_url"].as_str().map(str::to_string),
                 ..VideoUpdate::default()
             },
             metadata: meta["metadata"].clone(),

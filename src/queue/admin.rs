@@ -199,7 +199,7 @@ pub struct JobRecord {
 }
 
 /// A video's download state, as the download API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoState {
     /// `videos.id`.
     pub id: Uuid,

@@ -579,11 +579,14 @@ impl QueueAdmin for PgQueue {
     async fn video_cover(&self, id: Uuid) -> Result<Option<VideoCover>, QueueError> {
         let q = sqlx::query("select * from public.get_video_cover($1)").bind(id);
         let rows: Vec<(Uuid, Option<String>, Option<String>, bool)> = self.db.all(q).await?;
-        Ok(rows.into_iter().next().map(|(id, bucket, cover_key, marked_for_deletion)| VideoCover {
-            id,
-            bucket,
-            cover_key,
-            marked_for_deletion,
-        }))
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(id, bucket, cover_key, marked_for_deletion)| VideoCover {
+                id,
+                bucket,
+                cover_key,
+                marked_for_deletion,
+            }))
     }
 }

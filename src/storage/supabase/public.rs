@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{SupabaseStorage, StorageError, check_key};
+use super::{StorageError, SupabaseStorage, check_key};
 
 /// The part of the bucket row this needs.
 #[derive(Deserialize)]
@@ -18,7 +18,10 @@ struct BucketRow {
 
 impl SupabaseStorage {
     /// The object's public URL when the bucket is public, else `None`.
-    pub(super) async fn public_object_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+    pub(super) async fn public_object_url(
+        &self,
+        key: &str,
+    ) -> Result<Option<String>, StorageError> {
         check_key(key)?;
         if !self.bucket_is_public().await? {
             return Ok(None);
