@@ -2,8 +2,8 @@
 //! (`videos.thumbnail_url`) where the store has no public URL. A redirect to the cover's
 //! public URL or to a signed link (valid `SIGNED_URL_TTL`, and cached by the browser for at
 //! most half of that), or, from the local folder, which signs nothing, the file itself.
-//! `404` for an unknown video or one without a stored cover, `410` for one marked for
-//! deletion.
+//! `404` for an unknown video, one without a stored cover or whose cover is gone from the
+//! store, `410` for one marked for deletion.
 
 use super::*;
 
@@ -40,6 +40,18 @@ pub(super) async fn thumbnail(
     };
     if let Err(r) = key_in_our_bucket(&state, &object) {
         return r;
+    }
+    // A link to an object that is gone would only fail later, in the browser: say so now.
+    match state.storage.head(&key).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            tracing::error!(video_id = %cover.id, key, "download API: the video's cover is recorded but missing from the store");
+            return no_cover("the stored cover is missing");
+        }
+        Err(e) => {
+            tracing::error!(video_id = %cover.id, key, error = %e, "download API: cannot check the cover");
+            return unavailable();
+        }
     }
     let ttl = state
         .api
