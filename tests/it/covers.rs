@@ -121,6 +121,15 @@ fn check_record(meta: &Value, thumbnail: &str) {
     assert!(replaced.contains("douyinpic.com"), "{replaced}");
 }
 
+/// The record, and the thumbnail answering 200 with the cover as a browser fetches it.
+async fn check_lasting(api: &str, meta: &Value, thumbnail: &str) {
+    check_record(meta, thumbnail);
+    wait_for_api(api).await;
+    let (status, content_type, bytes) = fetch_thumbnail(api, thumbnail).await;
+    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
+    assert_eq!(bytes, COVER_JPEG);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_by_force() {
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
@@ -148,11 +157,7 @@ async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_b
     let (thumb, meta) = sqlite_row(data.path(), rec.video_id).await;
     let thumb = thumb.unwrap();
     assert_eq!(thumb, format!("/api/videos/{}/thumbnail", rec.video_id));
-    check_record(&meta, &thumb);
-    wait_for_api(&api).await;
-    let (status, content_type, bytes) = fetch_thumbnail(&api, &thumb).await;
-    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
-    assert_eq!(bytes, COVER_JPEG);
+    check_lasting(&api, &meta, &thumb).await;
 
     // A forced download replaces the cover under the same key; the Douyin URL stays recorded.
     let before = std::fs::metadata(&cover_path).unwrap().modified().unwrap();
@@ -301,11 +306,7 @@ async fn supabase_case(public: bool) {
     } else {
         assert_eq!(thumb, format!("/api/videos/{}/thumbnail", rec.video_id));
     }
-    check_record(&meta, &thumb);
-    wait_for_api(&api).await;
-    let (status, content_type, bytes) = fetch_thumbnail(&api, &thumb).await;
-    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
-    assert_eq!(bytes, COVER_JPEG);
+    check_lasting(&api, &meta, &thumb).await;
     let (code, _) = bin.stop();
     assert_eq!(code, Some(0));
     proxy.abort();
@@ -323,24 +324,19 @@ async fn in_a_private_supabase_bucket_the_thumbnail_redirects_to_a_signed_link()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_an_s3_bucket_the_cover_is_stored_and_the_thumbnail_redirects_to_a_signed_link() {
-    use fakes::servers::{S3_ACCESS, S3_SECRET, S3Server};
+    use fakes::servers::{S3_SECRET, S3Server};
     use futures::StreamExt;
     let server = S3Server::start("videos");
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
     let (addr, api) = api_addr();
-    let bin = RunningBinary::start(&[
+    let mut env = vec![
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("DOUYIN_UPSTREAM", &douyin.url),
         ("API_ADDR", &addr),
-        ("STORAGE_URL", "s3://videos"),
-        ("AWS_ENDPOINT", &server.endpoint),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
-        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
-    ]);
+    ];
+    env.extend(crate::s3::binary_env(&server));
+    let bin = RunningBinary::start(&env);
     let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     let store = server.store("videos", S3_SECRET);
     let mut object = store
@@ -357,11 +353,7 @@ async fn in_an_s3_bucket_the_cover_is_stored_and_the_thumbnail_redirects_to_a_si
     let (thumb, meta) = sqlite_row(data.path(), rec.video_id).await;
     let thumb = thumb.unwrap();
     assert_eq!(thumb, format!("/api/videos/{}/thumbnail", rec.video_id));
-    check_record(&meta, &thumb);
-    wait_for_api(&api).await;
-    let (status, content_type, bytes) = fetch_thumbnail(&api, &thumb).await;
-    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
-    assert_eq!(bytes, COVER_JPEG);
+    check_lasting(&api, &meta, &thumb).await;
     let (code, _) = bin.stop();
     assert_eq!(code, Some(0));
 }

@@ -107,6 +107,19 @@ async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
     assert!(e.message.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
 }
 
+/// What a worker process needs to store into the bucket `videos` of `server`.
+pub(crate) fn binary_env(server: &S3Server) -> [(&'static str, &str); 7] {
+    [
+        ("STORAGE_URL", "s3://videos"),
+        ("AWS_ENDPOINT", &server.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     use fakes::douyin::{Behaviour, DouyinServer, video_post};
@@ -115,17 +128,12 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     let server = S3Server::start("other");
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
-    let bin = crate::cli::RunningBinary::start(&[
+    let mut env = vec![
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("DOUYIN_UPSTREAM", &douyin.url),
-        ("STORAGE_URL", "s3://videos"),
-        ("AWS_ENDPOINT", &server.endpoint),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
-        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
-    ]);
+    ];
+    env.extend(binary_env(&server));
+    let bin = crate::cli::RunningBinary::start(&env);
     let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
     assert_eq!(code, Some(0));
