@@ -50,7 +50,6 @@ pub struct Covers {
     storage: Arc<dyn Storage>,
     backend: Arc<dyn ObjectBackend>,
     key_template: String,
-    timeout: Duration,
 }
 
 /// A cover that was stored (or, for an image post, found among the post's objects).
@@ -75,14 +74,7 @@ impl Covers {
             storage,
             backend,
             key_template: key_template.into(),
-            timeout: COVER_TIMEOUT,
         }
-    }
-
-    /// The same, with another time limit.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     /// Stores the cover of the video `stored` holds and records it on `stored` (metadata) and
@@ -103,11 +95,12 @@ impl Covers {
                 details: json!({ "first_picture": true, "mime_type": stored.mime_type }),
             })
         } else {
-            match tokio::time::timeout(self.timeout, self.fetch_and_store(job, source, ctx)).await {
+            match tokio::time::timeout(COVER_TIMEOUT, self.fetch_and_store(job, source, ctx)).await
+            {
                 Ok(found) => found,
                 Err(_) => Err(JobError::transient(
                     "cover-timeout",
-                    format!("the cover took longer than {:?}", self.timeout),
+                    format!("the cover took longer than {COVER_TIMEOUT:?}"),
                 )),
             }
         };
@@ -168,7 +161,17 @@ impl Covers {
         let file = self
             .downloader
             .download_to(&cover_source, dir, &|_, _| {})
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.code == "too-large" {
+                    JobError::permanent(
+                        e.code,
+                        format!("the cover is larger than {MAX_COVER_BYTES} bytes"),
+                    )
+                } else {
+                    e
+                }
+            })?;
         let stored = self.check_and_store(job, &cover_source, &file, ctx).await;
         // The job's temp folder goes at the end; the cover need not wait for it.
         let _ = std::fs::remove_file(&file.path);

@@ -39,6 +39,7 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
     // The stages are built first: a bad setting stops start-up before anything is opened.
     let backend = storage_backend(&config)?;
     let storage = storage_stage(&config, backend.clone())?;
+    let covers = covers(&config, storage.clone(), backend.clone())?;
     let queue = queue::open(&config.queue, config.supabase.as_ref())
         .await
         .map_err(queue_failure)?;
@@ -74,9 +75,9 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         extractor.clone(),
         std::sync::Arc::new(downloader),
         std::sync::Arc::new(crate::validate::FileValidator),
-        storage.clone(),
+        storage,
     );
-    let pipeline = match covers(&config, storage, backend.clone())? {
+    let pipeline = match covers {
         Some(covers) => pipeline.with_covers(covers),
         None => pipeline,
     };

@@ -380,7 +380,8 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
             bytes.len() as i64
         )
     );
-    assert_eq!(storage.object_count("videos"), 1);
+    // The video and its cover (`STORE_COVERS`).
+    assert_eq!(storage.object_count("videos"), 2);
     proxy.abort();
 }
 
