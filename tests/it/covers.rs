@@ -191,6 +191,11 @@ async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_b
     let (thumb_again, meta_again) = sqlite_row(data.path(), rec.video_id).await;
     assert_eq!(thumb_again.as_deref(), Some(thumb.as_str()));
     check_record(&meta_again, &thumb);
+    // A cover gone from the store is a 404, not a link that fails in the browser.
+    std::fs::remove_file(&cover_path).unwrap();
+    let (status, body) = crate::api::call(reqwest::Method::GET, &format!("{api}{thumb}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "the stored cover is missing");
     let (code, _) = bin.stop();
     assert_eq!(code, Some(0));
 }
