@@ -188,6 +188,8 @@ pub struct Extraction {
     pub choice: Choice,
     /// The cover image.
     pub cover_url: Option<String>,
+    /// Mirrors of the best static cover, best first (`media::cover_urls`).
+    pub cover_urls: Vec<String>,
     /// Author, music, statistics, dimensions, codec.
     pub metadata: Value,
     /// Each strategy tried, in order.
@@ -433,6 +435,7 @@ impl DouyinExtractor {
             title: record.desc.clone().filter(|d| !d.trim().is_empty()),
             strategy,
             cover_url: media::cover_url(&record),
+            cover_urls: media::cover_urls(&record),
             choice,
             metadata,
             attempts,

@@ -11,6 +11,7 @@
 //! - [`download`]: the media streamed into the job's temp folder, resumed and checked.
 //! - [`validate`]: the file is what it claims to be (MP4, images, MP3).
 //! - [`storage`]: the file stored under its key (Supabase Storage, S3/GCS/Azure, a folder).
+//! - [`cover`]: each video's cover picture stored beside it, for thumbnails that last.
 //! - [`pipeline`]: extract → download → validate → upload, over one implementation of each.
 //! - [`worker`]: the loop that claims jobs, runs the pipeline, records outcomes; shutdown.
 //! - [`queue`]: [`queue::JobQueue`] (the worker's lease life cycle) and [`queue::QueueAdmin`]
@@ -43,6 +44,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod cover;
 pub mod disk;
 pub mod download;
 pub mod error;

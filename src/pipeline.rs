@@ -1,5 +1,6 @@
 //! The pipeline a job runs: extract → download → validate → upload, then the further files
-//! of a multi-file post. Built from one implementation of each stage ([`crate::stage`]).
+//! of a multi-file post and the cover ([`crate::cover`]). Built from one implementation of
+//! each stage ([`crate::stage`]).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub struct Pipeline {
     downloader: Arc<dyn Downloader>,
     validator: Arc<dyn Validator>,
     storage: Arc<dyn Storage>,
+    covers: Option<Arc<crate::cover::Covers>>,
 }
 
 impl Pipeline {
@@ -34,7 +36,14 @@ impl Pipeline {
             downloader,
             validator,
             storage,
+            covers: None,
         }
+    }
+
+    /// The same pipeline, storing each video's cover with it (`STORE_COVERS`).
+    pub fn with_covers(mut self, covers: Arc<crate::cover::Covers>) -> Self {
+        self.covers = Some(covers);
+        self
     }
 }
 
@@ -72,6 +81,11 @@ impl JobHandler for Pipeline {
         let mut video = source.video.clone();
         if video.douyin_id.is_none() && !source.douyin_id.is_empty() {
             video.douyin_id = Some(source.douyin_id.clone());
+        }
+        if let Some(covers) = &self.covers {
+            covers
+                .attach(job, &source, &mut stored, &mut video, ctx)
+                .await;
         }
         Ok(JobOutput { stored, video })
     }

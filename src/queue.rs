@@ -27,8 +27,8 @@ mod wire;
 
 pub use admin::{
     EnqueueOutcome, EnqueueRequest, EnqueueResult, JobFilter, JobRecord, JobStatus, QueueAdmin,
-    QueueOverview, RetryOutcome, RetryResult, RetryTarget, UnknownJobStatus, VideoState,
-    WorkerLoad, WorkerStats,
+    QueueOverview, RetryOutcome, RetryResult, RetryTarget, UnknownJobStatus, VideoCover,
+    VideoState, WorkerLoad, WorkerStats,
 };
 pub(crate) use job::retry_seconds;
 pub use job::{
@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The schema version (`douyin_worker_schema_version()`) this build works with.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// The NOTIFY channel the database signals claimable jobs on.
 pub const NOTIFY_CHANNEL: &str = "douyin_worker_jobs";

@@ -34,6 +34,8 @@ pub struct StageJob {
     pub payload: Option<Value>,
     /// The direct media URL an earlier extraction cached on the video row.
     pub cached: Option<CachedMedia>,
+    /// `videos.thumbnail_url` when the job was claimed.
+    pub thumbnail_url: Option<String>,
 }
 
 /// A direct media URL cached on the video row (`video_url_direct`, `video_url_meta`).
@@ -66,6 +68,7 @@ impl From<&ClaimedJob> for StageJob {
                 url,
                 meta: job.video.video_url_meta.clone(),
             }),
+            thumbnail_url: job.video.thumbnail_url.clone(),
         }
     }
 }
@@ -252,6 +255,12 @@ pub struct MediaSource {
     /// More files of the same post, stored beside the main one under the same key with their
     /// own suffix: an image post's other pictures, live photos' motion, the soundtrack.
     pub parts: Vec<MediaPart>,
+    /// Mirrors of the post's best static cover picture, best first (stored beside the video
+    /// when `STORE_COVERS` is on).
+    pub cover_urls: Vec<String>,
+    /// The object key template of this file when it is not the configured one (the cover's
+    /// `COVER_KEY_TEMPLATE`).
+    pub key_template: Option<String>,
 }
 
 /// One more file of a multi-file post (see [`MediaSource::parts`]).
@@ -273,6 +282,7 @@ impl MediaSource {
             expected_size: part.expected_size,
             key_suffix: Some(part.key_suffix.clone()),
             parts: Vec::new(),
+            cover_urls: Vec::new(),
             ..self.clone()
         }
     }

@@ -524,12 +524,7 @@ fn found(head: &[u8]) -> String {
 pub fn validate_media<R: Read + Seek>(r: &mut R) -> Result<MediaInfo, ValidationError> {
     let head = read_head(r, 32)?;
     if image::detect(&head).is_some() {
-        let info = validate_image(r)?;
-        return Ok(MediaInfo {
-            mime_type: info.format.mime_type().into(),
-            extension: info.format.extension().into(),
-            metadata: serde_json::to_value(&info).unwrap_or_default(),
-        });
+        return Ok(image_media_info(&validate_image(r)?));
     }
     if audio::detect(&head) {
         let info = validate_mp3(r)?;
@@ -552,6 +547,16 @@ pub fn validate_media<R: Read + Seek>(r: &mut R) -> Result<MediaInfo, Validation
         extension: ext.into(),
         metadata: serde_json::to_value(&info).unwrap_or_default(),
     })
+}
+
+/// What the storage stage records of a validated image: its content type, extension and the
+/// [`ImageInfo`] as JSON.
+pub fn image_media_info(info: &ImageInfo) -> MediaInfo {
+    MediaInfo {
+        mime_type: info.format.mime_type().into(),
+        extension: info.format.extension().into(),
+        metadata: serde_json::to_value(info).unwrap_or_default(),
+    }
 }
 
 /// [`validate_media`] on a file; `expected_size`, when given, must be its size on disk.

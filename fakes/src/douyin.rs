@@ -34,7 +34,8 @@
 //!   ...): 302 to the CDN URL of that rendition (`sign` = `file_hash` picks one, else the
 //!   post's `video.play_addr`); `/aweme/v1/playwm/` answers 302 to a URL with `watermark=1`.
 //! - CDN hosts (`*.douyinvod.com`, `*.zjcdn.com`: a fake MP4; `*.douyinpic.com`: a fake
-//!   WebP or JPEG; `*.douyinstatic.com`: a fake MP3): 200 with `Content-Length`, single
+//!   WebP or JPEG, or for a cover (`sc=cover`) the real image of `tests/fixtures/covers/` its
+//!   extension names, or its [`CoverFault`]; `*.douyinstatic.com`: a fake MP3): 200 with `Content-Length`, single
 //!   `Range` requests answer 206; a URL whose expiry (the 8-hex path segment after the hash, or
 //!   `x-expires`) has passed answers 403 with the openresty page of the CDN fixture.
 //! - [`Behaviour::Captcha`]: every page and API of that post answers the captcha middle page.
@@ -61,6 +62,14 @@ const FILTER_DETAIL: &str =
 const CDN_403: &str = include_str!("../../tests/fixtures/douyin/cdn_403_forbidden_2024-11.json");
 const REFLOW_SNIPPET: &str =
     include_str!("../../tests/fixtures/douyin/share_page_reflow_context_snippet.html");
+
+/// The cover pictures the CDN serves for `sc=cover` URLs, by extension (real images made by
+/// ffmpeg, see `tests/fixtures/README.md`).
+pub const COVER_JPEG: &[u8] = include_bytes!("../../tests/fixtures/covers/cover.jpeg");
+/// See [`COVER_JPEG`].
+pub const COVER_PNG: &[u8] = include_bytes!("../../tests/fixtures/covers/cover.png");
+/// See [`COVER_JPEG`].
+pub const COVER_WEBP: &[u8] = include_bytes!("../../tests/fixtures/covers/cover.webp");
 
 /// The `aweme_id` of the fixture's aweme (replaced by the post's id).
 const FIXTURE_AWEME_ID: &str = "7188795449468259623";
@@ -270,19 +279,30 @@ fn base_aweme(id: &str) -> Value {
         }
     }
     let cover_object = format!("o{}", alnum(&format!("{id}/cover"), 31));
+    let cover_url = |template: &str, ext: &str| {
+        format!(
+            "https://p3-pc-sign.douyinpic.com/tos-cn-p-0015/{cover_object}~{template}.{ext}?lk3s=138a59ce&x-expires={}&x-signature={}%3D&from=327834062&s=PackSourceEnum_AWEME_DETAIL&se=false&sc=cover&biz_tag=aweme_video&l=20230317000040E64A9BC92C5D4748215F",
+            now_secs() + 3600,
+            alnum(&format!("{id}/cover/{template}/sig"), 27),
+        )
+    };
+    // The cropped cover as a PNG; the original-size one as WebP and JPEG (served from
+    // `tests/fixtures/covers/`, see `COVER_*`).
     let cover = json!({
         "uri": format!("tos-cn-p-0015/{cover_object}"),
-        "url_list": [format!(
-            "https://p3-pc-sign.douyinpic.com/tos-cn-p-0015/{cover_object}~tplv-dy-cropcenter:323:430.jpeg?lk3s=138a59ce&x-expires={}&x-signature={}%3D&from=327834062&s=PackSourceEnum_AWEME_DETAIL&se=false&sc=cover&biz_tag=aweme_video&l=20230317000040E64A9BC92C5D4748215F",
-            now_secs() + 3600,
-            alnum(&format!("{id}/cover/sig"), 27),
-        )],
+        "url_list": [cover_url("tplv-dy-cropcenter:323:430", "png")],
+        "width": 323,
+        "height": 430,
+    });
+    let origin_cover = json!({
+        "uri": format!("tos-cn-p-0015/{cover_object}"),
+        "url_list": [cover_url("tplv-dy-360p", "webp"), cover_url("tplv-dy-360p", "jpeg")],
         "width": 720,
-        "height": 720,
+        "height": 960,
     });
     if let Some(video) = aweme.get_mut("video").and_then(Value::as_object_mut) {
-        video.insert("cover".into(), cover.clone());
-        video.insert("origin_cover".into(), cover);
+        video.insert("cover".into(), cover);
+        video.insert("origin_cover".into(), origin_cover);
     }
     if let Some(obj) = aweme.as_object_mut() {
         obj.insert(
@@ -1323,6 +1343,9 @@ fn cdn(host: &str, path: &str, query: &[(String, String)], headers: &HeaderMap) 
     if expired(host, path, query) {
         return cdn_forbidden();
     }
+    if param(query, "sc") == Some("cover") {
+        return cover(path);
+    }
     let lower = path.to_ascii_lowercase();
     let mut tag = format!("{host}{path}");
     if param(query, "watermark") == Some("1") {
@@ -1370,6 +1393,61 @@ fn cdn(host: &str, path: &str, query: &[(String, String)], headers: &HeaderMap) 
             HeaderValue::from_str(&cr).expect("content-range"),
         );
     }
+    r
+}
+
+/// What a post's cover can do wrong (see [`with_cover_fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoverFault {
+    /// Every cover URL answers 404.
+    Missing,
+    /// Every cover URL answers 200 with an HTML page.
+    NotAnImage,
+}
+
+/// The post with every cover URL (`cover`, `origin_cover`) answering as `fault` says.
+pub fn with_cover_fault(mut post: Post, fault: CoverFault) -> Post {
+    let marker = match fault {
+        CoverFault::Missing => "cover-missing",
+        CoverFault::NotAnImage => "cover-not-image",
+    };
+    for field in ["cover", "origin_cover"] {
+        if let Some(urls) = post
+            .aweme
+            .pointer_mut(&format!("/video/{field}/url_list"))
+            .and_then(Value::as_array_mut)
+        {
+            for u in urls {
+                if let Some(s) = u.as_str() {
+                    *u = Value::String(s.replacen("/tos-cn-p-0015/", &format!("/{marker}/"), 1));
+                }
+            }
+        }
+    }
+    post
+}
+
+/// A cover picture (`sc=cover`): the fixture image of the path's extension, or the fault the
+/// path names.
+fn cover(path: &str) -> Response {
+    if path.contains("/cover-missing/") {
+        return (StatusCode::NOT_FOUND, "404 Not Found").into_response();
+    }
+    let (content_type, body): (&str, &[u8]) = if path.contains("/cover-not-image/") {
+        (
+            "text/html",
+            b"<html><body>verify you are human</body></html>",
+        )
+    } else if path.ends_with(".webp") {
+        ("image/webp", COVER_WEBP)
+    } else if path.ends_with(".png") {
+        ("image/png", COVER_PNG)
+    } else {
+        ("image/jpeg", COVER_JPEG)
+    };
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

@@ -39,6 +39,7 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
     // The stages are built first: a bad setting stops start-up before anything is opened.
     let backend = storage_backend(&config)?;
     let storage = storage_stage(&config, backend.clone())?;
+    let covers = covers(&config, storage.clone(), backend.clone())?;
     let queue = queue::open(&config.queue, config.supabase.as_ref())
         .await
         .map_err(queue_failure)?;
@@ -76,6 +77,10 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
         std::sync::Arc::new(crate::validate::FileValidator),
         storage,
     );
+    let pipeline = match covers {
+        Some(covers) => pipeline.with_covers(covers),
+        None => pipeline,
+    };
     let shutdown = crate::shutdown::on_signals()?;
     let readiness = std::sync::Arc::new(crate::readiness::Readiness::new());
     // The servers bind before any job is claimed: a busy port is a start-up error.
@@ -178,6 +183,39 @@ fn storage_stage(
     Ok(std::sync::Arc::new(crate::storage::StorageStage::new(
         backend, opts,
     )))
+}
+
+/// What stores covers, when `STORE_COVERS` is on: a downloader with the media's guard and
+/// timeouts but a cover's size cap; a bad `COVER_KEY_TEMPLATE` is a usage error.
+fn covers(
+    config: &Config,
+    storage: std::sync::Arc<dyn crate::stage::Storage>,
+    backend: std::sync::Arc<dyn crate::storage::ObjectBackend>,
+) -> Result<Option<std::sync::Arc<crate::cover::Covers>>, CliError> {
+    if !config.storage.store_covers {
+        return Ok(None);
+    }
+    let template = &config.storage.cover_key_template;
+    crate::storage::check_key_template(template)
+        .and_then(|()| {
+            if *template == config.storage.key_template {
+                Err("expected a key other than OBJECT_KEY_TEMPLATE's, e.g. \
+                     {douyin_id}/{douyin_id}_cover.{ext}"
+                    .into())
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|why| usage_msg(format!("COVER_KEY_TEMPLATE={template}: {why}")))?;
+    let opts = crate::download::DownloadOptions {
+        max_bytes: crate::cover::MAX_COVER_BYTES,
+        total_timeout: crate::cover::COVER_TIMEOUT / 2,
+        ..crate::download::DownloadOptions::new(&config.download, &config.net)
+    };
+    let downloader = crate::download::HttpDownloader::new(opts).map_err(usage_msg)?;
+    Ok(Some(std::sync::Arc::new(crate::cover::Covers::new(
+        downloader, storage, backend, template,
+    ))))
 }
 
 /// Creates the bucket when it is missing; the error says what to do.

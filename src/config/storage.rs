@@ -12,8 +12,12 @@ use super::field::{Fields, field};
 /// The object key template unless `OBJECT_KEY_TEMPLATE` says otherwise.
 pub const DEFAULT_KEY_TEMPLATE: &str = "{douyin_id}/{douyin_id}.{ext}";
 
+/// The cover's key template unless `COVER_KEY_TEMPLATE` says otherwise: beside the video.
+pub const DEFAULT_COVER_KEY_TEMPLATE: &str = "{douyin_id}/{douyin_id}_cover.{ext}";
+
 /// `STORAGE_URL`, `STORAGE_BUCKET`, `STORAGE_DIR`, `OBJECT_KEY_TEMPLATE`, `STORAGE_PUBLIC`,
-/// `STORAGE_FILE_SIZE_LIMIT`, `STORAGE_ALLOWED_MIME_TYPES`, `CACHE_CONTROL_SECONDS`.
+/// `STORAGE_FILE_SIZE_LIMIT`, `STORAGE_ALLOWED_MIME_TYPES`, `CACHE_CONTROL_SECONDS`,
+/// `STORE_COVERS`, `COVER_KEY_TEMPLATE`.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Shared settings: Storage")]
 pub struct StorageArgs {
@@ -88,6 +92,29 @@ pub struct StorageArgs {
         default_value = "3600"
     )]
     pub cache_control_seconds: Option<String>,
+
+    /// Store each video's cover picture beside it and point the row's thumbnail at it.
+    #[arg(
+        long,
+        env = "STORE_COVERS",
+        global = true,
+        value_name = "BOOL",
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub store_covers: Option<String>,
+
+    /// Object key template of covers, with {douyin_id}, {video_id}, {ext}.
+    #[arg(
+        long,
+        env = "COVER_KEY_TEMPLATE",
+        global = true,
+        value_name = "TEMPLATE",
+        default_value = DEFAULT_COVER_KEY_TEMPLATE
+    )]
+    pub cover_key_template: Option<String>,
 }
 
 /// How a bucket the worker creates is set up (`STORAGE_PUBLIC`, `STORAGE_FILE_SIZE_LIMIT`,
@@ -118,6 +145,10 @@ pub struct StorageSettings {
     pub cache_control_seconds: u64,
     /// How a bucket the worker creates is set up.
     pub bucket_spec: BucketSpec,
+    /// Store each video's cover (`STORE_COVERS`).
+    pub store_covers: bool,
+    /// The covers' key template (`COVER_KEY_TEMPLATE`); checked like `key_template`.
+    pub cover_key_template: String,
 }
 
 impl StorageArgs {
@@ -185,6 +216,11 @@ impl StorageArgs {
                 )?),
                 allowed_mime_types,
             },
+            store_covers: field!(f, self.store_covers).boolean()?,
+            cover_key_template: field!(f, self.cover_key_template)
+                .present()
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 }

@@ -341,7 +341,7 @@ fn boolean_settings_are_switches_that_still_take_a_value_after_an_equals_sign() 
         .filter(|a| a.get_value_names().is_some_and(|v| v == ["BOOL"]))
         .map(|a| a.get_long().unwrap().to_string())
         .collect();
-    assert_eq!(bools.len(), 7, "{bools:?}");
+    assert_eq!(bools.len(), 8, "{bools:?}");
     for flag in &bools {
         // Alone, and before a subcommand: the subcommand is not taken as its value.
         let m = cmd()

@@ -11,10 +11,13 @@ use std::cmp::Reverse;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::aweme::{Aweme, Cover, Image, PlayAddr, Video, playwm_to_play};
+use super::aweme::{Aweme, Image, PlayAddr, Video, playwm_to_play};
 
+mod cover;
 #[cfg(test)]
 mod tests;
+
+pub use cover::{cover_url, cover_urls};
 
 /// The video codec of a rendition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -521,19 +524,4 @@ pub fn metadata(aweme: &Aweme, chosen: Option<&Candidate>) -> Value {
         "statistics": aweme.statistics,
         "image_count": image_count,
     })
-}
-
-/// The cover picture: `video.cover`, else `video.origin_cover`, else `video.dynamic_cover`,
-/// else the first picture of an image post; a non-`.webp` mirror when there is one.
-pub fn cover_url(aweme: &Aweme) -> Option<String> {
-    let video = aweme.video.as_ref();
-    let covers = video
-        .into_iter()
-        .flat_map(|v| [&v.cover, &v.origin_cover, &v.dynamic_cover]);
-    let first_image = aweme.images.iter().flatten().next().map(|i| &i.url_list);
-    covers
-        .flatten()
-        .map(|c: &Cover| &c.url_list)
-        .chain(first_image)
-        .find_map(|list| prefer_non_webp(clean_urls(list)).into_iter().next())
 }

@@ -35,11 +35,16 @@ impl DouyinExtractor {
             strategy: crate::stage::CACHED_STRATEGY.to_string(),
             video: VideoUpdate {
                 douyin_id: Some(douyin_id),
+                // The Douyin cover the earlier extraction saw (a stored cover records it as
+                // the thumbnail it replaced).
+                thumbnail_url: meta["metadata"]["cover_url"].as_str().map(str::to_string),
                 ..VideoUpdate::default()
             },
             metadata: meta["metadata"].clone(),
             key_suffix: None,
             parts: Vec::new(),
+            cover_urls: cached_cover_urls(&meta),
+            key_template: None,
         })
     }
 }
@@ -104,11 +109,15 @@ impl Extraction {
                     "candidate": best,
                     "strategy": self.strategy,
                     "metadata": self.metadata,
+                    "cover_urls": self.cover_urls,
                 })),
+                stored_thumbnail_url: None,
             },
             metadata: self.metadata.clone(),
             key_suffix: None,
             parts: Vec::new(),
+            cover_urls: self.cover_urls.clone(),
+            key_template: None,
         })
     }
 
@@ -168,10 +177,32 @@ impl Extraction {
                     "strategy": self.strategy,
                     "metadata": self.metadata,
                 })),
+                stored_thumbnail_url: None,
             },
             metadata: self.metadata.clone(),
             key_suffix: None,
             parts,
+            // The first picture is the post's cover: it is stored as the post's own object.
+            cover_urls: Vec::new(),
+            key_template: None,
         })
     }
+}
+
+/// The cover mirrors an earlier extraction cached with the direct URL (`cover_urls` of
+/// `video_url_meta`), else the thumbnail it recorded (`metadata.cover_url`).
+fn cached_cover_urls(meta: &Value) -> Vec<String> {
+    let listed: Vec<String> = meta["cover_urls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    if !listed.is_empty() {
+        return listed;
+    }
+    meta["metadata"]["cover_url"]
+        .as_str()
+        .map(|u| vec![u.to_string()])
+        .unwrap_or_default()
 }

@@ -13,6 +13,8 @@
 //!   retried (else `409`, the failed answer), it has no active
 //!   job (else that job's state) and its last job was queued at least
 //!   `API_RETRY_COOLDOWN_SECONDS` ago (else `429` with `Retry-After`).
+//! - `GET /api/videos/{id}/thumbnail`: the video's stored cover, the lasting thumbnail
+//!   (`thumbnail`).
 //! - `GET /health`.
 //!
 //! The API may face the internet ([`guard`]): a per-client rate limit, an optional bearer
@@ -30,6 +32,7 @@ pub mod public;
 pub mod range;
 pub mod rate;
 mod stream;
+mod thumbnail;
 
 use std::time::Duration;
 
@@ -111,6 +114,7 @@ pub fn router(opts: &ApiOptions) -> Router<HttpState> {
     let api = Router::new()
         .route("/api/videos/{id}/download", get(download).post(download))
         .route("/api/videos/{id}/retry", post(retry))
+        .route("/api/videos/{id}/thumbnail", get(thumbnail::thumbnail))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, guard::gate));
     let routes = api.route("/health", get(health));

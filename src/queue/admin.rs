@@ -47,6 +47,24 @@ pub trait QueueAdmin: QueueName {
     /// video not marked for deletion whose `videos.bucket` is `bucket` or unset, whatever
     /// its status.
     async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError>;
+
+    /// Where the video's cover is stored (`get_video_cover`), if the video exists; a merged
+    /// row answers as the row it was merged into.
+    async fn video_cover(&self, id: Uuid) -> Result<Option<VideoCover>, QueueError>;
+}
+
+/// Where a video's cover is stored: `storage_metadata.cover.key` in the video's bucket (an
+/// image post's cover is its first picture, the video's own object).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoCover {
+    /// `videos.id` (the row merged into, for a merged row).
+    pub id: Uuid,
+    /// `videos.bucket`.
+    pub bucket: Option<String>,
+    /// The cover's object key; `None` when no cover is stored.
+    pub cover_key: Option<String>,
+    /// `videos.marked_for_deletion`.
+    pub marked_for_deletion: bool,
 }
 
 /// A request to queue a download.
@@ -181,7 +199,7 @@ pub struct JobRecord {
 }
 
 /// A video's download state, as the download API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoState {
     /// `videos.id`.
     pub id: Uuid,

@@ -95,6 +95,10 @@ pub struct VideoUpdate {
     pub video_url_direct: Option<String>,
     /// What is known about the direct URL (expiry, codec, size, metadata).
     pub video_url_meta: Option<Value>,
+    /// The lasting URL of the cover stored beside the video: replaces the thumbnail whatever
+    /// the row holds (Douyin's cover URLs expire).
+    #[serde(default)]
+    pub stored_thumbnail_url: Option<String>,
 }
 
 /// A finished job, ready to be recorded.

@@ -29,7 +29,7 @@ use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
     FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
     NOTIFY_CHANNEL, QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult,
-    RetryTarget, SCHEMA_VERSION, VideoState, WorkerLoad, WorkerStats,
+    RetryTarget, SCHEMA_VERSION, VideoCover, VideoState, WorkerLoad, WorkerStats,
 };
 use super::{QueueAdmin, QueueName};
 use crate::config::database_url::connect_options;
@@ -574,5 +574,19 @@ impl QueueAdmin for PgQueue {
             )
             .await?;
         Ok(keys.into_iter().map(|(key,)| key).collect())
+    }
+
+    async fn video_cover(&self, id: Uuid) -> Result<Option<VideoCover>, QueueError> {
+        let q = sqlx::query("select * from public.get_video_cover($1)").bind(id);
+        let rows: Vec<(Uuid, Option<String>, Option<String>, bool)> = self.db.all(q).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(id, bucket, cover_key, marked_for_deletion)| VideoCover {
+                id,
+                bucket,
+                cover_key,
+                marked_for_deletion,
+            }))
     }
 }

@@ -27,7 +27,7 @@ use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
     FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
     QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
-    SCHEMA_VERSION, VideoState, WorkerStats,
+    SCHEMA_VERSION, VideoCover, VideoState, WorkerStats,
 };
 use super::{QueueAdmin, QueueName};
 use crate::config::Secret;
@@ -513,6 +513,13 @@ impl QueueAdmin for RestQueue {
             after = Some(last.object_key.clone());
             keys.extend(page.into_iter().map(|r| r.object_key));
         }
+    }
+
+    async fn video_cover(&self, id: Uuid) -> Result<Option<VideoCover>, QueueError> {
+        let rows: Vec<VideoCover> = self
+            .call("get_video_cover", json!({"p_video_id": id}))
+            .await?;
+        Ok(rows.into_iter().next())
     }
 }
 

@@ -43,7 +43,7 @@ use super::{
     ClaimedJob, CompleteOutcome, Completion, EnqueueOutcome, EnqueueRequest, EnqueueResult,
     FailOutcome, FailedAttempt, JobFilter, JobQueue, JobRecord, JobSignal, Learned, Lease,
     QueueError, QueueOverview, ReleaseOutcome, Rescued, RetryOutcome, RetryResult, RetryTarget,
-    VideoRow, VideoState, WorkerLoad, WorkerStats, retry_seconds,
+    VideoCover, VideoRow, VideoState, WorkerLoad, WorkerStats, retry_seconds,
 };
 use super::{QueueAdmin, QueueName};
 use crate::error::ErrorClass;
@@ -495,6 +495,10 @@ impl QueueAdmin for SqliteQueue {
 
     async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError> {
         self.wanted_keys_q(bucket).await.map_err(db_error)
+    }
+
+    async fn video_cover(&self, id: Uuid) -> Result<Option<VideoCover>, QueueError> {
+        self.video_cover_q(id).await.map_err(db_error)
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) fn completion_json(c: &Completion) -> Value {
         "thumbnail_url": c.video.thumbnail_url,
         "video_url_direct": c.video.video_url_direct,
         "video_url_meta": c.video.video_url_meta,
+        "stored_thumbnail_url": c.video.stored_thumbnail_url,
     })
 }
 

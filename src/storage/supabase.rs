@@ -29,6 +29,7 @@ use super::{
 use crate::config::Secret;
 
 mod limits;
+mod public;
 mod tus;
 
 pub use limits::UploadLimits;
@@ -60,6 +61,8 @@ pub struct SupabaseStorage {
     /// Terminations of TUS uploads dropped mid-way (a cancelled job), which
     /// [`ObjectBackend::drain`] waits for.
     background: tokio_util::task::TaskTracker,
+    /// Whether the bucket is public, once asked (see `public`).
+    public: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl std::fmt::Debug for SupabaseStorage {
@@ -108,6 +111,7 @@ impl SupabaseStorage {
             terminate_timeout: Duration::from_secs(10),
             limits: Arc::default(),
             background: tokio_util::task::TaskTracker::new(),
+            public: Arc::default(),
         })
     }
 
@@ -374,6 +378,10 @@ impl ObjectBackend for SupabaseStorage {
             size: req.file.size,
             etag: None,
         })
+    }
+
+    async fn public_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+        self.public_object_url(key).await
     }
 
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {

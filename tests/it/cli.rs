@@ -90,6 +90,43 @@ fn an_object_key_template_that_names_no_video_stops_start_up() {
 }
 
 #[test]
+fn a_cover_key_template_that_names_no_video_or_is_the_videos_own_stops_start_up() {
+    let data = tempfile::tempdir().unwrap();
+    for (template, why) in [
+        ("covers/all.jpg", "expected a key with"),
+        (
+            "{douyin_id}/{douyin_id}.{ext}",
+            "expected a key other than OBJECT_KEY_TEMPLATE's",
+        ),
+    ] {
+        let o = worker(
+            &["run"],
+            &[
+                ("COVER_KEY_TEMPLATE", template),
+                ("DATA_DIR", data.path().to_str().unwrap()),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{template}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("COVER_KEY_TEMPLATE={template}: {why}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A switch that is not yes or no is named too.
+    let o = worker(
+        &["run"],
+        &[
+            ("COVER_KEY_TEMPLATE", "covers/all.jpg"),
+            ("STORE_COVERS", "maybe"),
+            ("DATA_DIR", data.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("STORE_COVERS=maybe"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_database_password_never_reaches_the_output() {
     let o = worker(
         &["migrate"],

@@ -75,13 +75,26 @@ async fn stored_image_posts_keep_every_picture_the_live_motion_and_the_soundtrac
         .into_iter()
         .collect();
     assert_eq!(files, expected);
-    let (mime, meta): (String, serde_json::Value) =
-        sqlx::query_as("select mime_type, storage_metadata from public.videos where id = $1")
-            .bind(rec.video_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (mime, meta, thumbnail): (String, serde_json::Value, String) = sqlx::query_as(
+        "select mime_type, storage_metadata, thumbnail_url from public.videos where id = $1",
+    )
+    .bind(rec.video_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(mime, "image/jpeg");
+    // The first picture is the cover (no second copy, see the file list above): the lasting
+    // thumbnail is the download API's route to it.
+    assert_eq!(thumbnail, format!("/api/videos/{}/thumbnail", rec.video_id));
+    assert_eq!(meta["cover"]["key"], main.as_str());
+    assert_eq!(meta["cover"]["first_picture"], true);
+    assert!(
+        meta["cover"]["replaced_thumbnail_url"]
+            .as_str()
+            .unwrap()
+            .contains("douyinpic.com"),
+        "{meta}"
+    );
     assert_eq!(meta["media"]["width"], 1080);
     let parts = meta["parts"].as_array().unwrap();
     let described: Vec<(&str, &str)> = parts

@@ -12,6 +12,7 @@ mod api_range;
 mod browser;
 mod cli;
 mod cloud_stores;
+mod covers;
 mod db_health;
 mod disk;
 mod download;

@@ -664,6 +664,7 @@ async fn completion_fills_the_video_row(kind: Kind) {
             thumbnail_url: Some("https://p3.douyinpic.com/x.jpeg".into()),
             video_url_direct: Some("https://v3.douyinvod.com/x/".into()),
             video_url_meta: Some(serde_json::json!({"expires": 1})),
+            ..Default::default()
         },
     };
     assert_eq!(
@@ -741,6 +742,7 @@ async fn completion_fills_only_what_the_video_row_lacks(kind: Kind) {
             thumbnail_url: Some("https://p3.douyinpic.com/cover.jpeg".into()),
             video_url_direct: Some("https://v26.douyinvod.com/x.mp4".into()),
             video_url_meta: Some(serde_json::json!({"expires_at": 1})),
+            stored_thumbnail_url: None,
         },
     };
     assert_eq!(

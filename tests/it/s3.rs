@@ -107,9 +107,9 @@ async fn a_wrong_secret_is_a_permanent_error_that_says_what_to_check() {
     assert!(e.message.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
 }
 
-/// The settings that point the binary at bucket `videos` of `server`.
-fn s3_env(server: &S3Server) -> Vec<(&'static str, &str)> {
-    vec![
+/// What a worker process needs to store into the bucket `videos` of `server`.
+pub(crate) fn binary_env(server: &S3Server) -> [(&'static str, &str); 7] {
+    [
         ("STORAGE_URL", "s3://videos"),
         ("AWS_ENDPOINT", &server.endpoint),
         ("AWS_ALLOW_HTTP", "true"),
@@ -128,11 +128,11 @@ async fn with_storage_url_the_binary_stores_jobs_in_the_s3_bucket() {
     let server = S3Server::start("other");
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
-    let mut env = s3_env(&server);
-    env.extend([
+    let mut env = vec![
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("DOUYIN_UPSTREAM", &douyin.url),
-    ]);
+    ];
+    env.extend(binary_env(&server));
     let bin = crate::cli::RunningBinary::start(&env);
     let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     let (code, lines) = bin.stop();
@@ -326,7 +326,7 @@ async fn readyz_answers_503_storage_while_the_s3_server_is_down_and_200_once_it_
     let mut server = S3Server::start("videos");
     let data = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", fakes::servers::free_port());
-    let mut env = s3_env(&server);
+    let mut env = binary_env(&server).to_vec();
     env.extend([
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("HTTP_ADDR", &addr),

@@ -271,7 +271,10 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
 
 /// One SUPABASE_URL for two emulators: `/rest/...` to the PostgREST emulator, `/storage/...`
 /// to the Storage emulator, as Supabase's gateway routes them.
-async fn gateway(rest: String, storage: String) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn gateway(
+    rest: String,
+    storage: String,
+) -> (String, tokio::task::JoinHandle<()>) {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::response::Response;
@@ -378,7 +381,8 @@ async fn with_only_the_url_and_key_a_job_goes_from_pending_to_ready_in_supabase_
             bytes.len() as i64
         )
     );
-    assert_eq!(storage.object_count("videos"), 1);
+    // The video and its cover (`STORE_COVERS`).
+    assert_eq!(storage.object_count("videos"), 2);
     proxy.abort();
 }
 

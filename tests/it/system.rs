@@ -93,7 +93,8 @@ impl Rig {
     }
 
     /// The settings every worker of the rig gets: this database, the fixture server, the
-    /// local store, the temp folder, loopback downloads, immediate retries, no browser.
+    /// local store, the temp folder, loopback downloads, immediate retries, no browser, and no
+    /// covers (these tests count each job's objects and uploads; `covers` tests the covers).
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("DATABASE_URL", self.db.url.as_str()),
@@ -104,6 +105,7 @@ impl Rig {
             ("BROWSER_ENABLED", "false"),
             ("RETRY_BASE_SECONDS", "0"),
             ("RETRY_MAX_SECONDS", "0"),
+            ("STORE_COVERS", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

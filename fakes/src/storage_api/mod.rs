@@ -77,6 +77,9 @@
 //!   `cache-control`; a single `Range` (`bytes=a-b`, `bytes=a-`, `bytes=-n`) → 206 with
 //!   `content-range`, a range starting past the end → 416 (`content-range: bytes */LEN`), other
 //!   ranges ignored. Missing → `NoSuchKey` (HEAD: HTTP 400, JSON headers, empty body).
+//! * `GET /object/public/{bucket}/{path}` needs no auth: the object of a public bucket, served
+//!   as above; a missing or private bucket → `NoSuchBucket`, a missing object → `NoSuchKey`
+//!   (from the server's route, not the verified contract: see `rest::public_download`).
 //! * `POST /object/sign/{bucket}/{path}` `{"expiresIn":n}` (n ≥ 1) → `{"signedURL":
 //!   "/object/sign/{bucket}/{path}?token=…"}` (relative to the storage root); batch `POST
 //!   /object/sign/{bucket}` `{"expiresIn","paths"}`. **The token is JWT-shaped but opaque**:
@@ -202,7 +205,7 @@
 //! # Left out
 //!
 //! Multipart/form-data uploads (400 `InvalidRequest`), the S3 protocol endpoint (`/s3`),
-//! public-bucket downloads without auth (`/object/public/…`), image transformations,
+//! image transformations,
 //! `/object/move`, `/object/copy`, bucket update/delete/empty, signed *upload* URLs and
 //! `/upload/resumable/sign`, TUS `Upload-Defer-Length`, the removal of expired uploads' bytes
 //! (they are only refused), roles other than `service_role` and `anon` (`authenticated`),

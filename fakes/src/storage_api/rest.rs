@@ -83,6 +83,11 @@ pub(super) fn rest_route(
     {
         return signed_download(emu, uri, p, headers, head);
     }
+    if *method == Method::GET
+        && let Some(p) = rest.strip_prefix("/object/public/")
+    {
+        return public_download(emu, p, headers);
+    }
     let role = match emu.authenticate(headers) {
         Ok(r) => r,
         Err(AuthError::Missing) => return missing_auth(),
@@ -637,4 +642,29 @@ pub(super) fn signed_download(
         }
     }
     serve_object(o, headers, head, extra)
+}
+
+/// `GET /object/public/{bucket}/{path}`, which needs no auth: the object of a public bucket.
+/// Not in the verified contract; built from the server's route
+/// (supabase/storage `src/http/routes/object/getPublicObject.ts`): it looks the bucket up with
+/// `findBucket(bucketName, 'id,public', { isPublic: true })`, so a bucket that is missing or
+/// not public answers as missing (`NoSuchBucket`, contract §1's table: HTTP 400,
+/// `statusCode` "404"), then the object (`NoSuchKey` when missing), and renders it like the
+/// authenticated download (contract §4: `content-type`, `content-length`, `etag`,
+/// `cache-control`, `Range`). The route has `exposeHeadRoute: false`: no HEAD.
+pub(super) fn public_download(emu: &Emu, p: &str, headers: &HeaderMap) -> Response {
+    let (bucket, key) = split_object_path(p);
+    let st = emu.st();
+    if !st.buckets.get(&bucket).is_some_and(|b| b.public) {
+        return no_such_bucket();
+    }
+    let Some(o) = st.objects.get(&(bucket, key)) else {
+        return no_such_key();
+    };
+    serve_object(
+        o,
+        headers,
+        false,
+        vec![("cache-control", o.cache_control.clone())],
+    )
 }

@@ -1009,4 +1009,52 @@ async fn injected_faults_and_request_log() {
     assert_eq!(get("content-type"), Some("video/mp4"));
 }
 
+#[tokio::test]
+async fn public_downloads_need_no_key_and_only_a_public_bucket_answers_them() {
+    let s = StorageApi::start().await;
+    s.create_bucket("open", true, None, None);
+    s.create_bucket("closed", false, None, None);
+    let st = s.storage_url();
+    let c = client();
+    for bucket in ["open", "closed"] {
+        let r = auth(c.post(format!("{st}/object/{bucket}/a/c.jpg")), SERVICE_KEY)
+            .header("content-type", "image/jpeg")
+            .header("cache-control", "max-age=60")
+            .body(data(100, 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = c
+        .get(format!("{st}/object/public/open/a/c.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "content-type").as_deref(), Some("image/jpeg"));
+    assert_eq!(hdr(&r, "cache-control").as_deref(), Some("max-age=60"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data(100, 1));
+    let get = |path: &str| c.get(format!("{st}/object/public/{path}")).send();
+    assert_eq!(
+        text(get("closed/a/c.jpg").await.unwrap()).await,
+        (400, NO_SUCH_BUCKET.into())
+    );
+    assert_eq!(
+        text(get("none/a/c.jpg").await.unwrap()).await,
+        (400, NO_SUCH_BUCKET.into())
+    );
+    assert_eq!(
+        text(get("open/a/missing.jpg").await.unwrap()).await,
+        (400, NO_SUCH_KEY.into())
+    );
+    // No HEAD route (`exposeHeadRoute: false`).
+    let r = c
+        .head(format!("{st}/object/public/open/a/c.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200);
+}
+
 mod strict;

@@ -448,6 +448,27 @@ fn cover_url_falls_back() {
 }
 
 #[test]
+fn the_stored_cover_is_the_original_before_the_cropped_one_and_jpeg_or_png_before_webp() {
+    let both = aweme(json!({ "video": {
+        "cover": { "url_list": ["https://p.example/c.webp", "//p.example/c.png"] },
+        "origin_cover": { "url_list": ["https://p.example/o.webp", "https://p.example/o.jpeg", "https://p.example/o.webp"] },
+        "dynamic_cover": { "url_list": ["https://p.example/d.gif"] },
+    } }));
+    assert_eq!(
+        cover_urls(&both),
+        [
+            "https://p.example/o.jpeg",
+            "https://p.example/c.png",
+            "https://p.example/o.webp",
+            "https://p.example/c.webp",
+        ]
+    );
+    // An image post has no static cover: its first picture is stored as the post itself.
+    assert!(cover_urls(&aweme(image_post())).is_empty());
+    assert!(cover_urls(&Aweme::default()).is_empty());
+}
+
+#[test]
 fn candidates_serialize_for_video_url_meta() {
     let aweme = aweme(aweme_2023_json());
     let choice = choose(&aweme, ImagePolicy::Refuse, true).unwrap();

@@ -319,16 +319,57 @@ impl SqliteQueue {
     }
 
     pub(super) async fn wanted_keys_q(&self, bucket: &str) -> Result<HashSet<String>, sqlx::Error> {
-        let keys: Vec<(String,)> = sqlx::query_as(
-            "select distinct object_key from videos
-              where object_key is not null
-                and coalesce(marked_for_deletion, 0) = 0
-                and (bucket is null or bucket = ?1)",
+        // The main object, the cover and an image post's parts (as list_wanted_object_keys).
+        let keys: Vec<(Option<String>,)> = sqlx::query_as(
+            "with v as (select object_key, storage_metadata as meta
+                          from videos
+                         where object_key is not null
+                           and coalesce(marked_for_deletion, 0) = 0
+                           and (bucket is null or bucket = ?1))
+             select object_key from v
+             union
+             select json_extract(meta, '$.cover.key') from v where json_valid(meta)
+             union
+             select json_extract(p.value, '$.key')
+               from v, json_each(case when not json_valid(v.meta) then '[]'
+                                      when json_type(v.meta, '$.parts') = 'array'
+                                      then json_extract(v.meta, '$.parts')
+                                      else '[]' end) p",
         )
         .bind(bucket)
         .fetch_all(&self.pool)
         .await?;
-        Ok(keys.into_iter().map(|(k,)| k).collect())
+        Ok(keys
+            .into_iter()
+            .filter_map(|(k,)| k.filter(|k| !k.is_empty()))
+            .collect())
+    }
+}
+
+impl SqliteQueue {
+    /// As `get_video_cover`: where the video's cover is stored.
+    pub(super) async fn video_cover_q(&self, id: Uuid) -> Result<Option<VideoCover>, sqlx::Error> {
+        let row = sqlx::query(
+            "select v.id, v.bucket,
+                    coalesce(v.marked_for_deletion, 0) <> 0 as marked_for_deletion,
+                    case when json_valid(v.storage_metadata)
+                         then nullif(json_extract(v.storage_metadata, '$.cover.key'), '') end
+                      as cover_key
+               from videos v
+              where v.id = coalesce((select merged_into from videos where id = ?1), ?1)",
+        )
+        .bind(id.hyphenated())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some(VideoCover {
+            id: uuid_column(&r, "id")?,
+            bucket: r.try_get("bucket")?,
+            cover_key: r.try_get("cover_key")?,
+            marked_for_deletion: r.try_get("marked_for_deletion")?,
+        }))
     }
 }
 

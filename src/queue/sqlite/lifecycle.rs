@@ -187,6 +187,7 @@ impl SqliteQueue {
                 "thumbnail_url": c.video.thumbnail_url,
                 "video_url_direct": c.video.video_url_direct,
                 "video_url_meta": json_text(c.video.video_url_meta.as_ref()),
+                "stored_thumbnail_url": c.video.stored_thumbnail_url,
             }));
         }
         if !videos.is_empty() {

@@ -141,6 +141,17 @@ impl Backend {
         .await;
     }
 
+    /// Marks a video for deletion straight in the database, as the app does.
+    pub async fn mark_for_deletion(&self, video: Uuid) {
+        self.update_row(
+            video,
+            "update public.videos set marked_for_deletion = true where id = $1",
+            "update videos set marked_for_deletion = 1 where id = ?1",
+            &[],
+        )
+        .await;
+    }
+
     /// Runs one update of a row straight in the database: `pg` on PostgreSQL (and behind the
     /// REST API), `sqlite` on SQLite; the row's id is the first parameter, `args` (text) the
     /// next ones.

@@ -53,6 +53,8 @@ async fn four_processes_of_sixteen_slots_store_two_thousand_jobs_exactly_once() 
                 ("MAX_CONCURRENT", SLOTS),
                 ("BROWSER_ENABLED", "false"),
                 ("ALLOW_PRIVATE_NETWORKS", "true"),
+                // One object per job is counted below; covers are tested in `covers`.
+                ("STORE_COVERS", "false"),
             ])
         })
         .collect();

@@ -16,7 +16,8 @@ update videos as v
       next_attempt_at   = null,
       douyin_id         = coalesce(nullif(v.douyin_id, ''), x.douyin_id),
       title             = coalesce(nullif(v.title, ''), x.title),
-      thumbnail_url     = coalesce(nullif(v.thumbnail_url, ''), x.thumbnail_url),
+      thumbnail_url     = coalesce(nullif(x.stored_thumbnail_url, ''),
+                                   nullif(v.thumbnail_url, ''), x.thumbnail_url),
       video_url_direct  = coalesce(x.video_url_direct, v.video_url_direct),
       video_url_meta    = coalesce(x.video_url_meta, v.video_url_meta),
       updated_at        = ?1
@@ -30,6 +31,7 @@ update videos as v
               value ->> 'douyin_id' as douyin_id, value ->> 'title' as title,
               value ->> 'thumbnail_url' as thumbnail_url,
               value ->> 'video_url_direct' as video_url_direct,
-              value ->> 'video_url_meta' as video_url_meta
+              value ->> 'video_url_meta' as video_url_meta,
+              value ->> 'stored_thumbnail_url' as stored_thumbnail_url
          from json_each(?2)) as x
 where v.id = x.id
