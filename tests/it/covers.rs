@@ -276,7 +276,7 @@ async fn supabase_case(public: bool) {
     let db = fakes::pg::fresh_pg().await;
     let key = "sb_secret_covers".to_string();
     let rest = PostgrestEmulator::start_with_keys(db.pool.clone(), &[&key]).await;
-    let storage = fakes::storage_api::StorageApi::start().await;
+    let storage = fakes::storage_api::StorageApi::start_with_keys(&[&key]).await;
     storage.create_bucket("videos", public, None, None);
     let (url, proxy) = crate::supabase::gateway(rest.url.clone(), storage.url.clone()).await;
     let (addr, api) = api_addr();

@@ -10,8 +10,8 @@
 //!
 //! "`apikey` is consumed by the hosted API gateway, which rejects requests without a valid
 //! `apikey`", and new-style `sb_secret_…` keys "are only accepted through the hosted
-//! gateway": every request but the keyless ones (a signed-URL download, `OPTIONS` of the TUS
-//! root, which browsers make without a key) must carry one of the project's keys as
+//! gateway": every request but the keyless ones (a signed-URL download, a public-bucket download,
+//! `OPTIONS` of the TUS root, which browsers make without a key) must carry one of the project's keys as
 //! `apikey`, checked before anything else (faults included). The project's keys, shared with
 //! the PostgREST emulator (the same check, `crate::postgrest`): JWTs signed with its
 //! `JWT_SECRET` that have not expired, and the opaque keys it issued: its `SECRET_KEY`

@@ -41,10 +41,11 @@ pub(super) async fn handle(
         return route_not_found(&parts.method, &path);
     };
     let is_tus = rest == TUS_ROOT || rest.starts_with("/upload/resumable/");
-    // What a browser opens without a key: signed downloads, TUS capabilities.
+    // What a browser opens without a key: signed downloads, public-bucket downloads (the
+    // public URL an <img> tag loads), TUS capabilities.
     let keyless = (is_tus && parts.method == Method::OPTIONS)
         || ((parts.method == Method::GET || parts.method == Method::HEAD)
-            && rest.starts_with("/object/sign/"));
+            && (rest.starts_with("/object/sign/") || rest.starts_with("/object/public/")));
     if !keyless && let Some(refusal) = emu.gateway(&parts.headers) {
         drain(body).await;
         return refusal;
