@@ -21,6 +21,7 @@ mod http_server;
 mod image_posts;
 mod media;
 mod media_ffprobe;
+mod progress;
 mod migrations;
 mod new_user;
 mod pooler;
