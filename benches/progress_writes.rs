@@ -124,7 +124,10 @@ async fn main() {
         if done as usize == downloads {
             break;
         }
-        assert!(Instant::now() < deadline, "the downloads did not end within 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "the downloads did not end within 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();

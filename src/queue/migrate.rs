@@ -62,6 +62,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0006_one_row_per_video.sql",
         sql: include_str!("../../migrations/0006_one_row_per_video.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_video_events.sql",
+        sql: include_str!("../../migrations/0007_video_events.sql"),
+    },
 ];
 
 /// The PostgreSQL files as a person pastes them: `migrations/0001_schema.sql, 0002_queue.sql,

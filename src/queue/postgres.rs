@@ -5,6 +5,7 @@
 //! - `db`: how statements are run, per pooler mode. (`DATABASE_URL` becomes connect options in
 //!   [`crate::config::database_url`].)
 
+mod changes;
 mod db;
 mod rows;
 
@@ -482,6 +483,21 @@ impl QueueAdmin for PgQueue {
             .await?;
         row.map(|r| job_from_row(&r).map_err(QueueError::from))
             .transpose()
+    }
+
+    async fn video_marks(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<super::changes::VideoMark>, QueueError> {
+        changes::marks(self, ids).await
+    }
+
+    async fn feed_video_changes(
+        &self,
+        hub: Arc<super::changes::VideoChanges>,
+        stop: CancellationToken,
+    ) -> Result<(), QueueError> {
+        changes::feed(self, hub, stop).await
     }
 
     async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {

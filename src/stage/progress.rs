@@ -261,7 +261,11 @@ mod tests {
                 percent(pair[1].1, Some(total))
             );
         }
-        assert_eq!(writes.last().unwrap().1, total, "the final 100 % is written");
+        assert_eq!(
+            writes.last().unwrap().1,
+            total,
+            "the final 100 % is written"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -290,7 +294,10 @@ mod tests {
         let l = lease();
         board.set(l, 50, Some(1000));
         let first = board.take(Instant::now());
-        assert!(!first[0].write, "5 % at the claim's moment waits for the gap");
+        assert!(
+            !first[0].write,
+            "5 % at the claim's moment waits for the gap"
+        );
         tokio::time::advance(ms(500)).await;
         // No new chunk arrived, yet the pending 5 % is now due.
         let later = board.take(Instant::now());

@@ -31,12 +31,15 @@ create trigger count_progress_write after update on public.download_jobs
 
 /// The whole percent of a write (100 only with every byte).
 fn percent(bytes: i64, total: i64) -> i64 {
-    if bytes >= total { 100 } else { bytes * 100 / total }
+    if bytes >= total {
+        100
+    } else {
+        bytes * 100 / total
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_download_writes_its_progress_once_per_percent_and_half_second_and_the_final_hundred()
-{
+async fn a_download_writes_its_progress_once_per_percent_and_half_second_and_the_final_hundred() {
     const ID: &str = "7412345678901239101";
     const SIZE: u64 = 2_000_000;
     // Half the file at once, then 2.5 s crawling inside 50 % (ten pieces of 0.05 %), then the
