@@ -7,6 +7,12 @@
 --     one LISTEN on the channel and re-reads the videos its streams follow. A notification
 --     costs nothing when nobody listens, and is sent at commit (several in one transaction
 --     for one video arrive once).
+--   * Supabase Realtime: where the publication `supabase_realtime` exists (every Supabase
+--     project), `public.videos` joins it, so a page subscribed with supabase-js
+--     (`postgres_changes`, `UPDATE` on `videos`, filter `id=eq.<uuid>`) receives the same
+--     status and progress without the worker's API; row-level security (the read policy on
+--     `videos`, migration 0005) decides who sees which rows. Nothing happens where the
+--     publication does not exist, or already publishes the table (or all tables).
 --   * `get_download_video_marks(uuid[])`: the status and progress of many videos in one call,
 --     for processes that cannot LISTEN (Supabase REST, a transaction-mode pooler) and poll.
 --
@@ -66,6 +72,19 @@ as $$
              limit 1)
       from public.videos v
      where v.id = any(p_video_ids)
+$$;
+
+do $$
+begin
+    if exists (select 1 from pg_catalog.pg_publication
+                where pubname = 'supabase_realtime' and not puballtables)
+       and not exists (select 1 from pg_catalog.pg_publication_tables
+                        where pubname = 'supabase_realtime'
+                          and schemaname = 'public' and tablename = 'videos')
+    then
+        alter publication supabase_realtime add table public.videos;
+    end if;
+end
 $$;
 
 -- The version the worker checks at start-up.

@@ -27,6 +27,7 @@ mod new_user;
 mod pooler;
 mod progress;
 mod queue;
+mod realtime;
 mod refused_keys;
 mod row_security;
 mod rows;
