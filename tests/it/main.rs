@@ -16,6 +16,7 @@ mod db_health;
 mod disk;
 mod download;
 mod events;
+mod example_page;
 mod extract;
 mod fuzz;
 mod http_server;
