@@ -141,7 +141,7 @@ fn assert_followed_to_ready(events: &[Ev], first: u64) {
 }
 
 /// A video that crawls through the middle of its download for two seconds.
-fn crawling(size: u64) -> Serve {
+pub(crate) fn crawling(size: u64) -> Serve {
     Serve::Trickle {
         after: size / 4,
         piece: size / 8,

@@ -24,14 +24,13 @@ use serde_json::Value;
 
 use crate::api::serve_with;
 use crate::system::Rig;
-use fakes::cdn::Serve;
 
 const PAGE: &str = include_str!("../../examples/progress.html");
 
 /// A headless Chromium in its own process group with a throwaway profile; killed (the whole
 /// group) on drop.
 struct Chromium {
-    pid: u32,
+    child: std::process::Child,
     ws_url: String,
     _profile: tempfile::TempDir,
 }
@@ -62,7 +61,6 @@ impl Chromium {
             .process_group(0)
             .spawn()
             .unwrap();
-        let pid = child.id();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -76,7 +74,7 @@ impl Chromium {
             .recv_timeout(Duration::from_secs(30))
             .expect("Chromium printed its DevTools address");
         Chromium {
-            pid,
+            child,
             ws_url,
             _profile: profile,
         }
@@ -85,15 +83,9 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
-        let _ = nix_wait(self.pid);
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
-}
-
-/// Reaps the killed browser so no zombie is left.
-fn nix_wait(pid: u32) -> i32 {
-    let mut status = 0;
-    unsafe { libc::waitpid(pid as i32, &mut status, 0) }
 }
 
 /// Serves the example page on a loopback origin of its own; returns that origin.
@@ -113,12 +105,7 @@ async fn the_example_page_shows_the_progress_and_plays_the_video_when_ready() {
     const ID: &str = "7412345678901239401";
     const SIZE: u64 = 1_000_000;
     // A quarter at once, then four eighths 700 ms apart, then the rest: several bar values.
-    let serve = Serve::Trickle {
-        after: SIZE / 4,
-        piece: SIZE / 8,
-        every: Duration::from_millis(700),
-        count: 4,
-    };
+    let serve = crate::events::crawling(SIZE);
     let rig = Rig::start(&[(ID, SIZE as usize, serve)]).await;
     let origin = page_server().await;
     let queue: Arc<dyn Queue> = Arc::new(PgQueue::from_pool(rig.db.pool.clone()));

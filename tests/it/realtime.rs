@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use douyin_worker::queue::migrate::apply_postgres;
-use fakes::cdn::Serve;
 use fakes::pg::{PrivateCluster, TestDb, fresh_pg_empty, pool_for};
 use sqlx::PgPool;
 
@@ -85,27 +84,14 @@ async fn a_logical_slot_sees_the_video_updates_of_one_download_within_the_progre
         .await
         .unwrap();
 
-    // Half the file at once, then 2.5 s inside 50 %, then the rest (as in `progress`).
-    let serve = Serve::Trickle {
-        after: SIZE / 2,
-        piece: 1_000,
-        every: Duration::from_millis(250),
-        count: 10,
-    };
+    let serve = crate::progress::crawling_at_half(SIZE);
     let db = TestDb {
         pool: pool.clone(),
         url: cluster.url.clone(),
         name: "postgres".into(),
     };
     let rig = Rig::start_on(db, &[(ID, SIZE as usize, serve)]).await;
-    let bin = rig.worker(&[]);
-    let job = rig.enqueue(ID).await;
-    let rec = rig
-        .wait(job, &["completed", "failed"], Duration::from_secs(60))
-        .await;
-    assert_eq!(rec.status, "completed", "{rec:?}");
-    let (code, _) = bin.stop();
-    assert_eq!(code, Some(0));
+    rig.store_one(ID).await;
 
     // The server has `synchronous_commit=off`: the slot decodes up to the flushed WAL, which
     // may trail the last commit by a moment. Read until the completion arrives.

@@ -232,9 +232,9 @@ async fn state_answer(state: &HttpState, v: &VideoState) -> (Response, bool) {
     }
     if is_stored(v) {
         let r = ready(state, v).await;
-        // A store that cannot answer now (503) is not an end: the next change asks again.
-        let done =
-            r.status() != StatusCode::SERVICE_UNAVAILABLE && !(r.status() == StatusCode::ACCEPTED);
+        // A store that cannot answer now (503) is not an end, nor a missing object already
+        // downloading again (202): the next change asks again.
+        let done = ![StatusCode::SERVICE_UNAVAILABLE, StatusCode::ACCEPTED].contains(&r.status());
         return (r, done);
     }
     if v.active_job_id.is_some() {
