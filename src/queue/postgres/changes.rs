@@ -4,10 +4,8 @@
 //! per interval.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -33,8 +31,8 @@ pub(super) async fn marks(q: &PgQueue, ids: &[Uuid]) -> Result<Vec<VideoMark>, Q
         .map_err(Into::into)
 }
 
-/// Wakes the watchers of each notified video until `stop`; a lost connection wakes them all
-/// (notifications sent meanwhile are lost) and is re-established.
+/// Wakes the watchers of each notified video until `stop`; notifications perhaps lost (a
+/// dropped connection) wake them all.
 pub(super) async fn feed(
     q: &PgQueue,
     hub: Arc<VideoChanges>,
@@ -44,38 +42,13 @@ pub(super) async fn feed(
         poll(q, &hub, &stop).await;
         return Ok(());
     }
-    let mut listener = PgListener::connect_with(q.db.pool()).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
-    let mut failures: u32 = 0;
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            n = listener.try_recv() => n,
-        };
-        match next {
-            Ok(Some(n)) => {
-                failures = 0;
-                match n.payload().parse::<Uuid>() {
-                    Ok(id) => hub.changed(id),
-                    Err(_) => hub.changed_all(),
-                }
-            }
-            Ok(None) => {
-                tracing::warn!("events streams: LISTEN connection lost; reconnecting");
-                hub.changed_all();
-            }
-            Err(e) => {
-                failures += 1;
-                let wait =
-                    crate::retry::Backoff::new(Duration::from_millis(500), Duration::from_secs(32))
-                        .after(failures);
-                tracing::warn!(error = %e, retry_in = ?wait, "events streams: LISTEN failed");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                hub.changed_all();
-            }
+    let listener = super::listen::connect(q.db.pool(), NOTIFY_CHANNEL).await?;
+    super::listen::run(listener, stop, |payload| {
+        match payload.and_then(|p| p.parse::<Uuid>().ok()) {
+            Some(id) => hub.changed(id),
+            None => hub.changed_all(),
         }
-    }
+    })
+    .await;
+    Ok(())
 }
