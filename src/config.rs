@@ -20,6 +20,7 @@ pub mod browser;
 pub mod database_url;
 pub mod download;
 pub mod env_file;
+pub mod events;
 pub mod extract;
 mod field;
 pub mod http;
@@ -34,6 +35,7 @@ pub mod worker;
 
 pub use browser::BrowserSettings;
 pub use download::DownloadSettings;
+pub use events::EventsSettings;
 pub use extract::{DriftDir, ExtractSettings, ImagePolicy};
 pub use http::HttpSettings;
 pub use log::{LogFormat, LogSettings};
@@ -100,6 +102,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// The HTTP server and the download API.
     pub http: HttpSettings,
+    /// The download API's events streams.
+    pub events: EventsSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -131,6 +135,7 @@ impl Config {
             browser: raw.browser.resolve(&f)?,
             net: raw.net.resolve(&f)?,
             http: raw.http.resolve(&f)?,
+            events: raw.events.resolve(&f)?,
             log: raw.log.resolve(&f)?,
             supabase,
             queue,

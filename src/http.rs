@@ -65,6 +65,8 @@ pub struct HttpState {
     pub readiness: Arc<Readiness>,
     /// The temp folder's free-space rule (`MIN_FREE_DISK`), when there is a worker.
     pub disk: Option<crate::disk::FreeSpace>,
+    /// The process's hub of video changes the events streams wait on.
+    pub changes: Arc<crate::queue::changes::VideoChanges>,
     checks: Arc<Checks>,
 }
 
@@ -84,7 +86,11 @@ impl HttpState {
         shutting_down: CancellationToken,
         api: Option<api::ApiOptions>,
     ) -> Self {
+        let poll = api
+            .as_ref()
+            .map_or(Duration::from_secs(1), |o| o.events.poll_interval);
         Self {
+            changes: Arc::new(crate::queue::changes::VideoChanges::new(poll)),
             queue,
             storage,
             prometheus,

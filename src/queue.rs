@@ -10,6 +10,7 @@
 //! - [`job`]: the records of the life cycle (claimed job, completion, failed attempt, ...).
 //! - [`admin`]: the [`QueueAdmin`] trait and its types.
 //! - [`signal`]: [`JobSignal`], the in-process wake-up.
+//! - [`changes`]: the per-process hub of video changes the API's events streams wait on.
 //! - [`migrate`]: the embedded schema migrations (`migrations/` for PostgreSQL, one schema
 //!   file for SQLite).
 //! - [`postgres`]: the SQL functions over a direct connection, LISTEN/NOTIFY wake-ups.
@@ -17,6 +18,7 @@
 //! - [`sqlite`]: the embedded default, one machine, the same tables in a SQLite file.
 
 pub mod admin;
+pub mod changes;
 pub mod job;
 pub mod migrate;
 pub mod postgres;

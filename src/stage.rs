@@ -7,9 +7,8 @@
 //! [`JobHandler`], runs it with a [`JobContext`] (cancellation, temp folder, progress) and
 //! records its [`JobOutput`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -20,6 +19,9 @@ use crate::error::JobError;
 use crate::queue::{ClaimedJob, JobQueue, Learned, Lease, QueueError};
 pub use crate::queue::{StoredObject, VideoUpdate};
 use crate::workdir::JobWorkdir;
+
+pub mod progress;
+pub use progress::ProgressBoard;
 
 /// What the stages know of a job, taken once from the claimed job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,54 +92,6 @@ pub struct JobOutput {
 pub trait JobHandler: Send + Sync + 'static {
     /// Processes the job.
     async fn handle(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobOutput, JobError>;
-}
-
-/// Latest progress of the jobs a worker runs, flushed to the queue at a bounded rate.
-#[derive(Debug, Default)]
-pub struct ProgressBoard {
-    entries: Mutex<HashMap<Lease, ProgressEntry>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ProgressEntry {
-    done: u64,
-    total: Option<u64>,
-    dirty: bool,
-}
-
-impl ProgressBoard {
-    /// Records progress; cheap enough to call for every chunk.
-    pub fn set(&self, lease: Lease, done: u64, total: Option<u64>) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(
-            lease,
-            ProgressEntry {
-                done,
-                total,
-                dirty: true,
-            },
-        );
-    }
-
-    /// Forgets a finished job.
-    pub fn remove(&self, lease: &Lease) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(lease);
-    }
-
-    /// Takes the entries changed since the last call.
-    pub(crate) fn take_dirty(&self) -> Vec<(Lease, u64, Option<u64>)> {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter_mut()
-            .filter(|(_, e)| e.dirty)
-            .map(|(l, e)| {
-                e.dirty = false;
-                (*l, e.done, e.total)
-            })
-            .collect()
-    }
 }
 
 /// What a handler gets besides the job: cancellation, a temp folder, progress reporting.
@@ -215,7 +169,8 @@ impl JobContext {
         self.workdir.location()
     }
 
-    /// Reports bytes done and total; sent to the queue at most about once a second.
+    /// Reports bytes done and total; written to the queue at most once per whole percent and
+    /// per half second, the final 100 % at once (see [`progress`]).
     pub fn report_progress(&self, done: u64, total: Option<u64>) {
         self.progress.set(self.lease, done, total);
     }
@@ -377,22 +332,6 @@ pub trait Storage: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn progress_board_hands_out_changes_once() {
-        let b = ProgressBoard::default();
-        let l = Lease {
-            job_id: uuid::Uuid::new_v4(),
-            lease_id: uuid::Uuid::new_v4(),
-        };
-        b.set(l, 10, Some(100));
-        b.set(l, 20, Some(100));
-        assert_eq!(b.take_dirty(), vec![(l, 20, Some(100))]);
-        assert!(b.take_dirty().is_empty());
-        b.set(l, 30, None);
-        b.remove(&l);
-        assert!(b.take_dirty().is_empty());
-    }
 
     #[test]
     fn an_expired_download_is_a_job_error_with_its_code() {

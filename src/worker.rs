@@ -12,7 +12,8 @@
 //! - the heartbeat: renews every lease this process holds in one call, and cancels jobs
 //!   whose lease was lost;
 //! - the rescuer: puts jobs with expired leases (of any worker) back in the queue;
-//! - the progress flusher: sends download progress at most once per interval per job.
+//! - the progress flusher (`progress`): writes download progress as the rule of
+//!   `stage::progress` allows (one write per whole percent and half second per job).
 //!
 //! Shutdown: stop claiming at once; let running jobs finish within the grace period; then
 //! cancel the rest (their temp folders are removed on drop) and release them to pending;
@@ -21,6 +22,7 @@
 mod claim_health;
 mod dispatch;
 mod job;
+mod progress;
 mod reporter;
 
 use std::collections::HashMap;
@@ -58,7 +60,8 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     /// How often expired leases are rescued.
     pub rescue_interval: Duration,
-    /// How often progress is sent.
+    /// How often the progress flusher looks for progress due to be written (the rule of
+    /// `stage::progress` decides what is).
     pub progress_interval: Duration,
     /// Backoff and attempts.
     pub retry: RetryPolicy,
@@ -78,7 +81,7 @@ pub struct WorkerOptions {
 
 impl WorkerOptions {
     /// The worker of these settings: heartbeats every third of the lease, rescues every poll
-    /// interval (1 s to a minute), progress every second, outcomes in batches of 500.
+    /// interval (1 s to a minute), progress looked at every 100 ms, outcomes in batches of 500.
     pub fn new(cfg: &WorkerSettings) -> Self {
         Self {
             worker_id: cfg.worker_id.clone(),
@@ -89,7 +92,7 @@ impl WorkerOptions {
             rescue_interval: cfg
                 .poll_interval
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
-            progress_interval: Duration::from_secs(1),
+            progress_interval: Duration::from_millis(100),
             retry: RetryPolicy {
                 base: cfg.retry_base,
                 cap: cfg.retry_max,
@@ -321,7 +324,7 @@ impl Worker {
             signal.clone(),
             background.clone(),
         ));
-        let progress = tokio::spawn(progress_loop(shared.clone(), background.clone()));
+        let progress = tokio::spawn(progress::run(shared.clone(), background.clone()));
 
         tracing::info!(
             worker_id = %shared.worker_id,
@@ -463,51 +466,6 @@ async fn rescue_loop(shared: Arc<Shared>, signal: Arc<JobSignal>, stop: Cancella
                 }
             }
             Err(e) => tracing::debug!(error = %e, "rescue failed"),
-        }
-    }
-}
-
-/// Sends the latest progress of running jobs at a bounded rate.
-async fn progress_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.opts.progress_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The last quarter (25 %, 50 %, 75 %) logged per job: a milestone line, not one a second.
-    let mut logged: HashMap<Uuid, u64> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let updates = shared.progress.take_dirty();
-        {
-            let held = shared.held();
-            logged.retain(|id, _| held.contains_key(id));
-        }
-        for (lease, done, total) in updates {
-            let (video_id, douyin_id) = shared.job_fields(lease.job_id);
-            if let Some(total) = total.filter(|t| *t > 0) {
-                let quarter = (done.min(total) * 4 / total).min(3);
-                let last = logged.entry(lease.job_id).or_insert(0);
-                if quarter > *last {
-                    *last = quarter;
-                    tracing::info!(
-                        job_id = %lease.job_id,
-                        video_id,
-                        douyin_id,
-                        bytes = done,
-                        total,
-                        percent = done * 100 / total,
-                        "download progress"
-                    );
-                }
-            }
-            if let Err(e) = shared
-                .queue
-                .progress(&shared.worker_id, &lease, done, total)
-                .await
-            {
-                tracing::debug!(job_id = %lease.job_id, video_id, douyin_id, error = %e, "progress update failed");
-            }
         }
     }
 }

@@ -38,6 +38,9 @@
 //!   nothing for `stall` (connection kept open), then sends the rest and closes. A client
 //!   read (idle) timeout shorter than `stall` fires; a longer one sees a complete, slow file.
 //!   Every `GET` stalls (use [`Cdn::set`] to change the mode).
+//! - [`Serve::Trickle`]: like `Normal`, but after `after` body bytes the server sends `count`
+//!   pieces of `piece` bytes, `every` apart, then the rest at once and closes: a download that
+//!   crawls for a while (or, with `after: 0`, a paced one). Range is honoured.
 //! - [`Serve::LyingLength`]: `200` announcing `Content-Length: content_length` (Range ignored),
 //!   then the real bytes, then close. Real bytes shorter than announced: the client gets them,
 //!   then a body error. Longer: the client reads exactly `content_length` bytes and sees a
@@ -93,6 +96,14 @@ pub enum Serve {
     /// Sends `after` bytes then stalls (keeps the connection open, sends nothing) for `stall`,
     /// then sends the rest. Range is honoured.
     StallAfter { after: u64, stall: Duration },
+    /// Sends `after` bytes, then `count` pieces of `piece` bytes `every` apart, then the rest.
+    /// Range is honoured.
+    Trickle {
+        after: u64,
+        piece: u64,
+        every: Duration,
+        count: u32,
+    },
     /// Announces `content_length` but sends the real bytes (shorter or longer), then closes.
     LyingLength { content_length: u64 },
     /// 200 without `Content-Length`; the body ends when the connection closes.
@@ -320,6 +331,13 @@ enum Cut {
     Drop(u64),
     /// Send this many bytes, wait, then send the rest.
     Stall(u64, Duration),
+    /// Send `after` bytes, then `count` pieces of `piece` bytes `every` apart, then the rest.
+    Trickle {
+        after: u64,
+        piece: u64,
+        every: Duration,
+        count: u32,
+    },
 }
 
 /// One answer.
@@ -443,6 +461,17 @@ fn answer(path: &str, bytes: Arc<Vec<u8>>, serve: Serve, range: Option<&str>) ->
         Serve::Normal => ranged(Cut::None),
         Serve::DropAfter { after, .. } => ranged(Cut::Drop(after)),
         Serve::StallAfter { after, stall } => ranged(Cut::Stall(after, stall)),
+        Serve::Trickle {
+            after,
+            piece,
+            every,
+            count,
+        } => ranged(Cut::Trickle {
+            after,
+            piece,
+            every,
+            count,
+        }),
         Serve::IgnoresRange => Reply::file(200, path, bytes, 0, len),
         Serve::MisplacedRange { back } => match range.map(|r| parse_range(r, len as u64)) {
             Some(Range::Bytes(start, _)) => {
@@ -498,6 +527,24 @@ async fn send(stream: &mut TcpStream, reply: Reply, is_head: bool) -> std::io::R
                 stream.flush().await?;
                 tokio::time::sleep(stall).await;
                 write_chunks(stream, &body[after..]).await?;
+            }
+            Cut::Trickle {
+                after,
+                piece,
+                every,
+                count,
+            } => {
+                let mut at = (after as usize).min(body.len());
+                write_chunks(stream, &body[..at]).await?;
+                for _ in 0..count {
+                    stream.flush().await?;
+                    tokio::time::sleep(every).await;
+                    let next = (at + piece as usize).min(body.len());
+                    stream.write_all(&body[at..next]).await?;
+                    at = next;
+                }
+                stream.flush().await?;
+                write_chunks(stream, &body[at..]).await?;
             }
         }
     }

@@ -94,8 +94,14 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Starts one (about 1 s; blocking).
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts one with these server options added (`pg-cluster.sh`'s `PG_CLUSTER_OPTIONS`,
+    /// e.g. `-c wal_level=logical`).
+    pub fn start_with(options: &str) -> Self {
         let dir = new_cluster_dir();
-        let url = start_cluster_in(&dir);
+        let url = start_cluster_with(&dir, options);
         PrivateCluster { url, dir }
     }
 
@@ -168,8 +174,13 @@ impl Drop for PrivateCluster {
 }
 
 fn start_cluster_in(dir: &Path) -> String {
+    start_cluster_with(dir, "")
+}
+
+fn start_cluster_with(dir: &Path, options: &str) -> String {
     let script = cluster_script();
     let output = Command::new("bash")
+        .env("PG_CLUSTER_OPTIONS", options)
         .arg(&script)
         .arg("start")
         .arg(dir)

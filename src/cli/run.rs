@@ -90,10 +90,9 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
             backend.clone(),
             crate::metrics::install(&config.worker.worker_id),
             shutdown.clone(),
-            config
-                .http
-                .api_enabled
-                .then(|| crate::http::api::ApiOptions::new(&config.http)),
+            config.http.api_enabled.then(|| {
+                crate::http::api::ApiOptions::new(&config.http).with_events(config.events.clone())
+            }),
         )
         .with_readiness(readiness.clone())
         .with_disk(crate::disk::FreeSpace::new(

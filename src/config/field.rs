@@ -66,7 +66,7 @@ impl<'m> Fields<'m> {
     }
 
     /// The setting `id` (its field name) with its raw `value`.
-    pub fn get<'v>(&self, id: &str, value: &'v Option<String>) -> Field<'v> {
+    pub(crate) fn get<'v>(&self, id: &str, value: &'v Option<String>) -> Field<'v> {
         let spec = specs()
             .get(id)
             .unwrap_or_else(|| panic!("no setting is declared with the id {id}"));

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::browser::BrowserArgs;
 use super::download::DownloadArgs;
+use super::events::EventsArgs;
 use super::extract::ExtractArgs;
 use super::http::HttpArgs;
 use super::log::LogArgs;
@@ -45,6 +46,9 @@ pub struct RawSettings {
     /// The HTTP server and the download API.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// The download API's events streams.
+    #[command(flatten)]
+    pub events: EventsArgs,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

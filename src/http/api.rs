@@ -15,6 +15,8 @@
 //!   `API_RETRY_COOLDOWN_SECONDS` ago (else `429` with `Retry-After`).
 //! - `GET /api/videos/{id}/thumbnail`: the video's stored cover, the lasting thumbnail
 //!   (`thumbnail`).
+//! - `GET /api/videos/{id}/events`: the video's state as Server-Sent Events, one event per
+//!   change until it is stored or failed ([`events`]).
 //! - `GET /health`.
 //!
 //! The API may face the internet ([`guard`]): a per-client rate limit, an optional bearer
@@ -27,6 +29,7 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod events;
 pub mod guard;
 pub mod public;
 pub mod range;
@@ -82,6 +85,8 @@ pub struct ApiOptions {
     /// Time a request may take before its answer starts, and a proxied file between two
     /// chunks (`HTTP_REQUEST_TIMEOUT_SECONDS`).
     pub request_timeout: Duration,
+    /// The events streams' heartbeat, lifetime and caps (`API_EVENTS_*`).
+    pub events: crate::config::EventsSettings,
 }
 
 impl Default for ApiOptions {
@@ -103,7 +108,14 @@ impl ApiOptions {
             trust_forwarded_for: http.api_trust_forwarded_for,
             retry_cooldown: http.api_retry_cooldown,
             request_timeout: http.request_timeout,
+            events: crate::config::EventsSettings::default(),
         }
+    }
+
+    /// The same with the events streams' settings.
+    pub fn with_events(mut self, events: crate::config::EventsSettings) -> Self {
+        self.events = events;
+        self
     }
 }
 
@@ -115,6 +127,11 @@ pub fn router(opts: &ApiOptions) -> Router<HttpState> {
         .route("/api/videos/{id}/download", get(download).post(download))
         .route("/api/videos/{id}/retry", post(retry))
         .route("/api/videos/{id}/thumbnail", get(thumbnail::thumbnail))
+        .route("/api/videos/{id}/events", get(events::events))
+        .layer(axum::Extension(events::Streams::new(
+            opts.events.clone(),
+            opts.trust_forwarded_for,
+        )))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gate, guard::gate));
     let routes = api.route("/health", get(health));

@@ -3,6 +3,7 @@
 //! [`QueueAdmin`] trait, and the types they exchange.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use tokio_util::sync::CancellationToken;
+
+use super::changes::{VideoChanges, VideoMark};
 use super::{QueueError, QueueName};
 
 /// What the commands and the HTTP server need of a queue; every backend implements it.
@@ -47,6 +51,35 @@ pub trait QueueAdmin: QueueName {
     /// video not marked for deletion whose `videos.bucket` is `bucket` or unset, whatever
     /// its status.
     async fn wanted_object_keys(&self, bucket: &str) -> Result<HashSet<String>, QueueError>;
+
+    /// What a poll compares for each of these videos (those that exist), in one read where
+    /// the backend can (the default asks for each video).
+    async fn video_marks(&self, ids: &[Uuid]) -> Result<Vec<VideoMark>, QueueError> {
+        let mut marks = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = self.video(*id).await? {
+                marks.push(VideoMark {
+                    id: v.id,
+                    status: v.status,
+                    download_progress: v.download_progress,
+                    active_job_status: v.active_job_id.and(v.latest_job_status),
+                });
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Wakes `hub`'s watchers when their videos change, until `stop` (see `changes`). The
+    /// default polls every `hub.poll_interval()`; an error means no feed could start (the
+    /// caller then polls).
+    async fn feed_video_changes(
+        &self,
+        hub: Arc<VideoChanges>,
+        stop: CancellationToken,
+    ) -> Result<(), QueueError> {
+        super::changes::poll(self, &hub, &stop).await;
+        Ok(())
+    }
 
     /// Where the video's cover is stored (`get_video_cover`), if the video exists; a merged
     /// row answers as the row it was merged into.

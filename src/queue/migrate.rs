@@ -63,6 +63,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/0006_one_row_per_video.sql"),
     },
     Migration {
+        version: 7,
+        name: "0007_video_events.sql",
+        sql: include_str!("../../migrations/0007_video_events.sql"),
+    },
+    Migration {
         version: 8,
         name: "0008_covers.sql",
         sql: include_str!("../../migrations/0008_covers.sql"),

@@ -5,7 +5,9 @@
 //! - `db`: how statements are run, per pooler mode. (`DATABASE_URL` becomes connect options in
 //!   [`crate::config::database_url`].)
 
+mod changes;
 mod db;
+mod listen;
 mod rows;
 
 use std::collections::HashSet;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -334,51 +336,18 @@ impl JobQueue for PgQueue {
             );
             return Ok(());
         }
-        let mut listener = PgListener::connect_with(self.db.pool()).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
-        tokio::spawn(async move {
-            let mut failures: u32 = 0;
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    n = listener.try_recv() => n,
-                };
-                match next {
-                    Ok(Some(n)) => {
-                        failures = 0;
-                        match n
-                            .payload()
-                            .parse::<i64>()
-                            .ok()
-                            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                        {
-                            Some(due) => signal.job_due_at(due),
-                            None => signal.job_due_now(),
-                        }
-                    }
-                    Ok(None) => {
-                        // The connection dropped and will be re-established by the next
-                        // call; notifications sent meanwhile are lost, so look now.
-                        tracing::warn!("LISTEN connection lost; reconnecting");
-                        signal.job_due_now();
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        let wait = crate::retry::Backoff::new(
-                            Duration::from_millis(500),
-                            Duration::from_secs(32),
-                        )
-                        .after(failures);
-                        tracing::warn!(error = %e, retry_in = ?wait, "LISTEN failed");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        signal.job_due_now();
-                    }
-                }
-            }
-        });
+        let listener = listen::connect(self.db.pool(), NOTIFY_CHANNEL).await?;
+        tokio::spawn(listen::run(
+            listener,
+            shutdown,
+            move |payload| match payload
+                .and_then(|p| p.parse::<i64>().ok())
+                .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            {
+                Some(due) => signal.job_due_at(due),
+                None => signal.job_due_now(),
+            },
+        ));
         Ok(())
     }
 }
@@ -482,6 +451,21 @@ impl QueueAdmin for PgQueue {
             .await?;
         row.map(|r| job_from_row(&r).map_err(QueueError::from))
             .transpose()
+    }
+
+    async fn video_marks(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<super::changes::VideoMark>, QueueError> {
+        changes::marks(self, ids).await
+    }
+
+    async fn feed_video_changes(
+        &self,
+        hub: Arc<super::changes::VideoChanges>,
+        stop: CancellationToken,
+    ) -> Result<(), QueueError> {
+        changes::feed(self, hub, stop).await
     }
 
     async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {

@@ -442,6 +442,15 @@ impl QueueAdmin for RestQueue {
         Ok(rows.into_iter().next())
     }
 
+    /// One RPC for every watched video (`get_download_video_marks`, migration 0007).
+    async fn video_marks(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<super::changes::VideoMark>, QueueError> {
+        self.call("get_download_video_marks", json!({"p_video_ids": ids}))
+            .await
+    }
+
     async fn video(&self, id: Uuid) -> Result<Option<VideoState>, QueueError> {
         let rows: Vec<VideoState> = self
             .call("get_download_video", json!({"p_video_id": id}))

@@ -399,6 +399,16 @@ impl JobQueue for SqliteQueue {
 
 #[async_trait]
 impl QueueAdmin for SqliteQueue {
+    /// Any commit to the file wakes every stream (the file's change counter), which then
+    /// re-reads its video.
+    async fn feed_video_changes(
+        &self,
+        hub: Arc<super::changes::VideoChanges>,
+        stop: CancellationToken,
+    ) -> Result<(), QueueError> {
+        watch::feed_changes(&self.pool.connect_options(), hub, stop).await
+    }
+
     /// Storage policies exist only on Supabase: nothing to call here.
     async fn ensure_videos_bucket(&self) -> Result<bool, QueueError> {
         Ok(false)

@@ -125,6 +125,23 @@ impl Rig {
         enqueue(&self.q, id, None).await
     }
 
+    /// Runs video `id` through a worker process of the rig's: queued, completed (within a
+    /// minute), the worker stopped with exit code 0. Returns the job and the time from
+    /// queueing to completion.
+    pub async fn store_one(&self, id: &str) -> (Uuid, Duration) {
+        let bin = self.worker(&[]);
+        let started = Instant::now();
+        let job = self.enqueue(id).await;
+        let rec = self
+            .wait(job, &["completed", "failed"], Duration::from_secs(60))
+            .await;
+        let elapsed = started.elapsed();
+        assert_eq!(rec.status, "completed", "{rec:?}");
+        let (code, _) = bin.stop();
+        assert_eq!(code, Some(0));
+        (job, elapsed)
+    }
+
     /// Waits until the job is in one of `statuses`.
     pub async fn wait(&self, job: Uuid, statuses: &[&str], within: Duration) -> JobRecord {
         crate::support::backends::wait_for_status(&self.q, job, statuses, within).await

@@ -10,6 +10,9 @@
 # free port and has its unix socket in DIR. It also has the Supabase API roles (`anon`,
 # `authenticated`, `service_role`, `authenticator`).
 #
+# PG_CLUSTER_OPTIONS adds server options (e.g. `-c wal_level=logical` for a test that decodes
+# the WAL through a logical replication slot).
+#
 # With WATCH_PID, a detached watchdog stops the cluster and removes DIR once that process is gone,
 # so a test process that dies without cleaning up does not leak a postmaster.
 #
@@ -270,7 +273,7 @@ cmd_start() {
             : >"$dir/log"
         fi
         if as_pg "$BINDIR/pg_ctl" -w -t 60 -D "$dir/data" -l "$dir/log" \
-            -o "-p $port -k $sockdir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=256MB" \
+            -o "-p $port -k $sockdir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=256MB ${PG_CLUSTER_OPTIONS:-}" \
             start >&2; then
             started=1
             break

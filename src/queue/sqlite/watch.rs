@@ -14,7 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::JobSignal;
+use crate::queue::changes::VideoChanges;
+use crate::queue::{JobSignal, QueueError};
 
 /// How often the watch reads the file's change counter (a read of one page header: cheap).
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -39,25 +40,8 @@ pub(super) fn spawn(
                 return;
             }
         };
-        let mut last = data_version(&mut conn).await.ok();
-        let mut tick = tokio::time::interval(WATCH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let now = match data_version(&mut conn).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::debug!(error = %e, "reading the sqlite queue's data_version failed");
-                    continue;
-                }
-            };
-            if now == last {
-                continue;
-            }
-            last = now;
+        let mut commits = Commits::new(&mut conn).await;
+        while commits.next(&mut conn, &shutdown).await {
             match earliest_due(&mut conn).await {
                 Ok(Some(due)) => signal.job_due_at(due),
                 Ok(None) => {}
@@ -68,6 +52,67 @@ pub(super) fn spawn(
         }
         let _ = conn.close().await;
     });
+}
+
+/// Wakes every watcher of `hub` after another connection commits to the file of `options`,
+/// until `stop` (the events streams' change feed). An in-memory database has no file to
+/// watch: an error, and the caller polls.
+pub(super) async fn feed_changes(
+    options: &SqliteConnectOptions,
+    hub: Arc<VideoChanges>,
+    stop: CancellationToken,
+) -> Result<(), QueueError> {
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+        return Err(QueueError::Rejected(
+            "an in-memory sqlite queue has no file to watch".into(),
+        ));
+    }
+    let mut conn = options.connect().await?;
+    let mut commits = Commits::new(&mut conn).await;
+    while commits.next(&mut conn, &stop).await {
+        hub.changed_all();
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Commits of other connections, seen through the file's change counter.
+struct Commits {
+    last: Option<i64>,
+    tick: tokio::time::Interval,
+}
+
+impl Commits {
+    async fn new(conn: &mut SqliteConnection) -> Self {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            last: data_version(conn).await.ok(),
+            tick,
+        }
+    }
+
+    /// Returns true after the next commit of another connection, false at `stop`.
+    async fn next(&mut self, conn: &mut SqliteConnection, stop: &CancellationToken) -> bool {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = self.tick.tick() => {}
+            }
+            let now = match data_version(conn).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the sqlite queue's data_version failed");
+                    continue;
+                }
+            };
+            if now != self.last {
+                self.last = now;
+                return true;
+            }
+        }
+    }
 }
 
 /// The file's change counter as this connection sees it.
