@@ -5,8 +5,10 @@
 //! - [`local`]: a local folder, the embedded default (`./data/videos`).
 //! - [`supabase`]: Supabase Storage (standard uploads and TUS).
 //! - [`object`]: S3, GCS and Azure through `object_store` ([`cloud`] builds the stores).
+//! - [`configured`]: which of them the configuration names.
 
 pub mod cloud;
+pub mod configured;
 pub mod local;
 pub mod object;
 pub mod supabase;
