@@ -89,6 +89,8 @@ pub(super) struct Instance {
     pub browser: Browser,
     /// The User-Agent its pages send (without the `Headless` mark).
     pub user_agent: String,
+    /// Its product and version, as `Browser.getVersion` says (`HeadlessChrome/120.0...`).
+    pub product: String,
     /// The process id (and process group id) of the browser process.
     pub pid: u32,
     /// The profile folder.
@@ -221,6 +223,7 @@ pub(super) async fn launch(exe: &Path, timeout: Duration) -> Result<Instance, Br
     let mut instance = Instance {
         browser,
         user_agent: String::new(),
+        product: String::new(),
         pid,
         profile: profile_path,
         dead,
@@ -233,6 +236,7 @@ pub(super) async fn launch(exe: &Path, timeout: Duration) -> Result<Instance, Br
         .map_err(|_| launch_error("no answer to Browser.getVersion".into()))?
         .map_err(|e| launch_error(format!("Browser.getVersion: {e}")))?;
     instance.user_agent = headful_user_agent(&version.user_agent);
+    instance.product = version.product;
     Ok(instance)
 }
 
