@@ -36,10 +36,10 @@ use crate::error::{ErrorClass, JobError};
 use crate::stage::VideoUpdate;
 use crate::stage::{JobContext, MediaPart, MediaSource, StageJob};
 use aweme::ParseError;
-pub use probe::{Probe, ProbeOutcome, StrategyProbe};
 use client::{ClientOptions, DouyinClient, Session};
 use link::{Link, PostKind, UnsupportedLink};
 use media::{Choice, ChoiceError, ImagePolicy};
+pub use probe::{Probe, ProbeOutcome, StrategyProbe};
 use strategy::{Context, Strategy, StrategyError, Target};
 
 /// How extraction behaves.

@@ -131,7 +131,8 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
 pub(super) fn storage_backend(
     config: &Config,
 ) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, CliError> {
-    crate::storage::configured::backend(&config.storage, config.supabase.as_ref()).map_err(usage_msg)
+    crate::storage::configured::backend(&config.storage, config.supabase.as_ref())
+        .map_err(usage_msg)
 }
 
 /// The storage stage over `backend`; a bad `OBJECT_KEY_TEMPLATE` is a usage error.

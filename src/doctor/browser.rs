@@ -11,7 +11,12 @@ use crate::config::Config;
 const NAME: &str = "browser";
 
 /// The browser's check; `aweme_id` is the video's id when Douyin's check learnt it.
-pub async fn check(config: &Config, aweme_id: Option<&str>, video: &str, budget: Duration) -> Check {
+pub async fn check(
+    config: &Config,
+    aweme_id: Option<&str>,
+    video: &str,
+    budget: Duration,
+) -> Check {
     if !config.browser.enabled {
         return Check::new(NAME, 0, Outcome::skip("BROWSER_ENABLED=false"));
     }
@@ -23,7 +28,10 @@ async fn run(config: &Config, _: Option<&str>, _: &str, _: Duration) -> Check {
     Check::new(
         NAME,
         0,
-        missing(config, "this build has no browser strategy (the `browser` feature is off)"),
+        missing(
+            config,
+            "this build has no browser strategy (the `browser` feature is off)",
+        ),
     )
 }
 
@@ -46,23 +54,28 @@ async fn run(config: &Config, aweme_id: Option<&str>, video: &str, budget: Durat
     use crate::extract::browser::BrowserPool;
     use crate::extract::strategy::Target;
 
-    let opts = crate::extract::ExtractOptions::new(&config.extract, &config.browser, &config.net, 1);
+    let opts =
+        crate::extract::ExtractOptions::new(&config.extract, &config.browser, &config.net, 1);
     let pool = BrowserPool::new(opts.browser, opts.client);
     let exe = match pool.find_executable() {
         Ok(exe) => exe,
         Err(why) => return Check::new(NAME, 0, missing(config, &why)),
     };
-    let aweme_id = aweme_id.map(str::to_string).or_else(|| {
-        match crate::extract::link::parse(video) {
-            Ok(crate::extract::link::Link::Id { aweme_id, .. }) => Some(aweme_id),
-            _ => None,
-        }
-    });
+    let aweme_id =
+        aweme_id
+            .map(str::to_string)
+            .or_else(|| match crate::extract::link::parse(video) {
+                Ok(crate::extract::link::Link::Id { aweme_id, .. }) => Some(aweme_id),
+                _ => None,
+            });
     let Some(aweme_id) = aweme_id else {
         return Check::new(
             NAME,
             0,
-            Outcome::skip(format!("{} found; the video's id is unknown, so nothing to extract", exe.display())),
+            Outcome::skip(format!(
+                "{} found; the video's id is unknown, so nothing to extract",
+                exe.display()
+            )),
         );
     };
     let target = Target {
@@ -82,7 +95,11 @@ async fn run(config: &Config, aweme_id: Option<&str>, video: &str, budget: Durat
         match result {
             Ok(answer) => Outcome::pass(format!(
                 "{shown}: launched, found {} through it",
-                answer.record.aweme_id.as_deref().unwrap_or(&target.aweme_id)
+                answer
+                    .record
+                    .aweme_id
+                    .as_deref()
+                    .unwrap_or(&target.aweme_id)
             )),
             Err(e @ crate::extract::browser::BrowserError::Launch(_)) => Outcome::fail_if(
                 required,

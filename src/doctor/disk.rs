@@ -25,7 +25,10 @@ pub fn checks(worker: &WorkerSettings) -> Vec<Check> {
     } else {
         Outcome::skip("the temp folder cannot be used")
     };
-    vec![writable, Check::new("free space", started.elapsed().as_millis() as u64, free)]
+    vec![
+        writable,
+        Check::new("free space", started.elapsed().as_millis() as u64, free),
+    ]
 }
 
 fn writable(worker: &WorkerSettings) -> Outcome {
@@ -47,16 +50,21 @@ fn writable(worker: &WorkerSettings) -> Outcome {
         Err(e) if crate::disk::is_full(&e) => {
             Outcome::fail(format!("TEMP_DIR={shown}: the disk is full ({e})"), advice)
         }
-        Err(e) => Outcome::fail(format!("TEMP_DIR={shown}: cannot write in it ({e})"), advice),
+        Err(e) => Outcome::fail(
+            format!("TEMP_DIR={shown}: cannot write in it ({e})"),
+            advice,
+        ),
     }
 }
 
 fn free_space(worker: &WorkerSettings) -> Outcome {
     let min = worker.min_free_disk;
     match crate::disk::free_bytes(&worker.temp_dir) {
-        Ok(free) if free >= min => {
-            Outcome::pass(format!("{} free, MIN_FREE_DISK={}", bytes(free), bytes(min)))
-        }
+        Ok(free) if free >= min => Outcome::pass(format!(
+            "{} free, MIN_FREE_DISK={}",
+            bytes(free),
+            bytes(min)
+        )),
         Ok(free) => Outcome::fail(
             format!(
                 "{} free, below MIN_FREE_DISK={}: `run` would claim no job",

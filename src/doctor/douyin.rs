@@ -38,7 +38,7 @@ pub async fn checks(config: &Config, video: &str, budget: Duration) -> DouyinChe
             .await
             .map_err(|_| {
                 Outcome::fail(
-                    format!("no answer within {} s", budget.as_secs()),
+                    format!("no answer within {budget:?}"),
                     "Douyin hangs: check the network and proxy (HTTPS_PROXY)",
                 )
             }),
@@ -72,12 +72,18 @@ fn unresolved(video: &str, e: &ExtractError) -> Outcome {
             format!("--video {video}: {e}"),
             "pass a Douyin link, share text or aweme id",
         ),
-        _ => Outcome::fail(e.to_string(), "cannot reach Douyin: check the network and proxy"),
+        _ => Outcome::fail(
+            e.to_string(),
+            "cannot reach Douyin: check the network and proxy",
+        ),
     }
 }
 
 fn strategy_checks(probe: &Probe) -> Vec<Check> {
-    let found = probe.strategies.iter().any(|s| s.outcome == ProbeOutcome::Found);
+    let found = probe
+        .strategies
+        .iter()
+        .any(|s| s.outcome == ProbeOutcome::Found);
     let gone = probe
         .strategies
         .iter()
@@ -112,10 +118,16 @@ fn strategy_checks(probe: &Probe) -> Vec<Check> {
 
 fn advice(s: &StrategyProbe) -> &'static str {
     match s.label {
-        "captcha" => "Douyin answers this machine with a captcha: set DOUYIN_COOKIE from a \
-                      logged-in browser",
+        "captcha" => {
+            "Douyin answers this machine with a captcha: set DOUYIN_COOKIE from a \
+                      logged-in browser"
+        }
         "network" => "cannot reach Douyin: check the network, DNS and proxy (HTTPS_PROXY)",
         "http_status" => "Douyin refused the request: try again later, or set DOUYIN_COOKIE",
+        "no_record" => {
+            "this page or API had no record for the video (the share page's usual \
+                        answer since August 2026); the other strategies stand in while one finds it"
+        }
         _ => "may pass: try again later; if it stays, set DOUYIN_COOKIE",
     }
 }
@@ -123,7 +135,13 @@ fn advice(s: &StrategyProbe) -> &'static str {
 /// The first bytes of the chosen file, from the CDN.
 async fn cdn(config: &Config, probe: &Probe, budget: Duration) -> Check {
     let extraction: &Extraction = match &probe.extraction {
-        None => return Check::new("douyin CDN", 0, Outcome::skip("no strategy found the video")),
+        None => {
+            return Check::new(
+                "douyin CDN",
+                0,
+                Outcome::skip("no strategy found the video"),
+            );
+        }
         Some(Err(e)) => {
             return Check::new("douyin CDN", 0, Outcome::warn(e.to_string(), ANOTHER_VIDEO));
         }
@@ -147,7 +165,11 @@ async fn cdn(config: &Config, probe: &Probe, budget: Duration) -> Check {
                     first.total.map_or("?".to_string(), |t| t.to_string()),
                     first.mirror,
                     first.status,
-                    if first.looks_like_mp4() { "an MP4" } else { "a picture" }
+                    if first.looks_like_mp4() {
+                        "an MP4"
+                    } else {
+                        "a picture"
+                    }
                 ))
             }
             Ok(first) => Outcome::fail(

@@ -41,9 +41,11 @@ pub async fn check(config: &Config, budget: Duration) -> Check {
                  reach the queue",
             ),
         ),
-        QueueBackend::Sqlite { .. } => {
-            Check::new(NAME, 0, Outcome::skip("the embedded queue has no public key"))
-        }
+        QueueBackend::Sqlite { .. } => Check::new(
+            NAME,
+            0,
+            Outcome::skip("the embedded queue has no public key"),
+        ),
     }
 }
 
@@ -59,7 +61,10 @@ async fn over_rest(url: &url::Url, anon: &Secret, config: &Config) -> Outcome {
         limit: 1,
     };
     let calls = [
-        ("claim_download_jobs", q.claim(worker, 0, config.worker.lease).await.map(drop)),
+        (
+            "claim_download_jobs",
+            q.claim(worker, 0, config.worker.lease).await.map(drop),
+        ),
         ("list_download_jobs", q.jobs(&filter).await.map(drop)),
         ("get_worker_stats", q.stats().await.map(drop)),
     ];
@@ -76,7 +81,10 @@ async fn over_rest(url: &url::Url, anon: &Secret, config: &Config) -> Outcome {
             }
         }
     }
-    verdict(&allowed, "claim_download_jobs, list_download_jobs and get_worker_stats")
+    verdict(
+        &allowed,
+        "claim_download_jobs, list_download_jobs and get_worker_stats",
+    )
 }
 
 /// The calls run as the `anon` role over `DATABASE_URL`, in a transaction rolled back.
@@ -99,14 +107,24 @@ async fn as_anon_role(url: &Secret, worker_id: &str) -> Outcome {
             return Ok(None);
         }
         let probes = [
-            ("claim_download_jobs", "select * from public.claim_download_jobs($1, 0)"),
-            ("download_jobs", "select 1 from public.download_jobs limit 1"),
+            (
+                "claim_download_jobs",
+                "select * from public.claim_download_jobs($1, 0)",
+            ),
+            (
+                "download_jobs",
+                "select 1 from public.download_jobs limit 1",
+            ),
         ];
         let mut allowed = Vec::new();
         for (what, sql) in probes {
             tx.execute("savepoint probe").await?;
             let query = sqlx::query(sql);
-            let query = if sql.contains("$1") { query.bind(worker_id) } else { query };
+            let query = if sql.contains("$1") {
+                query.bind(worker_id)
+            } else {
+                query
+            };
             match query.fetch_all(&mut *tx).await {
                 Ok(_) => allowed.push(what),
                 Err(e) if is_denied(&e) => {}

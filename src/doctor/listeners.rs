@@ -33,7 +33,11 @@ pub async fn checks(http: &HttpSettings) -> Vec<Check> {
                 "is another worker running on this machine? give each process its own port",
             ),
         };
-        checks.push(Check::new(name, started.elapsed().as_millis() as u64, outcome));
+        checks.push(Check::new(
+            name,
+            started.elapsed().as_millis() as u64,
+            outcome,
+        ));
     }
     checks
 }

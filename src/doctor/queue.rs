@@ -11,18 +11,19 @@ use crate::queue::{self, Queue, QueueError};
 /// The queue's checks: `queue` (reachable, schema) and `queue functions`.
 pub async fn checks(config: &Config, budget: Duration) -> Vec<Check> {
     let started = Instant::now();
-    let opened = tokio::time::timeout(
-        budget,
-        queue::open(&config.queue, config.supabase.as_ref()),
-    )
-    .await;
+    let opened =
+        tokio::time::timeout(budget, queue::open(&config.queue, config.supabase.as_ref())).await;
     let ms = started.elapsed().as_millis() as u64;
     let queue = match opened {
         Ok(Ok(queue)) => queue,
         Ok(Err(e)) => {
             return vec![
                 Check::new("queue", ms, failure(&e)),
-                Check::new("queue functions", 0, Outcome::skip("the queue cannot be used")),
+                Check::new(
+                    "queue functions",
+                    0,
+                    Outcome::skip("the queue cannot be used"),
+                ),
             ];
         }
         Err(_) => {
@@ -31,11 +32,15 @@ pub async fn checks(config: &Config, budget: Duration) -> Vec<Check> {
                     "queue",
                     ms,
                     Outcome::fail(
-                        format!("no answer within {} s", budget.as_secs()),
+                        format!("no answer within {budget:?}"),
                         "is the database up and reachable from this machine?",
                     ),
                 ),
-                Check::new("queue functions", 0, Outcome::skip("the queue cannot be used")),
+                Check::new(
+                    "queue functions",
+                    0,
+                    Outcome::skip("the queue cannot be used"),
+                ),
             ];
         }
     };

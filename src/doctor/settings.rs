@@ -35,7 +35,10 @@ fn outcome(config: &Config) -> Outcome {
     {
         Ok(store) => store,
         Err(why) => {
-            return Outcome::fail(why, "fix the storage setting named (see the README's Storage)");
+            return Outcome::fail(
+                why,
+                "fix the storage setting named (see the README's Storage)",
+            );
         }
     };
     let queue = match &config.queue.backend {
@@ -47,7 +50,11 @@ fn outcome(config: &Config) -> Outcome {
         ),
         QueueBackend::Supabase => format!(
             "Supabase only: queue over the REST API of {}",
-            config.supabase.as_ref().map(|s| s.url.as_str()).unwrap_or("?")
+            config
+                .supabase
+                .as_ref()
+                .map(|s| s.url.as_str())
+                .unwrap_or("?")
         ),
     };
     let where_ = match (&config.storage.url, store.provider()) {

@@ -23,11 +23,22 @@ pub async fn checks(config: &Config, budget: Duration) -> Vec<Check> {
     let store = match crate::storage::configured::backend(&config.storage, config.supabase.as_ref())
     {
         Ok(store) => store,
-        Err(why) => return vec![Check::new("storage bucket", 0, Outcome::fail(why, CREDENTIALS))],
+        Err(why) => {
+            return vec![Check::new(
+                "storage bucket",
+                0,
+                Outcome::fail(why, CREDENTIALS),
+            )];
+        }
     };
-    let bucket = super::report::timed("storage bucket", budget, bucket(store.as_ref(), config)).await;
+    let bucket =
+        super::report::timed("storage bucket", budget, bucket(store.as_ref(), config)).await;
     let round_trip = if bucket.status == super::Status::Fail {
-        Check::new("storage round trip", 0, Outcome::skip("the bucket cannot be used"))
+        Check::new(
+            "storage round trip",
+            0,
+            Outcome::skip("the bucket cannot be used"),
+        )
     } else {
         round_trip(store, config, budget).await
     };
@@ -62,7 +73,7 @@ async fn round_trip(store: Arc<dyn ObjectBackend>, config: &Config, budget: Dura
     let deleted = tokio::time::timeout(DELETE_TIMEOUT, store.delete(&key)).await;
     let outcome = match (steps, deleted) {
         (Err(_), _) => Outcome::fail(
-            format!("no answer within {} s", budget.as_secs()),
+            format!("no answer within {budget:?}"),
             "the store hangs: check that it is reachable from this machine",
         ),
         (Ok(Err(outcome)), _) => outcome,
@@ -72,7 +83,11 @@ async fn round_trip(store: Arc<dyn ObjectBackend>, config: &Config, budget: Dura
         ),
         (Ok(Ok(done)), Ok(Ok(_))) => Outcome::pass(format!("{key}: {done}, deleted")),
     };
-    Check::new("storage round trip", started.elapsed().as_millis() as u64, outcome)
+    Check::new(
+        "storage round trip",
+        started.elapsed().as_millis() as u64,
+        outcome,
+    )
 }
 
 /// Written, read back and compared, signed: what was done, or the failure.
@@ -82,9 +97,14 @@ async fn steps(
     key: &str,
     payload: &[u8],
 ) -> Result<String, Outcome> {
-    let failed = |what: &str, e: StorageError| Outcome::fail(format!("{what} {key}: {e}"), CREDENTIALS);
-    let file = temp_file(config, payload)
-        .map_err(|e| Outcome::fail(format!("the test object's file: {e}"), "see the temp folder's check"))?;
+    let failed =
+        |what: &str, e: StorageError| Outcome::fail(format!("{what} {key}: {e}"), CREDENTIALS);
+    let file = temp_file(config, payload).map_err(|e| {
+        Outcome::fail(
+            format!("the test object's file: {e}"),
+            "see the temp folder's check",
+        )
+    })?;
     let spec = &config.storage.bucket_spec;
     let content_type = spec
         .allowed_mime_types
@@ -108,7 +128,11 @@ async fn steps(
     let read = read_back(store, key).await.map_err(|e| failed("read", e))?;
     if read != payload {
         return Err(Outcome::fail(
-            format!("read {key}: {} bytes came back, not the {} written", read.len(), payload.len()),
+            format!(
+                "read {key}: {} bytes came back, not the {} written",
+                read.len(),
+                payload.len()
+            ),
             "the store does not give back what it was given: see its log",
         ));
     }
@@ -129,7 +153,8 @@ async fn steps(
             }
         },
         Err(e) if e.code == "no-signed-urls" => {
-            "written, read back (this store signs no URL: the download API serves files itself)".to_string()
+            "written, read back (this store signs no URL: the download API serves files itself)"
+                .to_string()
         }
         Err(e) => return Err(failed("sign", e)),
     };
@@ -150,7 +175,10 @@ fn temp_file(config: &Config, payload: &[u8]) -> std::io::Result<tempfile::Named
 
 async fn read_back(store: &dyn ObjectBackend, key: &str) -> Result<Vec<u8>, StorageError> {
     let Some(mut stream) = store.open(key).await? else {
-        return Err(StorageError::permanent("missing", "not found right after it was written"));
+        return Err(StorageError::permanent(
+            "missing",
+            "not found right after it was written",
+        ));
     };
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.body.next().await {
@@ -166,7 +194,14 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| format!("cannot fetch it ({})", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| "request failed".into())))?;
+        .map_err(|e| {
+            format!(
+                "cannot fetch it ({})",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "request failed".into())
+            )
+        })?;
     if !response.status().is_success() {
         return Err(format!("answered HTTP {}", response.status().as_u16()));
     }

@@ -43,7 +43,9 @@ impl HttpDownloader {
             };
             let status = response.status();
             let total = match status {
-                StatusCode::PARTIAL_CONTENT => content_range(response.headers()).and_then(|(_, t)| t),
+                StatusCode::PARTIAL_CONTENT => {
+                    content_range(response.headers()).and_then(|(_, t)| t)
+                }
                 StatusCode::OK => response.content_length(),
                 s => {
                     ends.push(format!("mirror {}: HTTP {}", i + 1, s.as_u16()));

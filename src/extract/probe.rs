@@ -83,7 +83,11 @@ impl DouyinExtractor {
                 ms: t.elapsed().as_millis() as u64,
                 outcome: ProbeOutcome::of(&result),
                 label: strategy_result_label(&result),
-                reason: result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+                reason: result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
             });
             if let (Ok(record), None) = (&result, &extraction) {
                 let (cookie, user_agent) = cx.take_identity();

@@ -27,6 +27,9 @@ pub fn backend(
             project.key.clone(),
             &storage.bucket,
         )?),
-        None => Arc::new(super::local::LocalFolder::new(&storage.dir, &storage.bucket)),
+        None => Arc::new(super::local::LocalFolder::new(
+            &storage.dir,
+            &storage.bucket,
+        )),
     })
 }

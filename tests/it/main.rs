@@ -14,6 +14,7 @@ mod cli;
 mod cloud_stores;
 mod db_health;
 mod disk;
+mod doctor;
 mod download;
 mod extract;
 mod fuzz;

@@ -271,7 +271,10 @@ async fn the_binary_runs_in_supabase_mode_and_refuses_keys_that_are_not_service_
 
 /// One SUPABASE_URL for two emulators: `/rest/...` to the PostgREST emulator, `/storage/...`
 /// to the Storage emulator, as Supabase's gateway routes them.
-async fn gateway(rest: String, storage: String) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn gateway(
+    rest: String,
+    storage: String,
+) -> (String, tokio::task::JoinHandle<()>) {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::response::Response;

@@ -228,7 +228,11 @@ impl BrowserPool {
     /// The product and version of the current browser (`HeadlessChrome/120.0...`), if one
     /// runs.
     pub async fn version(&self) -> Option<String> {
-        self.current.lock().await.as_ref().map(|i| i.product.clone())
+        self.current
+            .lock()
+            .await
+            .as_ref()
+            .map(|i| i.product.clone())
     }
 
     /// The executable the pool would launch, or why there is none (`CHROMIUM_PATH` names no

@@ -1,0 +1,453 @@
+//! `douyin-worker doctor` through the binary, against the loopback Douyin server, in each
+//! mode: embedded (SQLite and a local folder), PostgreSQL with an S3 store (s3s-fs), and
+//! Supabase only (the PostgREST and Storage emulators behind one gateway). All green; Douyin
+//! down; a wrong storage key; a temp folder with too little room; no browser, allowed and
+//! asked for; a listener's port in use; the anon key allowed what it must not; a bad setting.
+//! Every run's output is checked for the secrets it was given.
+
+use std::collections::HashMap;
+use std::process::Output;
+
+use douyin_worker::doctor::DEFAULT_VIDEO;
+use douyin_worker::storage::ObjectBackend;
+use fakes::douyin::{Behaviour, DouyinServer, video_post};
+use fakes::servers::{S3_ACCESS, S3_SECRET, S3Server, free_port};
+
+use crate::cli::worker;
+
+/// What one `doctor --json` run said.
+struct Run {
+    code: Option<i32>,
+    json: serde_json::Value,
+    /// Standard output and error together.
+    all: String,
+}
+
+impl Run {
+    /// Each check's status by name.
+    fn statuses(&self) -> HashMap<String, String> {
+        self.json["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks: {}", self.all))
+            .iter()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap().to_string();
+                (name, c["status"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.statuses()
+            .remove(name)
+            .unwrap_or_else(|| panic!("no check {name}: {}", self.all))
+    }
+
+    fn check(&self, name: &str) -> &serde_json::Value {
+        self.json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {}", self.all))
+    }
+
+    /// Panics when any of `secrets` appears in the output.
+    fn assert_no_secret(&self, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(!self.all.contains(secret), "{secret} leaked: {}", self.all);
+        }
+    }
+}
+
+fn parse(o: Output) -> Run {
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let all = format!("{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {all}"));
+    Run {
+        code: o.status.code(),
+        json,
+        all,
+    }
+}
+
+/// `doctor --json` with `env` (and `extra` arguments), off the async runtime.
+async fn doctor(env: Vec<(String, String)>, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "doctor".to_string(),
+        "--json".into(),
+        "--timeout".into(),
+        "30".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        parse(worker(&args, &env))
+    })
+    .await
+    .unwrap()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The Douyin server with the default video, as Douyin answers since August 2026 (no record
+/// in the share page; the item-info API answers).
+async fn douyin() -> DouyinServer {
+    DouyinServer::start(vec![video_post(DEFAULT_VIDEO, Behaviour::NewSharePage)]).await
+}
+
+/// The embedded default in `data`, Douyin at `upstream`, the browser off unless asked.
+fn embedded(data: &tempfile::TempDir, upstream: &str) -> Vec<(String, String)> {
+    let dir = data.path().to_str().unwrap();
+    env(&[
+        ("DATA_DIR", dir),
+        ("TEMP_DIR", &format!("{dir}/tmp")),
+        ("DOUYIN_UPSTREAM", upstream),
+        ("BROWSER_ENABLED", "false"),
+    ])
+}
+
+fn chromium_installed() -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| {
+        ["chromium", "chromium-browser", "google-chrome"]
+            .iter()
+            .any(|n| d.join(n).is_file())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_all_green_each_check_reported_and_nothing_left_in_the_store() {
+    let server = douyin().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = embedded(&data, &server.url);
+    vars.retain(|(k, _)| k != "BROWSER_ENABLED");
+    let port = free_port().to_string();
+    vars.push(("HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
+    let run = doctor(vars.clone(), &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(run.json["ok"], true);
+    assert_eq!(run.json["mode"], "embedded");
+    for name in [
+        "configuration",
+        "queue",
+        "queue functions",
+        "storage bucket",
+        "storage round trip",
+        "temp folder",
+        "free space",
+        "douyin h5_iteminfo",
+        "douyin CDN",
+        "listener HTTP_ADDR",
+    ] {
+        assert_eq!(run.status(name), "pass", "{name}: {}", run.all);
+    }
+    assert_eq!(run.status("anon key"), "skip");
+    assert_eq!(run.status("listener API_ADDR"), "skip");
+    // The share page carries no record any more: a warning, as another strategy answers.
+    assert_eq!(run.status("douyin share_page"), "warn", "{}", run.all);
+    assert!(
+        run.check("douyin CDN")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("an MP4")
+    );
+    assert!(
+        run.check("configuration")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("embedded: SQLite")
+    );
+    if chromium_installed() {
+        assert_eq!(run.status("browser"), "pass", "{}", run.all);
+        let detail = run.check("browser")["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("found {DEFAULT_VIDEO} through it")),
+            "{detail}"
+        );
+    }
+    for c in run.json["checks"].as_array().unwrap() {
+        assert!(c["ms"].is_u64(), "{c}");
+    }
+    // The test object is gone, and so is its folder.
+    let videos = data.path().join("videos");
+    assert!(!videos.join(".doctor").exists(), "left behind");
+    assert_eq!(std::fs::read_dir(&videos).unwrap().count(), 0);
+
+    // The text form: a mark per check, a summary.
+    vars.push(("BROWSER_ENABLED".into(), "false".into()));
+    let text = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        worker(&["doctor"], &env)
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.status.code(), Some(0), "{out}");
+    assert!(out.starts_with("✓ configuration "), "{out}");
+    assert!(out.contains("\n- browser "), "{out}");
+    assert!(out.ends_with("\nready to run (embedded mode)\n"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn douyin_down_fails_each_strategy_with_the_reason_and_exits_1() {
+    let data = tempfile::tempdir().unwrap();
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let run = doctor(embedded(&data, &nobody), &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert_eq!(run.json["ok"], false);
+    for strategy in ["share_page", "h5_iteminfo", "slidesinfo"] {
+        let c = run.check(&format!("douyin {strategy}"));
+        assert_eq!(c["status"], "fail", "{c}");
+        assert!(
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("transient (network)"),
+            "{c}"
+        );
+        assert!(
+            c["advice"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach Douyin"),
+            "{c}"
+        );
+    }
+    assert_eq!(run.status("douyin CDN"), "skip");
+    // The rest still works and says so.
+    assert_eq!(run.status("queue"), "pass");
+    assert_eq!(run.status("storage round trip"), "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_little_room_in_the_temp_folder_fails_the_free_space_check() {
+    let server = douyin().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = embedded(&data, &server.url);
+    vars.push(("MIN_FREE_DISK".into(), "1000T".into()));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let c = run.check("free space");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("below MIN_FREE_DISK=1000.0 TiB"),
+        "{c}"
+    );
+    assert_eq!(run.status("temp folder"), "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_browser_is_skipped_unless_the_configuration_asks_for_it() {
+    let server = douyin().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = embedded(&data, &server.url);
+    vars.retain(|(k, _)| k != "BROWSER_ENABLED");
+    vars.push(("CHROMIUM_PATH".into(), "/nonexistent/chromium".into()));
+    let run = doctor(vars.clone(), &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    let c = run.check("browser");
+    assert_eq!(c["status"], "skip", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CHROMIUM_PATH=/nonexistent/chromium"),
+        "{c}"
+    );
+
+    vars.push(("BROWSER_ENABLED".into(), "true".into()));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let c = run.check("browser");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["advice"].as_str().unwrap().contains("CHROMIUM_PATH"),
+        "{c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_port_in_use_fails_with_advice() {
+    let server = douyin().await;
+    let data = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut vars = embedded(&data, &server.url);
+    vars.push(("HTTP_ADDR".into(), addr.clone()));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let c = run.check("listener HTTP_ADDR");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("HTTP_ADDR={addr}: cannot listen")),
+        "{c}"
+    );
+    assert!(
+        c["advice"].as_str().unwrap().contains("another worker"),
+        "{c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_setting_is_the_configuration_check_failing_with_exit_2() {
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = embedded(&data, "http://127.0.0.1:9");
+    vars.push(("MAX_CONCURRENT".into(), "abc".into()));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(2), "{}", run.all);
+    let c = run.check("configuration");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("MAX_CONCURRENT=abc: expected a whole number"),
+        "{c}"
+    );
+}
+
+/// PostgreSQL with an S3 store: a password in `DATABASE_URL` the server ignores (trust
+/// authentication), so it can be looked for in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_s3_all_green_then_a_wrong_storage_key_fails_without_showing_it() {
+    const DB_SECRET: &str = "doctor-db-password-5150";
+    const WRONG: &str = "wrong-secret-key-of-doctor-test";
+    let server = douyin().await;
+    let db = fakes::pg::fresh_pg().await;
+    let s3 = S3Server::start("videos");
+    let data = tempfile::tempdir().unwrap();
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}password={DB_SECRET}", db.url);
+    let mut vars = embedded(&data, &server.url);
+    vars.extend(env(&[
+        ("DATABASE_URL", &url),
+        ("STORAGE_URL", "s3://videos"),
+        ("AWS_ENDPOINT", &s3.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+    ]));
+    let run = doctor(vars.clone(), &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(run.json["mode"], "postgres");
+    assert_eq!(run.status("queue"), "pass");
+    assert_eq!(run.status("queue functions"), "pass");
+    // The test cluster has Supabase's roles: the anon role is refused the worker's calls.
+    assert_eq!(run.status("anon key"), "pass", "{}", run.all);
+    let trip = run.check("storage round trip");
+    assert_eq!(trip["status"], "pass", "{trip}");
+    assert!(
+        trip["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signed URL serves it"),
+        "{trip}"
+    );
+    run.assert_no_secret(&[DB_SECRET, S3_SECRET]);
+    let left = ObjectBackend::list(&s3.store("videos", S3_SECRET), "")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the test object was deleted: {left:?}");
+
+    for (k, v) in vars.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = WRONG.into();
+        }
+    }
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let bucket = run.check("storage bucket");
+    assert_eq!(bucket["status"], "fail", "{bucket}");
+    assert!(
+        bucket["advice"].as_str().unwrap().contains("credentials"),
+        "{bucket}"
+    );
+    assert_eq!(run.status("storage round trip"), "skip");
+    assert_eq!(run.status("queue"), "pass");
+    run.assert_no_secret(&[DB_SECRET, WRONG, S3_SECRET]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_only_all_green_then_an_anon_key_allowed_to_claim_fails() {
+    use fakes::postgrest::{PUBLISHABLE_KEY, PostgrestEmulator, SECRET_KEY};
+    let server = douyin().await;
+    let db = fakes::pg::fresh_pg().await;
+    let rest = PostgrestEmulator::start(db.pool.clone()).await;
+    let storage = fakes::storage_api::StorageApi::start_with_key(SECRET_KEY).await;
+    let (url, proxy) = crate::supabase::gateway(rest.url.clone(), storage.url.clone()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = embedded(&data, &server.url);
+    vars.extend(env(&[
+        ("SUPABASE_URL", &url),
+        ("SUPABASE_SERVICE_ROLE_KEY", SECRET_KEY),
+        ("SUPABASE_ANON_KEY", PUBLISHABLE_KEY),
+    ]));
+    let run = doctor(vars.clone(), &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(run.json["mode"], "supabase");
+    for name in [
+        "queue",
+        "queue functions",
+        "anon key",
+        "storage bucket",
+        "storage round trip",
+    ] {
+        assert_eq!(run.status(name), "pass", "{name}: {}", run.all);
+    }
+    assert!(
+        run.check("storage round trip")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signed URL serves it"),
+        "{}",
+        run.all
+    );
+    run.assert_no_secret(&[SECRET_KEY, PUBLISHABLE_KEY]);
+    assert_eq!(
+        storage.object_count("videos"),
+        0,
+        "the test object was deleted"
+    );
+
+    // A grant added by hand since the migrations: the public key may claim jobs.
+    sqlx::query(
+        "grant execute on function public.claim_download_jobs(text, integer, integer) to anon",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let c = run.check("anon key");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("claim_download_jobs"),
+        "{c}"
+    );
+    assert!(
+        c["advice"]
+            .as_str()
+            .unwrap()
+            .contains("douyin-worker migrate"),
+        "{c}"
+    );
+    run.assert_no_secret(&[SECRET_KEY, PUBLISHABLE_KEY]);
+    proxy.abort();
+}
