@@ -6,7 +6,8 @@
 //! - [`media`]: which file to download: candidates, ranking, expiry of CDN URLs, metadata.
 //! - [`reflow`]: the encrypted `reflow_id` the H5 item-info API wants.
 //! - [`client`]: HTTP sessions with Douyin's cookies; [`strategy`]: the chain of strategies.
-//! - `probe`: each strategy on its own, for `doctor` ([`DouyinExtractor::probe`]).
+//! - `probe`: each strategy on its own, for `doctor` ([`DouyinExtractor::probe`]);
+//!   `record`: what a record found gives (status checked, file chosen, metadata).
 //! - `browser` (feature `browser`, on by default): the last strategy, a shared headless
 //!   Chromium driven over CDP.
 //!
@@ -20,6 +21,7 @@ pub mod drift;
 pub mod link;
 pub mod media;
 mod probe;
+mod record;
 pub mod reflow;
 mod stage;
 pub mod strategy;
@@ -444,43 +446,6 @@ impl DouyinExtractor {
         found.resolve_ms = resolve_ms;
         found.total_ms = started.elapsed().as_millis() as u64;
         Ok(found)
-    }
-
-    /// What a record found by `strategy` gives: its status checked (a post Douyin marks
-    /// unavailable is an error), the file chosen, the metadata; with the Cookie header and
-    /// User-Agent the downloader must send. Attempts and timings are left for the caller.
-    fn finish(
-        &self,
-        target: &Target,
-        strategy: &'static str,
-        record: &aweme::Aweme,
-        cookie: Option<String>,
-        user_agent: Option<String>,
-    ) -> Result<Extraction, ExtractError> {
-        aweme::check_status(record).map_err(|e| match e {
-            ParseError::Unavailable { reason } => ExtractError::Unavailable(reason),
-            other => ExtractError::Unavailable(other.to_string()),
-        })?;
-        let choice = media::choose(record, self.opts.images, self.opts.prefer_h264)?;
-        let chosen = match &choice {
-            Choice::Video { best, .. } => Some(best),
-            Choice::Images { .. } => None,
-        };
-        let metadata = media::metadata(record, chosen);
-        Ok(Extraction {
-            aweme_id: target.aweme_id.clone(),
-            link_kind: target.kind,
-            title: record.desc.clone().filter(|d| !d.trim().is_empty()),
-            strategy,
-            cover_url: media::cover_url(record),
-            choice,
-            metadata,
-            attempts: Vec::new(),
-            resolve_ms: 0,
-            total_ms: 0,
-            cookie,
-            user_agent,
-        })
     }
 
     /// The aweme id of `input`, resolving a short link with one GET.
