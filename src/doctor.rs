@@ -59,7 +59,12 @@ pub async fn run(config: &Config, opts: &DoctorOptions) -> Report {
         return report;
     }
     report.extend(queue::checks(config, budget).await);
-    report.extend([grants::check(config, budget).await]);
+    let grants = if report.failed("queue") {
+        Check::new(grants::NAME, 0, Outcome::skip("the queue cannot be used"))
+    } else {
+        grants::check(config, budget).await
+    };
+    report.extend([grants]);
     report.extend(storage::checks(config, budget).await);
     report.extend(disk::checks(&config.worker));
     let douyin = douyin::checks(config, &opts.video, budget).await;

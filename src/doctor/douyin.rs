@@ -33,12 +33,14 @@ pub async fn checks(config: &Config, video: &str, budget: Duration) -> DouyinChe
     let mut opts = ExtractOptions::new(&config.extract, &config.browser, &config.net, 1);
     // The browser has a check of its own.
     opts.browser.enabled = false;
+    // Each strategy has the budget; the whole, a margin for the short link and the rest.
+    let whole = budget * 4;
     let probed = match DouyinExtractor::new(opts) {
-        Ok(extractor) => tokio::time::timeout(budget, extractor.probe(video))
+        Ok(extractor) => tokio::time::timeout(whole, extractor.probe(video, budget))
             .await
             .map_err(|_| {
                 Outcome::fail(
-                    format!("no answer within {budget:?}"),
+                    format!("no answer within {whole:?}"),
                     "Douyin hangs: check the network and proxy (HTTPS_PROXY)",
                 )
             }),

@@ -16,7 +16,8 @@ use crate::config::{Config, QueueBackend, Secret};
 use crate::queue::rest::RestQueue;
 use crate::queue::{JobFilter, JobQueue, QueueAdmin, QueueError};
 
-const NAME: &str = "anon key";
+/// The check's name.
+pub const NAME: &str = "anon key";
 
 /// What to do when the anon key may do what it must not.
 const OPEN: &str = "anyone holding the app's public key can change the queue: run `douyin-worker \
@@ -97,6 +98,7 @@ async fn as_anon_role(url: &Secret, worker_id: &str) -> Outcome {
         let mut conn = sqlx::postgres::PgConnection::connect_with(&options).await?;
         let roles: bool =
             sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = 'anon')")
+                .persistent(false)
                 .fetch_one(&mut conn)
                 .await?;
         if !roles {
@@ -119,7 +121,8 @@ async fn as_anon_role(url: &Secret, worker_id: &str) -> Outcome {
         let mut allowed = Vec::new();
         for (what, sql) in probes {
             tx.execute("savepoint probe").await?;
-            let query = sqlx::query(sql);
+            // Unnamed statements: safe behind a transaction-mode pooler too.
+            let query = sqlx::query(sql).persistent(false);
             let query = if sql.contains("$1") {
                 query.bind(worker_id)
             } else {

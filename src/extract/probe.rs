@@ -66,9 +66,10 @@ impl ProbeOutcome {
 
 impl DouyinExtractor {
     /// Runs every strategy of the chain against `input` (a link, share text or id), each on
-    /// its own. Keeps no answer and counts nothing in the metrics: it is a check, not work.
-    /// An error only when `input` names no post (or a short link cannot be followed now).
-    pub async fn probe(&self, input: &str) -> Result<Probe, ExtractError> {
+    /// its own and for at most `each` (then it counts as a network failure). Keeps no answer
+    /// and counts nothing in the metrics: it is a check, not work. An error only when `input`
+    /// names no post (or a short link cannot be followed now).
+    pub async fn probe(&self, input: &str, each: Duration) -> Result<Probe, ExtractError> {
         let mut session = self.client.session();
         let (target, _) = self.target(input, &mut session).await?;
         let mut strategies = Vec::new();
@@ -77,7 +78,13 @@ impl DouyinExtractor {
             let mut session = self.client.session();
             let mut cx = Context::new(&mut session);
             let t = Instant::now();
-            let result = s.fetch(&target, &mut cx).await;
+            let result = tokio::time::timeout(each, s.fetch(&target, &mut cx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StrategyError::Fetch(client::FetchError::Network(format!(
+                        "no answer within {each:?}"
+                    ))))
+                });
             strategies.push(StrategyProbe {
                 strategy: s.name(),
                 ms: t.elapsed().as_millis() as u64,

@@ -94,12 +94,10 @@ fn parse(o: Output) -> Run {
 
 /// `doctor --json` with `env` (and `extra` arguments), off the async runtime.
 async fn doctor(env: Vec<(String, String)>, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "doctor".to_string(),
-        "--json".into(),
-        "--timeout".into(),
-        "30".into(),
-    ];
+    let mut args = vec!["doctor".to_string(), "--json".into()];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout".into(), "30".into()]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -216,6 +214,40 @@ async fn douyin_down_fails_each_strategy_with_the_reason_and_exits_1() {
     // The rest still works and says so.
     assert_eq!(run.status("queue"), "pass");
     assert_eq!(run.status("storage round trip"), "pass");
+}
+
+/// A Douyin that takes connections and never answers: each strategy fails at the check's
+/// time limit, and `doctor` goes on to the other checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_douyin_that_never_answers_fails_each_strategy_at_the_time_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", silent.local_addr().unwrap());
+    let run = doctor(embedded(&data, &upstream), &["--timeout", "2"]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    for strategy in ["share_page", "h5_iteminfo", "slidesinfo"] {
+        run.expect(&format!("douyin {strategy}"), "fail", "no answer within 2s");
+    }
+    assert_eq!(
+        run.status("listener API_ADDR"),
+        "skip",
+        "the checks after it ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_refuses_connections_fails_the_queue_and_skips_what_needs_it() {
+    let (_server, _data, mut vars) = embedded_with_douyin().await;
+    let url = format!("postgres://u:db-pass-7781@127.0.0.1:{}/db", free_port());
+    vars.push(("DATABASE_URL".into(), url));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    run.expect("queue", "fail", "database unavailable");
+    assert!(run.advice("queue").contains("is the database up"));
+    assert_eq!(run.status("queue functions"), "skip");
+    assert_eq!(run.status("anon key"), "skip");
+    run.assert_pass(&["storage round trip", "douyin CDN"]);
+    run.assert_no_secret(&["db-pass-7781"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
