@@ -231,13 +231,21 @@ pub(super) async fn launch(exe: &Path, timeout: Duration) -> Result<Instance, Br
         process: Mutex::new(Some(process)),
         handler,
     };
+    identify(&mut instance, timeout)
+        .await
+        .map_err(launch_error)?;
+    Ok(instance)
+}
+
+/// Asks the browser what it is: the User-Agent its pages send, and its product and version.
+async fn identify(instance: &mut Instance, timeout: Duration) -> Result<(), String> {
     let version = tokio::time::timeout(timeout, instance.browser.version())
         .await
-        .map_err(|_| launch_error("no answer to Browser.getVersion".into()))?
-        .map_err(|e| launch_error(format!("Browser.getVersion: {e}")))?;
+        .map_err(|_| "no answer to Browser.getVersion".to_string())?
+        .map_err(|e| format!("Browser.getVersion: {e}"))?;
     instance.user_agent = headful_user_agent(&version.user_agent);
     instance.product = version.product;
-    Ok(instance)
+    Ok(())
 }
 
 /// Reads Chromium's stderr until `DevTools listening on ws://…`, sends that URL (or, if the
