@@ -52,12 +52,9 @@ pub struct DoctorOptions {
 pub async fn run(config: &Config, opts: &DoctorOptions) -> Report {
     let mut report = Report::new(settings::mode(config));
     let budget = opts.timeout;
-    let configuration = settings::check(config);
-    let stop = configuration.status == Status::Fail;
-    report.extend([configuration]);
-    if stop {
-        return report;
-    }
+    // A rule only `run` checks (the key template, the store's URL) that fails still leaves
+    // the rest worth checking: the exit code says bad usage all the same.
+    report.extend([settings::check(config)]);
     report.extend(queue::checks(config, budget).await);
     let grants = if report.failed("queue") {
         Check::new(grants::NAME, 0, Outcome::skip("the queue cannot be used"))

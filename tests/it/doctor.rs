@@ -293,13 +293,37 @@ async fn a_listener_port_in_use_fails_with_advice() {
         "fail",
         &format!("HTTP_ADDR={addr}: cannot listen"),
     );
-    assert!(run.advice(listener).contains("another worker"));
+    assert!(run.advice(listener).contains("another program or worker"));
+}
+
+/// Next to the worker it checks (a cron job): the port its running worker holds is a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_of_a_running_worker_is_a_warning_not_a_failure() {
+    let (_server, data, mut vars) = embedded_with_douyin().await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let worker_data = data.path().join("worker");
+    let worker = crate::cli::RunningBinary::start(&[
+        ("DATA_DIR", worker_data.to_str().unwrap()),
+        ("HTTP_ADDR", &addr),
+    ]);
+    let health = format!("http://{addr}/healthz");
+    crate::system::wait_until(std::time::Duration::from_secs(30), "healthz", || async {
+        let ok = reqwest::get(&health).await.ok()?.status().is_success();
+        ok.then_some(())
+    })
+    .await;
+    vars.push(("HTTP_ADDR".into(), addr.clone()));
+    let run = doctor(vars, &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    run.expect("listener HTTP_ADDR", "warn", "in use by a running worker");
+    drop(worker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_setting_is_the_configuration_check_failing_with_exit_2() {
     let data = tempfile::tempdir().unwrap();
     let mut vars = embedded(&data, "http://127.0.0.1:9");
+    let mut template = vars.clone();
     vars.push(("MAX_CONCURRENT".into(), "abc".into()));
     let run = doctor(vars, &[]).await;
     assert_eq!(run.code, Some(2), "{}", run.all);
@@ -308,6 +332,16 @@ async fn a_bad_setting_is_the_configuration_check_failing_with_exit_2() {
         "fail",
         "MAX_CONCURRENT=abc: expected a whole number",
     );
+    // A rule only `run` checks: the rest is still checked, the exit code is the same.
+    template.push(("OBJECT_KEY_TEMPLATE".into(), "videos/all.mp4".into()));
+    let run = doctor(template, &[]).await;
+    assert_eq!(run.code, Some(2), "{}", run.all);
+    run.expect(
+        "configuration",
+        "fail",
+        "OBJECT_KEY_TEMPLATE=videos/all.mp4",
+    );
+    run.assert_pass(&["queue", "storage round trip", "temp folder"]);
 }
 
 /// PostgreSQL with an S3 store: a password in `DATABASE_URL` the server ignores (trust
