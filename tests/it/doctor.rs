@@ -147,8 +147,13 @@ async fn embedded_all_green_each_check_reported_and_nothing_left_in_the_store() 
     vars.retain(|(k, _)| k != "BROWSER_ENABLED");
     let port = free_port().to_string();
     vars.push(("HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
+    vars.push((
+        "DOUYIN_COOKIE".into(),
+        "sessionid=doctor-cookie-s3cret".into(),
+    ));
     let run = doctor(vars.clone(), &[]).await;
     assert_eq!(run.code, Some(0), "{}", run.all);
+    run.assert_no_secret(&["doctor-cookie-s3cret"]);
     assert_eq!(run.json["ok"], true);
     assert_eq!(run.json["mode"], "embedded");
     run.assert_pass(&[
@@ -202,9 +207,15 @@ async fn embedded_all_green_each_check_reported_and_nothing_left_in_the_store() 
 async fn douyin_down_fails_each_strategy_with_the_reason_and_exits_1() {
     let data = tempfile::tempdir().unwrap();
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    let run = doctor(embedded(&data, &nobody), &[]).await;
+    let mut vars = embedded(&data, &nobody);
+    vars.push((
+        "DOUYIN_COOKIE".into(),
+        "sessionid=doctor-cookie-s3cret; ttwid=doctor-ttwid-s3cret".into(),
+    ));
+    let run = doctor(vars, &[]).await;
     assert_eq!(run.code, Some(1), "{}", run.all);
     assert_eq!(run.json["ok"], false);
+    run.assert_no_secret(&["doctor-cookie-s3cret", "doctor-ttwid-s3cret"]);
     for strategy in ["share_page", "h5_iteminfo", "slidesinfo"] {
         let name = format!("douyin {strategy}");
         run.expect(&name, "fail", "transient (network)");
