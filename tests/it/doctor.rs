@@ -227,6 +227,36 @@ async fn douyin_down_fails_each_strategy_with_the_reason_and_exits_1() {
     assert_eq!(run.status("storage round trip"), "pass");
 }
 
+/// `--video`: a post Douyin says is blocked here (Douyin works: warnings, exit 0, advice to
+/// pick another video), and one answered with the captcha page (each strategy fails, the
+/// advice says to set `DOUYIN_COOKIE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_video_warns_and_a_captcha_fails_with_its_advice() {
+    const BLOCKED: &str = "7412345678901234001";
+    const CAPTCHA: &str = "7412345678901234002";
+    let server = DouyinServer::start(vec![
+        video_post(BLOCKED, Behaviour::RegionBlocked),
+        video_post(CAPTCHA, Behaviour::Captcha),
+    ])
+    .await;
+    let data = tempfile::tempdir().unwrap();
+    let vars = embedded(&data, &server.url);
+    let link = format!("https://www.douyin.com/video/{BLOCKED}");
+    let run = doctor(vars.clone(), &["--video", &link]).await;
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    run.expect("douyin share_page", "warn", "copyright_foreign");
+    assert!(run.advice("douyin share_page").contains("--video"));
+    assert_eq!(run.status("douyin CDN"), "skip");
+
+    let run = doctor(vars, &["--video", CAPTCHA]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    for strategy in ["share_page", "h5_iteminfo", "slidesinfo"] {
+        let name = format!("douyin {strategy}");
+        run.expect(&name, "fail", "transient (captcha)");
+        assert!(run.advice(&name).contains("DOUYIN_COOKIE"));
+    }
+}
+
 /// A Douyin that takes connections and never answers: each strategy fails at the check's
 /// time limit, and `doctor` goes on to the other checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
