@@ -134,6 +134,12 @@ pub trait ObjectBackend: Send + Sync + 'static {
     /// Creates the bucket (or folder) if it is missing.
     async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError>;
 
+    /// How the bucket is set up, where the store keeps such settings (Supabase Storage);
+    /// `None` elsewhere.
+    async fn bucket_settings(&self) -> Result<Option<BucketSpec>, StorageError> {
+        Ok(None)
+    }
+
     /// `videos.storage_provider`: `local`, `supabase`, `s3`, ...
     fn provider(&self) -> &'static str;
     /// `videos.bucket`.

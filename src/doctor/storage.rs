@@ -48,19 +48,46 @@ pub async fn checks(config: &Config, budget: Duration) -> Vec<Check> {
 async fn bucket(store: &dyn ObjectBackend, config: &Config) -> Outcome {
     let spec = &config.storage.bucket_spec;
     let name = format!("bucket {} ({})", store.bucket(), store.provider());
-    match store.ensure_bucket(spec).await {
-        Ok(BucketOutcome::Exists) => Outcome::pass(format!("{name} exists")),
-        Ok(BucketOutcome::Created) => Outcome::pass(format!(
-            "{name} was missing: created as `run` creates it ({}, file size limit {}, {} content \
-             types)",
-            if spec.public { "public" } else { "private" },
-            spec.file_size_limit
-                .map(crate::admin::table::bytes)
-                .unwrap_or_else(|| "none".into()),
-            spec.allowed_mime_types.len()
-        )),
-        Err(e) => Outcome::fail(format!("{name}: {e}"), CREDENTIALS),
+    let done = match store.ensure_bucket(spec).await {
+        Ok(BucketOutcome::Exists) => "exists",
+        Ok(BucketOutcome::Created) => "was missing: created as `run` creates it",
+        Err(e) => return Outcome::fail(format!("{name}: {e}"), CREDENTIALS),
+    };
+    match store.bucket_settings().await {
+        Ok(None) => Outcome::pass(format!("{name} {done}")),
+        Ok(Some(has)) if !accepts(&has, "video/mp4") => Outcome::fail(
+            format!("{name} {done}, but refuses video/mp4 ({})", describe(&has)),
+            "add video/mp4 (and the image and audio types of STORAGE_ALLOWED_MIME_TYPES) to the \
+             bucket's allowed MIME types",
+        ),
+        Ok(Some(has)) => Outcome::pass(format!("{name} {done} ({})", describe(&has))),
+        Err(e) => Outcome::fail(format!("{name}: its settings: {e}"), CREDENTIALS),
     }
+}
+
+/// A bucket's settings, for people.
+fn describe(spec: &crate::storage::BucketSpec) -> String {
+    let types = match spec.allowed_mime_types.len() {
+        0 => "any content type".to_string(),
+        n => format!("{n} content types"),
+    };
+    format!(
+        "{}, file size limit {}, {types}",
+        if spec.public { "public" } else { "private" },
+        spec.file_size_limit
+            .map(crate::admin::table::bytes)
+            .unwrap_or_else(|| "the project's".into()),
+    )
+}
+
+/// Whether a bucket with `spec` takes objects of `content_type` (no list: any; `type/*`).
+fn accepts(spec: &crate::storage::BucketSpec, content_type: &str) -> bool {
+    let family = content_type.split('/').next().unwrap_or_default();
+    spec.allowed_mime_types.is_empty()
+        || spec
+            .allowed_mime_types
+            .iter()
+            .any(|t| t == content_type || *t == format!("{family}/*") || t == "*/*")
 }
 
 /// Writes, reads back, signs and deletes the test object; the deletion runs whatever

@@ -435,7 +435,8 @@ async fn postgres_and_s3_all_green_then_a_wrong_storage_key_fails_without_showin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn supabase_only_all_green_then_an_anon_key_allowed_to_claim_fails() {
+async fn supabase_only_all_green_then_a_bucket_refusing_videos_or_an_anon_key_allowed_to_claim_fails()
+ {
     use fakes::postgrest::{PUBLISHABLE_KEY, PostgrestEmulator, SECRET_KEY};
     let (_server, _data, mut vars) = embedded_with_douyin().await;
     let db = fakes::pg::fresh_pg().await;
@@ -450,7 +451,12 @@ async fn supabase_only_all_green_then_an_anon_key_allowed_to_claim_fails() {
     let run = doctor(vars.clone(), &[]).await;
     assert_eq!(run.code, Some(0), "{}", run.all);
     assert_eq!(run.json["mode"], "supabase");
-    run.assert_pass(&["queue", "queue functions", "anon key", "storage bucket"]);
+    run.assert_pass(&["queue", "queue functions", "anon key"]);
+    run.expect(
+        "storage bucket",
+        "pass",
+        "was missing: created as `run` creates it (public",
+    );
     run.expect("storage round trip", "pass", "signed URL serves it");
     run.assert_no_secret(&[SECRET_KEY, PUBLISHABLE_KEY]);
     assert_eq!(
@@ -458,6 +464,19 @@ async fn supabase_only_all_green_then_an_anon_key_allowed_to_claim_fails() {
         0,
         "the test object was deleted"
     );
+
+    // A bucket made by hand that takes pictures only: videos would be refused.
+    storage.create_bucket("pictures", true, None, Some(vec!["image/jpeg".into()]));
+    let mut pictures = vars.clone();
+    pictures.push(("STORAGE_BUCKET".into(), "pictures".into()));
+    let run = doctor(pictures, &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    run.expect(
+        "storage bucket",
+        "fail",
+        "exists, but refuses video/mp4 (public",
+    );
+    assert!(run.advice("storage bucket").contains("allowed MIME types"));
 
     // A grant added by hand since the migrations: the public key may claim jobs.
     sqlx::query(
