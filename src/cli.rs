@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod doctor;
 mod get;
 mod run;
 
@@ -27,7 +28,7 @@ pub(crate) struct Cli {
 }
 
 /// Subcommands: the worker (`run`), operations (`migrate`, `enqueue`, `stats`, `jobs`,
-/// `retry`, `gc`, `setup-storage`) and media (`extract`, `get`).
+/// `retry`, `gc`, `setup-storage`, `doctor`) and media (`extract`, `get`).
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the worker until SIGINT or SIGTERM.
@@ -130,6 +131,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what works with this configuration: the settings, the queue and its grants, the
+    /// store (a small object written, read back, signed and deleted), the temp folder, each
+    /// Douyin strategy and the CDN, the browser, the HTTP listeners. Exit code 0 when
+    /// everything `run` needs works, 1 otherwise, 2 for a bad configuration.
+    Doctor {
+        /// The video extraction is tried on: a link, share text or aweme id.
+        #[arg(long, value_name = "LINK|ID", default_value = crate::doctor::DEFAULT_VIDEO)]
+        video: String,
+        /// Longest time one check may take, in seconds.
+        #[arg(long, value_name = "S", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// An error with the exit code it maps to.
@@ -173,6 +190,9 @@ pub fn main() -> ExitCode {
     let config = match Config::resolve(&cli.settings, Some(&matches)) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(Command::Doctor { json, .. }) = &cli.command {
+                doctor::print(&crate::doctor::bad_configuration(&e), *json);
+            }
             eprintln!("douyin-worker: {e}");
             return ExitCode::from(exit::USAGE);
         }
@@ -217,6 +237,11 @@ pub async fn execute(command: Command, config: Config) -> Result<(), CliError> {
             force,
             json,
         } => enqueue(config, &inputs, priority, force, json).await,
+        Command::Doctor {
+            video,
+            timeout,
+            json,
+        } => doctor::run(config, video, timeout, json).await,
         Command::Get { link, output } => {
             get::run(config, &link, output.as_deref())
                 .await

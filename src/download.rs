@@ -17,8 +17,12 @@
 //!   size must match `Content-Length` and the record's `data_size`.
 //! - Every URL and redirect hop passes the SSRF [`crate::net::guard`]; redirects are bounded.
 //! - Progress goes to the job row through the job context (throttled there).
+//! - `probe`: the first bytes of the file, for `doctor` ([`HttpDownloader::first_bytes`]).
 
+mod probe;
 mod sink;
+
+pub use probe::FirstBytes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -207,7 +211,7 @@ impl HttpDownloader {
         let mut written: u64 = 0;
         let mut resumes: u32 = 0;
         loop {
-            let mut response = self.request(url, source, written, deadline).await?;
+            let mut response = self.request(url, source, (written, None), deadline).await?;
             let status = response.status();
             let (total, restart) = match status {
                 StatusCode::OK => (response.content_length(), written > 0),
@@ -328,13 +332,13 @@ impl HttpDownloader {
         }
     }
 
-    /// Sends a GET (with `Range` from `from` when resuming), following redirects by hand so
-    /// that each hop passes the guard.
+    /// Sends a GET (with `Range: bytes=FROM-` when resuming, `bytes=FROM-TO` when a part is
+    /// asked for), following redirects by hand so that each hop passes the guard.
     async fn request(
         &self,
         url: &Url,
         source: &MediaSource,
-        from: u64,
+        (from, to): (u64, Option<u64>),
         deadline: Instant,
     ) -> Result<reqwest::Response, MirrorEnd> {
         let mut current = url.clone();
@@ -356,7 +360,9 @@ impl HttpDownloader {
                     req = req.header(n, v);
                 }
             }
-            if from > 0 {
+            if let Some(to) = to {
+                req = req.header(header::RANGE, format!("bytes={from}-{to}"));
+            } else if from > 0 {
                 req = req.header(header::RANGE, format!("bytes={from}-"));
             }
             let wait = self

@@ -6,6 +6,8 @@
 //! - [`media`]: which file to download: candidates, ranking, expiry of CDN URLs, metadata.
 //! - [`reflow`]: the encrypted `reflow_id` the H5 item-info API wants.
 //! - [`client`]: HTTP sessions with Douyin's cookies; [`strategy`]: the chain of strategies.
+//! - `probe`: each strategy on its own, for `doctor` ([`DouyinExtractor::probe`]);
+//!   `record`: what a record found gives (status checked, file chosen, metadata).
 //! - `browser` (feature `browser`, on by default): the last strategy, a shared headless
 //!   Chromium driven over CDP.
 //!
@@ -18,6 +20,8 @@ pub mod client;
 pub mod drift;
 pub mod link;
 pub mod media;
+mod probe;
+mod record;
 pub mod reflow;
 mod stage;
 pub mod strategy;
@@ -36,6 +40,7 @@ use aweme::ParseError;
 use client::{ClientOptions, DouyinClient, Session};
 use link::{Link, PostKind, UnsupportedLink};
 use media::{Choice, ChoiceError, ImagePolicy};
+pub use probe::{Probe, ProbeOutcome, StrategyProbe};
 use strategy::{Context, Strategy, StrategyError, Target};
 
 /// How extraction behaves.
@@ -415,35 +420,12 @@ impl DouyinExtractor {
                 drift,
             });
         };
-        aweme::check_status(&record).map_err(|e| match e {
-            ParseError::Unavailable { reason } => ExtractError::Unavailable(reason),
-            other => ExtractError::Unavailable(other.to_string()),
-        })?;
-        let choice = media::choose(&record, self.opts.images, self.opts.prefer_h264)?;
-        let chosen = match &choice {
-            Choice::Video { best, .. } => Some(best),
-            Choice::Images { .. } => None,
-        };
-        let metadata = media::metadata(&record, chosen);
-        let (cookie, user_agent) = match cx.handoff.take() {
-            Some(handoff) => (handoff.cookie, handoff.user_agent),
-            None => (cx.session.cookie_header(), None),
-        };
-        Ok(Extraction {
-            aweme_id: target.aweme_id.clone(),
-            link_kind: target.kind,
-            title: record.desc.clone().filter(|d| !d.trim().is_empty()),
-            strategy,
-            cover_url: media::cover_url(&record),
-            cover_urls: media::cover_urls(&record),
-            choice,
-            metadata,
-            attempts,
-            resolve_ms,
-            total_ms: started.elapsed().as_millis() as u64,
-            cookie,
-            user_agent,
-        })
+        let (cookie, user_agent) = cx.take_identity();
+        let mut found = self.finish(&target, strategy, &record, cookie, user_agent)?;
+        found.attempts = attempts;
+        found.resolve_ms = resolve_ms;
+        found.total_ms = started.elapsed().as_millis() as u64;
+        Ok(found)
     }
 
     /// The aweme id of `input`, resolving a short link with one GET.

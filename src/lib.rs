@@ -21,7 +21,8 @@
 //! Around them:
 //! - [`cli`]: the command line, the wiring of `run` and `get` (one link to a local file);
 //!   `main` only calls [`cli::main`].
-//!   [`admin`]: `stats`, `jobs`, `retry`, `gc`.
+//!   [`admin`]: `stats`, `jobs`, `retry`, `gc`. [`doctor`]: what works, each part checked
+//!   live with `run`'s configuration.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the UI's download API ([`http::api`]).
 //! - [`config`]: the settings in groups, from flags, environment and `.env`.
 //!
@@ -46,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod cover;
 pub mod disk;
+pub mod doctor;
 pub mod download;
 pub mod error;
 pub mod exit;

@@ -5,8 +5,11 @@
 //! - [`local`]: a local folder, the embedded default (`./data/videos`).
 //! - [`supabase`]: Supabase Storage (standard uploads and TUS).
 //! - [`object`]: S3, GCS and Azure through `object_store` ([`cloud`] builds the stores).
+//! - [`configured`]: which of them the configuration names; `keys`: object keys and their
+//!   rules.
 
 pub mod cloud;
+pub mod configured;
 mod keys;
 pub mod local;
 pub mod object;
@@ -138,6 +141,12 @@ pub enum BucketOutcome {
 pub trait ObjectBackend: Send + Sync + 'static {
     /// Creates the bucket (or folder) if it is missing.
     async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, StorageError>;
+
+    /// How the bucket is set up, where the store keeps such settings (Supabase Storage);
+    /// `None` elsewhere.
+    async fn bucket_settings(&self) -> Result<Option<BucketSpec>, StorageError> {
+        Ok(None)
+    }
 
     /// `videos.storage_provider`: `local`, `supabase`, `s3`, ...
     fn provider(&self) -> &'static str;

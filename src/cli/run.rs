@@ -130,40 +130,13 @@ pub(super) async fn run(config: Config) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The storage backend the configuration names: `STORAGE_URL` if set, else Supabase Storage
-/// with the Supabase settings, else the local folder.
+/// The storage backend the configuration names (see `storage::configured`); a bad setting is
+/// a usage error.
 pub(super) fn storage_backend(
     config: &Config,
 ) -> Result<std::sync::Arc<dyn crate::storage::ObjectBackend>, CliError> {
-    if let Some(url) = &config.storage.url {
-        return Ok(if url.scheme() == "file" {
-            let path = url
-                .to_file_path()
-                .map_err(|_| usage(anyhow::anyhow!("STORAGE_URL={url}: not a local path")))?;
-            std::sync::Arc::new(crate::storage::local::LocalFolder::new(
-                path,
-                &config.storage.bucket,
-            ))
-        } else {
-            std::sync::Arc::new(
-                crate::storage::object::ObjectStoreBackend::from_url(url).map_err(usage_msg)?,
-            )
-        });
-    }
-    Ok(match &config.supabase {
-        Some(project) => std::sync::Arc::new(
-            crate::storage::supabase::SupabaseStorage::new(
-                &project.url,
-                project.key.clone(),
-                &config.storage.bucket,
-            )
-            .map_err(usage_msg)?,
-        ),
-        None => std::sync::Arc::new(crate::storage::local::LocalFolder::new(
-            &config.storage.dir,
-            &config.storage.bucket,
-        )),
-    })
+    crate::storage::configured::backend(&config.storage, config.supabase.as_ref())
+        .map_err(usage_msg)
 }
 
 /// The storage stage over `backend`; a bad `OBJECT_KEY_TEMPLATE` is a usage error.

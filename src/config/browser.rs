@@ -62,13 +62,19 @@ pub struct BrowserSettings {
     pub max_pages: u32,
     /// Time one browser extraction may take.
     pub timeout: Duration,
+    /// `BROWSER_ENABLED=true` was given: the operator counts on the browser, so `doctor`
+    /// counts a missing one as a failure (`run` still goes on without it).
+    pub required: bool,
 }
 
 impl BrowserArgs {
     /// The browser strategy's settings.
     pub(crate) fn resolve(&self, f: &Fields) -> Result<BrowserSettings, ConfigError> {
+        let enabled_f = field!(f, self.browser_enabled);
+        let enabled = enabled_f.boolean_or(cfg!(feature = "browser"))?;
         Ok(BrowserSettings {
-            enabled: field!(f, self.browser_enabled).boolean_or(cfg!(feature = "browser"))?,
+            enabled,
+            required: enabled && enabled_f.given().is_some(),
             chromium_path: field!(f, self.chromium_path).given().map(PathBuf::from),
             max_pages: field!(f, self.browser_max_pages).number(1, 1_000_000)?,
             timeout: field!(f, self.browser_timeout_seconds).seconds(1, 600)?,

@@ -1,5 +1,6 @@
 //! The Supabase project: its URL and service role key. They serve the queue (Supabase-only
-//! mode, over the REST API) and the store (Supabase Storage).
+//! mode, over the REST API) and the store (Supabase Storage). The anon key, optional, serves
+//! only `doctor`, which checks live that it can call none of the worker's functions.
 
 use clap::Args;
 use url::Url;
@@ -7,7 +8,7 @@ use url::Url;
 use super::field::{Fields, field};
 use super::{ConfigError, Secret};
 
-/// `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`.
+/// `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`, `SUPABASE_ANON_KEY`.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Shared settings: Supabase")]
 pub struct SupabaseArgs {
@@ -24,6 +25,17 @@ pub struct SupabaseArgs {
         hide_env_values = true
     )]
     pub supabase_service_role_key: Option<String>,
+
+    /// The project's anon (public) key: `doctor` checks that it can call none of the worker's
+    /// functions. Nothing else uses it. Never logged.
+    #[arg(
+        long,
+        env = "SUPABASE_ANON_KEY",
+        global = true,
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub supabase_anon_key: Option<String>,
 }
 
 /// A Supabase project the worker may use.
@@ -33,10 +45,13 @@ pub struct Supabase {
     pub url: Url,
     /// The service role key.
     pub key: Secret,
+    /// The anon key (`SUPABASE_ANON_KEY`), for `doctor`'s check of what it may not do.
+    pub anon_key: Option<Secret>,
 }
 
 impl SupabaseArgs {
-    /// Both settings or neither; a key that is recognisably not a service key is refused.
+    /// Both settings or neither; a key that is recognisably not a service key is refused, and
+    /// so is an anon key that is recognisably a service key, or one without the project.
     pub(crate) fn resolve(&self, f: &Fields) -> Result<Option<Supabase>, ConfigError> {
         let url = field!(f, self.supabase_url).http_url()?;
         let key_f = field!(f, self.supabase_service_role_key);
@@ -47,8 +62,21 @@ impl SupabaseArgs {
             }
             None => None,
         };
+        let anon_f = field!(f, self.supabase_anon_key);
+        let anon_key = match anon_f.given() {
+            Some(anon) => {
+                check_anon_key(anon).map_err(|why| anon_f.fail(why))?;
+                Some(Secret::new(anon))
+            }
+            None => None,
+        };
         match (url, key) {
-            (Some(url), Some(key)) => Ok(Some(Supabase { url, key })),
+            (Some(url), Some(key)) => Ok(Some(Supabase { url, key, anon_key })),
+            (None, None) if anon_key.is_some() => Err(ConfigError(
+                "SUPABASE_ANON_KEY is set but SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are \
+                 not: the anon key is checked against the project they name"
+                    .into(),
+            )),
             (None, None) => Ok(None),
             (Some(_), None) => Err(ConfigError(
                 "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not: set both, or neither"
@@ -59,5 +87,19 @@ impl SupabaseArgs {
                     .into(),
             )),
         }
+    }
+}
+
+/// Refuses an anon key that is recognisably a service key: checking that it is refused would
+/// prove nothing, and a service key has no business in a setting meant to be public.
+fn check_anon_key(key: &str) -> Result<(), String> {
+    use crate::supabase::{KeyKind, key_kind};
+    match key_kind(key) {
+        KeyKind::Secret | KeyKind::ServiceRoleJwt => Err(
+            "this is a service key, not the anon key: use the project's anon (legacy JWT) or \
+             publishable (sb_publishable_…) key"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }

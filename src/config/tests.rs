@@ -156,6 +156,43 @@ fn backend_follows_what_is_configured() {
 }
 
 #[test]
+fn the_anon_key_needs_its_project_is_no_service_key_and_is_never_shown() {
+    let mut r = raw();
+    r.supabase.supabase_anon_key = Some("sb_publishable_visible_to_all".into());
+    let e = Config::resolve(&r, None).unwrap_err().to_string();
+    assert!(
+        e.starts_with("SUPABASE_ANON_KEY is set but SUPABASE_URL"),
+        "{e}"
+    );
+    r.supabase.supabase_url = Some("https://abc.supabase.co".into());
+    r.supabase.supabase_service_role_key = Some("sb_secret_x".into());
+    let c = Config::resolve(&r, None).unwrap();
+    let anon = c.supabase.as_ref().unwrap().anon_key.as_ref().unwrap();
+    assert_eq!(anon.expose(), "sb_publishable_visible_to_all");
+    assert!(!format!("{c:?}").contains("visible_to_all"));
+    r.supabase.supabase_anon_key = Some("sb_secret_not_public_0001".into());
+    let e = Config::resolve(&r, None).unwrap_err().to_string();
+    assert!(
+        e.starts_with("SUPABASE_ANON_KEY: this is a service key, not the anon key"),
+        "{e}"
+    );
+    assert!(!e.contains("not_public_0001"), "{e}");
+}
+
+#[test]
+fn the_browser_is_required_only_when_browser_enabled_is_given_true() {
+    let c = Config::resolve(&raw(), None).unwrap();
+    assert_eq!(c.browser.enabled, cfg!(feature = "browser"));
+    assert!(!c.browser.required);
+    let mut r = raw();
+    r.browser.browser_enabled = Some("true".into());
+    assert!(Config::resolve(&r, None).unwrap().browser.required);
+    r.browser.browser_enabled = Some("false".into());
+    let c = Config::resolve(&r, None).unwrap();
+    assert!(!c.browser.enabled && !c.browser.required);
+}
+
+#[test]
 fn summary_and_debug_hide_secrets() {
     let mut r = raw();
     r.queue.database_url = Some("postgres://u:hunter2@localhost/db".into());

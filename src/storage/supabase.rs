@@ -349,6 +349,10 @@ impl ObjectBackend for SupabaseStorage {
         self.create_bucket(spec).await.map_err(explain_rights)
     }
 
+    async fn bucket_settings(&self) -> Result<Option<BucketSpec>, StorageError> {
+        self.bucket_spec().await.map(Some)
+    }
+
     fn provider(&self) -> &'static str {
         "supabase"
     }

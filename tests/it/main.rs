@@ -15,6 +15,7 @@ mod cloud_stores;
 mod covers;
 mod db_health;
 mod disk;
+mod doctor;
 mod download;
 mod events;
 mod example_page;

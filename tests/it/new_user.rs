@@ -21,6 +21,7 @@ fn each_subcommands_help_shows_its_own_options_first_then_the_shared_settings() 
         ("retry", &["--all-failed", "--json"][..]),
         ("gc", &["--apply", "--min-age", "--json"][..]),
         ("setup-storage", &[][..]),
+        ("doctor", &["--video", "--timeout", "--json"][..]),
     ] {
         let o = worker(&[command, "--help"], &[]);
         assert_eq!(o.status.code(), Some(0), "{command} --help");

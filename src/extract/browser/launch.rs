@@ -89,6 +89,8 @@ pub(super) struct Instance {
     pub browser: Browser,
     /// The User-Agent its pages send (without the `Headless` mark).
     pub user_agent: String,
+    /// Its product and version, as `Browser.getVersion` says (`HeadlessChrome/120.0...`).
+    pub product: String,
     /// The process id (and process group id) of the browser process.
     pub pid: u32,
     /// The profile folder.
@@ -221,6 +223,7 @@ pub(super) async fn launch(exe: &Path, timeout: Duration) -> Result<Instance, Br
     let mut instance = Instance {
         browser,
         user_agent: String::new(),
+        product: String::new(),
         pid,
         profile: profile_path,
         dead,
@@ -228,12 +231,21 @@ pub(super) async fn launch(exe: &Path, timeout: Duration) -> Result<Instance, Br
         process: Mutex::new(Some(process)),
         handler,
     };
+    identify(&mut instance, timeout)
+        .await
+        .map_err(launch_error)?;
+    Ok(instance)
+}
+
+/// Asks the browser what it is: the User-Agent its pages send, and its product and version.
+async fn identify(instance: &mut Instance, timeout: Duration) -> Result<(), String> {
     let version = tokio::time::timeout(timeout, instance.browser.version())
         .await
-        .map_err(|_| launch_error("no answer to Browser.getVersion".into()))?
-        .map_err(|e| launch_error(format!("Browser.getVersion: {e}")))?;
+        .map_err(|_| "no answer to Browser.getVersion".to_string())?
+        .map_err(|e| format!("Browser.getVersion: {e}"))?;
     instance.user_agent = headful_user_agent(&version.user_agent);
-    Ok(instance)
+    instance.product = version.product;
+    Ok(())
 }
 
 /// Reads Chromium's stderr until `DevTools listening on ws://…`, sends that URL (or, if the

@@ -225,6 +225,24 @@ impl BrowserPool {
         self.current.lock().await.as_ref().map(|i| i.pid)
     }
 
+    /// The product and version of the current browser (`HeadlessChrome/120.0...`), if one
+    /// runs.
+    pub async fn version(&self) -> Option<String> {
+        self.current
+            .lock()
+            .await
+            .as_ref()
+            .map(|i| i.product.clone())
+    }
+
+    /// The executable the pool would launch, or why there is none (`CHROMIUM_PATH` names no
+    /// executable file, or none of the usual names is on `PATH`).
+    pub fn find_executable(&self) -> Result<PathBuf, String> {
+        self.executable()
+            .map(Path::to_path_buf)
+            .map_err(|e| e.to_string())
+    }
+
     /// The profile folder of the current browser, if one runs.
     pub async fn user_data_dir(&self) -> Option<PathBuf> {
         self.current

@@ -52,6 +52,24 @@ impl SupabaseStorage {
         limits
     }
 
+    /// The bucket's settings as the server has them (`GET /bucket/{id}`: `public`,
+    /// `file_size_limit`, `allowed_mime_types`; a null limit or list is none).
+    pub(super) async fn bucket_spec(&self) -> Result<BucketSpec, StorageError> {
+        let url = self.url(&format!("bucket/{}", self.bucket));
+        let row: serde_json::Value = self
+            .call(self.client.get(url))
+            .await?
+            .json()
+            .await
+            .map_err(|e| StorageError::transient("storage-error", format!("bucket: {e}")))?;
+        let types = row["allowed_mime_types"].as_array().into_iter().flatten();
+        Ok(BucketSpec {
+            public: row["public"].as_bool().unwrap_or(false),
+            file_size_limit: row["file_size_limit"].as_u64().filter(|l| *l > 0),
+            allowed_mime_types: types.filter_map(|t| t.as_str().map(String::from)).collect(),
+        })
+    }
+
     /// The bucket's own `file_size_limit` (`GET /bucket/{id}`), if it has one and may be read.
     async fn bucket_limit(&self) -> Option<u64> {
         let url = self.url(&format!("bucket/{}", self.bucket));
