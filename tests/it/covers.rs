@@ -131,7 +131,7 @@ async fn check_lasting(api: &str, meta: &Value, thumbnail: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_by_force() {
+async fn on_the_local_store_the_cover_is_stored_served_and_replaced_by_force_and_retry() {
     let douyin = DouyinServer::start(vec![video_post(ID, Behaviour::NewSharePage)]).await;
     let data = tempfile::tempdir().unwrap();
     let (addr, api) = api_addr();
@@ -139,6 +139,7 @@ async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_b
         ("DATA_DIR", data.path().to_str().unwrap()),
         ("DOUYIN_UPSTREAM", &douyin.url),
         ("API_ADDR", &addr),
+        ("API_RETRY_COOLDOWN_SECONDS", "0"),
     ]);
     let rec = crate::support::backends::queue_and_complete(data.path(), ID).await;
     assert_eq!(rec.video_status, "ready");
@@ -191,6 +192,36 @@ async fn on_the_local_store_the_cover_is_stored_served_by_the_api_and_replaced_b
     let (thumb_again, meta_again) = sqlite_row(data.path(), rec.video_id).await;
     assert_eq!(thumb_again.as_deref(), Some(thumb.as_str()));
     check_record(&meta_again, &thumb);
+
+    // The file gone from the store, the API's retry downloads the video again, and the cover
+    // with it, under the same key.
+    let video_path = data.path().join(format!("videos/{ID}/{ID}.mp4"));
+    std::fs::remove_file(&video_path).unwrap();
+    let retry = format!("{api}/api/videos/{}/retry", rec.video_id);
+    let (status, body) = crate::api::post(&retry).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("queued")),
+        "{body}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = q.video(rec.video_id).await.unwrap().unwrap();
+        if state.status == "ready" && video_path.exists() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stored again: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried = std::fs::metadata(&cover_path).unwrap().modified().unwrap();
+    assert!(retried > after, "the cover was written again by the retry");
+    assert_eq!(std::fs::read(&cover_path).unwrap(), COVER_JPEG);
+    let (thumb_retried, _) = sqlite_row(data.path(), rec.video_id).await;
+    assert_eq!(thumb_retried.as_deref(), Some(thumb.as_str()));
+
     // A cover gone from the store is a 404, not a link that fails in the browser.
     std::fs::remove_file(&cover_path).unwrap();
     let (status, body) = crate::api::call(reqwest::Method::GET, &format!("{api}{thumb}")).await;
