@@ -111,7 +111,7 @@ pub struct Config {
 /// A setting that failed validation; the message names the variable or flag and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 impl Config {
     /// Validates the raw settings. `matches` tells whether each came from a flag or from the

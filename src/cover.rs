@@ -1,7 +1,7 @@
 //! The cover picture stored with each video (`STORE_COVERS`), so that thumbnails outlive
 //! Douyin's signed cover URLs, which expire.
 //!
-//! After the video is stored and before the job completes, [`Covers::attach`] fetches the
+//! After the video is stored and before the job completes, `Covers::attach` fetches the
 //! post's best static cover (the extraction's `MediaSource::cover_urls`: `origin_cover`
 //! before `cover`, JPEG or PNG before WebP) through the same guarded downloader as the media
 //! (public addresses only, every redirect hop checked) with a small size cap and time limit,
@@ -33,14 +33,14 @@ use crate::stage::{DownloadedFile, JobContext, MediaInfo, MediaSource, StageJob,
 use crate::storage::ObjectBackend;
 
 /// Largest cover accepted: Douyin's covers are tens to hundreds of KiB.
-pub const MAX_COVER_BYTES: u64 = 5 * 1024 * 1024;
+pub(crate) const MAX_COVER_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Longest time fetching, checking and storing a cover may take, retries included.
-pub const COVER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const COVER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The download API's route for a video's cover: the lasting thumbnail where the store has no
 /// public URL.
-pub fn thumbnail_route(video_id: uuid::Uuid) -> String {
+pub(crate) fn thumbnail_route(video_id: uuid::Uuid) -> String {
     format!("/api/videos/{video_id}/thumbnail")
 }
 
@@ -60,7 +60,7 @@ struct StoredCover {
 }
 
 impl Covers {
-    /// Covers fetched by `downloader` (whose size cap should be [`MAX_COVER_BYTES`]), stored
+    /// Covers fetched by `downloader` (whose size cap should be `MAX_COVER_BYTES`), stored
     /// through `storage` (the pipeline's stage) under `key_template` in `backend` (which
     /// tells the public URL).
     pub fn new(
@@ -80,7 +80,7 @@ impl Covers {
     /// Stores the cover of the video `stored` holds and records it on `stored` (metadata) and
     /// `video` (the lasting thumbnail). Never fails: a cover that cannot be had is logged and
     /// counted, and the job goes on without it.
-    pub async fn attach(
+    pub(crate) async fn attach(
         &self,
         job: &StageJob,
         source: &MediaSource,

@@ -31,7 +31,7 @@ use crate::config::{Config, ConfigError};
 pub use report::{Check, Outcome, Report, Status};
 
 /// The name of the configuration's check (a failure there exits as bad usage).
-pub const CONFIGURATION: &str = "configuration";
+pub(crate) const CONFIGURATION: &str = "configuration";
 
 /// The video checked by default: a public post of Douyin's own account, whose record is one
 /// of the test fixtures (`tests/fixtures/douyin/web_aweme_post_video_2023.json`). Any link,
@@ -73,7 +73,7 @@ pub async fn run(config: &Config, opts: &DoctorOptions) -> Report {
 
 /// The report of a configuration that does not resolve: its one failed check, so that
 /// scripts reading `--json` get the same shape.
-pub fn bad_configuration(e: &ConfigError) -> Report {
+pub(crate) fn bad_configuration(e: &ConfigError) -> Report {
     let mut report = Report::new("unknown");
     report.extend([Check::new(
         CONFIGURATION,

@@ -17,7 +17,7 @@
 //!   size must match `Content-Length` and the record's `data_size`.
 //! - Every URL and redirect hop passes the SSRF [`crate::net::guard`]; redirects are bounded.
 //! - Progress goes to the job row through the job context (throttled there).
-//! - `probe`: the first bytes of the file, for `doctor` ([`HttpDownloader::first_bytes`]).
+//! - `probe`: the first bytes of the file, for `doctor` (`HttpDownloader::first_bytes`).
 
 mod probe;
 mod sink;
@@ -422,7 +422,7 @@ fn not_here(s: StatusCode, headers: &reqwest::header::HeaderMap) -> MirrorEnd {
 }
 
 /// The longest `Retry-After` honoured: a CDN asking for more is asked again after this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// `Retry-After` in delta-seconds (the form CDNs send), capped at [`MAX_RETRY_AFTER`];
 /// `None` when absent or another form.

@@ -63,11 +63,11 @@ pub(crate) const TEMP_FREE_BYTES: &str = "douyin_temp_free_bytes";
 /// else 0 (gauge).
 pub(crate) const LOW_DISK: &str = "douyin_low_disk";
 /// Covers stored beside their videos (counter).
-pub const COVERS_STORED: &str = "douyin_covers_stored_total";
+pub(crate) const COVERS_STORED: &str = "douyin_covers_stored_total";
 /// Covers that could not be stored, by `reason` (the error code, e.g. `no-cover`,
 /// `download-failed`, `too-large`, `not-image`, `html-as-video`, `cover-timeout`); the video
 /// completes without one (counter).
-pub const COVER_FAILURES: &str = "douyin_cover_failures_total";
+pub(crate) const COVER_FAILURES: &str = "douyin_cover_failures_total";
 /// Constant 1 with `worker_id` and `version` labels (gauge).
 pub(crate) const WORKER_INFO: &str = "douyin_worker_info";
 

@@ -41,7 +41,7 @@ impl Pipeline {
     }
 
     /// The same pipeline, storing each video's cover with it (`STORE_COVERS`).
-    pub fn with_covers(mut self, covers: Arc<crate::cover::Covers>) -> Self {
+    pub(crate) fn with_covers(mut self, covers: Arc<crate::cover::Covers>) -> Self {
         self.covers = Some(covers);
         self
     }

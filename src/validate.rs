@@ -551,7 +551,7 @@ pub fn validate_media<R: Read + Seek>(r: &mut R) -> Result<MediaInfo, Validation
 
 /// What the storage stage records of a validated image: its content type, extension and the
 /// [`ImageInfo`] as JSON.
-pub fn image_media_info(info: &ImageInfo) -> MediaInfo {
+pub(crate) fn image_media_info(info: &ImageInfo) -> MediaInfo {
     MediaInfo {
         mime_type: info.format.mime_type().into(),
         extension: info.format.extension().into(),

@@ -20,7 +20,7 @@ const FIRST_BYTES: u64 = 1024;
 const ANOTHER_VIDEO: &str = "the video is gone or has no file: pass --video with a public video";
 
 /// Douyin's checks, and the aweme id the video resolved to (for the browser's check).
-pub struct DouyinChecks {
+pub(crate) struct DouyinChecks {
     /// One per strategy, then the CDN.
     pub checks: Vec<Check>,
     /// The video's aweme id, once known.

@@ -17,7 +17,7 @@ use crate::queue::rest::RestQueue;
 use crate::queue::{JobFilter, JobQueue, QueueAdmin, QueueError};
 
 /// The check's name.
-pub const NAME: &str = "anon key";
+pub(crate) const NAME: &str = "anon key";
 
 /// What to do when the anon key may do what it must not.
 const OPEN: &str = "anyone holding the app's public key can change the queue: run `douyin-worker \

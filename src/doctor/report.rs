@@ -66,7 +66,11 @@ impl Outcome {
     }
 
     /// A failure when `counted`, else a warning.
-    pub fn fail_if(counted: bool, detail: impl Into<String>, advice: impl Into<String>) -> Self {
+    pub(crate) fn fail_if(
+        counted: bool,
+        detail: impl Into<String>,
+        advice: impl Into<String>,
+    ) -> Self {
         let status = if counted { Status::Fail } else { Status::Warn };
         Self::new(status, detail, Some(advice))
     }
@@ -181,7 +185,7 @@ impl Report {
 
     /// The text form: a mark, the name, the detail and the time on one line, the advice
     /// under it, then a summary.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let width = self.checks.iter().map(|c| c.name.chars().count()).max();
         let width = width.unwrap_or(0);
         let mut out = String::new();

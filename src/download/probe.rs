@@ -19,7 +19,7 @@ pub struct FirstBytes {
 
 impl FirstBytes {
     /// Whether the bytes start like an MP4 (an `ftyp` box first).
-    pub fn looks_like_mp4(&self) -> bool {
+    pub(crate) fn looks_like_mp4(&self) -> bool {
         self.bytes.get(4..8) == Some(b"ftyp".as_slice())
     }
 }
@@ -27,7 +27,11 @@ impl FirstBytes {
 impl HttpDownloader {
     /// Bytes `0..n` of `source`'s file, from the first mirror that answers 200 or 206
     /// (nothing is written to disk). The error lists each mirror's answer.
-    pub async fn first_bytes(&self, source: &MediaSource, n: u64) -> Result<FirstBytes, String> {
+    pub(crate) async fn first_bytes(
+        &self,
+        source: &MediaSource,
+        n: u64,
+    ) -> Result<FirstBytes, String> {
         let n = n.max(1);
         let deadline = Instant::now() + self.opts.idle_timeout;
         let mut ends = Vec::new();

@@ -106,7 +106,7 @@ impl<'s, 'c> Context<'s, 'c> {
 
     /// The Cookie header and User-Agent the downloader must send: the handoff of the strategy
     /// that answered, else the session's cookies (and the HTTP strategies' User-Agent).
-    pub fn take_identity(&mut self) -> (Option<String>, Option<String>) {
+    pub(crate) fn take_identity(&mut self) -> (Option<String>, Option<String>) {
         match self.handoff.take() {
             Some(handoff) => (handoff.cookie, handoff.user_agent),
             None => (self.session.cookie_header(), None),

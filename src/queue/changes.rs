@@ -1,6 +1,6 @@
 //! The per-process hub of video changes that the download API's events streams wait on.
 //!
-//! A stream registers the video it follows ([`VideoChanges::watch`]) and waits for a
+//! A stream registers the video it follows (`VideoChanges::watch`) and waits for a
 //! wake-up; on one it re-reads the video and sends an event only when something it shows
 //! changed. One feed per process, whatever the number of streams, wakes the watchers
 //! (`QueueAdmin::feed_video_changes`, started by the first watch):
@@ -68,7 +68,7 @@ impl VideoChanges {
 
     /// Follows video `id` until the watcher is dropped; starts the process's feed from `queue`
     /// on the first call.
-    pub fn watch(self: &Arc<Self>, id: Uuid, queue: &Arc<dyn QueueAdmin>) -> VideoWatcher {
+    pub(crate) fn watch(self: &Arc<Self>, id: Uuid, queue: &Arc<dyn QueueAdmin>) -> VideoWatcher {
         self.started.get_or_init(|| {
             let (hub, queue) = (self.clone(), queue.clone());
             tokio::spawn(async move {
@@ -105,7 +105,7 @@ impl VideoChanges {
 
     /// Anything may have changed (a feed that cannot tell which video, or that lost
     /// notifications): wake every watcher.
-    pub fn changed_all(&self) {
+    pub(crate) fn changed_all(&self) {
         for w in self.lock().values() {
             w.wake.send_modify(|n| *n += 1);
         }
@@ -133,7 +133,7 @@ impl VideoChanges {
 
 /// One stream's registration; dropping it stops watching.
 #[derive(Debug)]
-pub struct VideoWatcher {
+pub(crate) struct VideoWatcher {
     hub: Arc<VideoChanges>,
     id: Uuid,
     rx: watch::Receiver<u64>,

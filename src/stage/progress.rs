@@ -3,12 +3,12 @@
 //!
 //! Every chunk a download receives updates the [`ProgressBoard`] (in memory, cheap). The
 //! worker's progress flusher asks the board for what is due ([`ProgressBoard::take`]) and
-//! writes only that. The rule ([`write_due`]), per job (one job per video at a time): a write
-//! when the whole percent changed **and** at least [`MIN_WRITE_GAP`] (500 ms) passed since the
+//! writes only that. The rule (`write_due`), per job (one job per video at a time): a write
+//! when the whole percent changed **and** at least `MIN_WRITE_GAP` (500 ms) passed since the
 //! job's last write; the final 100 % (every byte of a known total) is always written, at once.
 //! So a download costs at most one write per whole percent and per half second, whatever the
 //! file size and speed: 101 writes at most, and about 2 a second at most. Without a known
-//! total there is no percent: a write at most every [`UNKNOWN_TOTAL_GAP`].
+//! total there is no percent: a write at most every `UNKNOWN_TOTAL_GAP`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use crate::queue::Lease;
 
 /// Least time between two progress writes of one job.
-pub const MIN_WRITE_GAP: Duration = Duration::from_millis(500);
+pub(crate) const MIN_WRITE_GAP: Duration = Duration::from_millis(500);
 
 /// Least time between two progress writes of a job whose total size is unknown.
-pub const UNKNOWN_TOTAL_GAP: Duration = Duration::from_secs(5);
+pub(crate) const UNKNOWN_TOTAL_GAP: Duration = Duration::from_secs(5);
 
 /// What was last written for a job (or, before any write, what the claim wrote: 0 %).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn percent(done: u64, total: Option<u64>) -> Option<u8> {
 /// Whether progress `done` of `total` at `now` is to be written, given the last write: the
 /// final 100 % always (once); otherwise a new whole percent at least [`MIN_WRITE_GAP`] after
 /// the last write; without a total, new bytes at least [`UNKNOWN_TOTAL_GAP`] after it.
-pub fn write_due(last: Written, now: Instant, done: u64, total: Option<u64>) -> bool {
+pub(crate) fn write_due(last: Written, now: Instant, done: u64, total: Option<u64>) -> bool {
     let since = now.saturating_duration_since(last.at);
     match percent(done, total) {
         Some(100) => last.percent != Some(100),
@@ -119,7 +119,7 @@ impl ProgressBoard {
     }
 
     /// The entries changed since the last call, each marked whether it is to be written now
-    /// (see [`write_due`]); those marked count as written at `now`. An entry not due stays
+    /// (see `write_due`); those marked count as written at `now`. An entry not due stays
     /// pending: a later call writes it once the rule allows.
     pub fn take(&self, now: Instant) -> Vec<ProgressUpdate> {
         let mut map = self.lock();
@@ -149,7 +149,7 @@ impl ProgressBoard {
 
     /// Returns when a download reaches its final byte (or at once if one did since the last
     /// wait), so the final 100 % is written without waiting for the next check.
-    pub async fn final_byte(&self) {
+    pub(crate) async fn final_byte(&self) {
         self.finished.notified().await
     }
 

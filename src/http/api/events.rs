@@ -41,7 +41,7 @@ const MAX_EVENT: usize = 64 * 1024;
 
 /// The open streams, per client and in all.
 #[derive(Debug)]
-pub struct Streams {
+pub(crate) struct Streams {
     settings: EventsSettings,
     trust_forwarded_for: bool,
     open: Mutex<(usize, HashMap<Option<ClientKey>, usize>)>,
