@@ -33,8 +33,8 @@ pub use report::{Check, Outcome, Report, Status};
 /// The name of the configuration's check (a failure there exits as bad usage).
 pub(crate) const CONFIGURATION: &str = "configuration";
 
-/// The video checked by default: a public post of Douyin's own account, whose record is one
-/// of the test fixtures (`tests/fixtures/douyin/web_aweme_post_video_2023.json`). Any link,
+/// The video checked by default: a public post recorded in 2023, whose record is one of the
+/// test fixtures (`tests/fixtures/douyin/web_aweme_post_video_2023.json`). Any link,
 /// share text or id can be given instead with `--video`.
 pub const DEFAULT_VIDEO: &str = "7188795449468259623";
 
