@@ -6,7 +6,7 @@
 mod api;
 pub(crate) mod enqueue;
 mod merge;
-mod worker;
+pub(crate) mod worker;
 
 use std::time::Duration;
 

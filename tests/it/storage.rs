@@ -445,13 +445,7 @@ async fn signed_urls_download_without_a_key_until_they_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
-    use douyin_worker::download::{DownloadOptions, HttpDownloader};
-    use douyin_worker::extract::client::ClientOptions;
-    use douyin_worker::extract::{DouyinExtractor, ExtractOptions};
-    use douyin_worker::net::upstream::Upstream;
-    use douyin_worker::pipeline::Pipeline;
     use douyin_worker::queue::EnqueueRequest;
-    use douyin_worker::validate::FileValidator;
     use douyin_worker::worker::Worker;
 
     use fakes::douyin::{Behaviour, DouyinServer, video_post};
@@ -461,28 +455,8 @@ async fn a_job_retried_after_an_upload_failure_leaves_exactly_one_object() {
     api.create_bucket("videos", true, None, None);
     // The store fails every upload of the first attempt (3 tries within it).
     api.fail_next("/object/videos/", 503, 3);
-    let upstream = Upstream::rewrite_to(douyin.url.parse().unwrap());
-    let pipeline = Pipeline::new(
-        Arc::new(
-            DouyinExtractor::new(ExtractOptions {
-                client: ClientOptions {
-                    upstream: upstream.clone(),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
-        Arc::new(
-            HttpDownloader::new(DownloadOptions {
-                upstream,
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
-        Arc::new(FileValidator),
-        Arc::new(stage(Arc::new(supabase(&api)))),
-    );
+    let pipeline =
+        crate::rows::worker::pipeline_storing_with(&douyin, stage(Arc::new(supabase(&api))));
     let b = crate::support::backends::Backend::new(crate::support::backends::Kind::Sqlite).await;
     let id = b
         .enqueue_with(EnqueueRequest {

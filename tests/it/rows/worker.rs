@@ -24,6 +24,18 @@ const ID: &str = "7412345678901234567";
 
 /// The real pipeline against `douyin`, storing into `store`.
 pub(crate) fn pipeline(douyin: &DouyinServer, store: &std::path::Path) -> Pipeline {
+    pipeline_storing_with(
+        douyin,
+        StorageStage::new(
+            Arc::new(LocalFolder::new(store, "videos")),
+            StorageOptions::default(),
+        ),
+    )
+}
+
+/// The real pipeline against `douyin` (extraction, the HTTP downloader, the file validator),
+/// storing through `storage`.
+pub(crate) fn pipeline_storing_with(douyin: &DouyinServer, storage: StorageStage) -> Pipeline {
     let upstream = Upstream::rewrite_to(douyin.url.parse().unwrap());
     Pipeline::new(
         Arc::new(
@@ -44,10 +56,7 @@ pub(crate) fn pipeline(douyin: &DouyinServer, store: &std::path::Path) -> Pipeli
             .unwrap(),
         ),
         Arc::new(FileValidator),
-        Arc::new(StorageStage::new(
-            Arc::new(LocalFolder::new(store, "videos")),
-            StorageOptions::default(),
-        )),
+        Arc::new(storage),
     )
 }
 
