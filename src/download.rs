@@ -152,30 +152,25 @@ impl HttpDownloader {
                     format!("mirror {} is not a URL: {e}", i + 1),
                 )
             })?;
-            match self.mirror(&url, source, &path, deadline, progress).await {
+            let (why, status) = match self.mirror(&url, source, &path, deadline, progress).await {
                 Ok(file) => return Ok(file),
                 Err(MirrorEnd::Stop(e)) => {
                     let _ = std::fs::remove_file(&path);
                     return Err(e);
                 }
-                Err(end @ (MirrorEnd::Next(..) | MirrorEnd::Throttled { .. })) => {
-                    let _ = std::fs::remove_file(&path);
-                    let (why, status) = match end {
-                        MirrorEnd::Throttled {
-                            why,
-                            status,
-                            retry_after,
-                        } => {
-                            come_back = come_back.max(Some(retry_after));
-                            (why, Some(status))
-                        }
-                        MirrorEnd::Next(why, status) => (why, status),
-                        MirrorEnd::Stop(_) => unreachable!("matched above"),
-                    };
-                    tracing::info!(mirror = i + 1, host = url.host_str().unwrap_or("?"), why = %why, "mirror failed; trying the next");
-                    ends.push((why, status));
+                Err(MirrorEnd::Next(why, status)) => (why, status),
+                Err(MirrorEnd::Throttled {
+                    why,
+                    status,
+                    retry_after,
+                }) => {
+                    come_back = come_back.max(Some(retry_after));
+                    (why, Some(status))
                 }
-            }
+            };
+            let _ = std::fs::remove_file(&path);
+            tracing::info!(mirror = i + 1, host = url.host_str().unwrap_or("?"), why = %why, "mirror failed; trying the next");
+            ends.push((why, status));
         }
         let summary = ends
             .iter()
